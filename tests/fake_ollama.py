@@ -63,8 +63,12 @@ class FakeOllama:
                 else:
                     self._json(404, {"error": "not found"})
 
-            def do_POST(self):
+            def parse_request(self):
+                # The request line has arrived: the server's delays count from here, header parsing included.
                 self._arrived = time.perf_counter()
+                return super().parse_request()
+
+            def do_POST(self):
                 body = self._body()
                 outer._record(self.path, body)
                 model = body.get("model")
@@ -75,7 +79,9 @@ class FakeOllama:
                 if self.path == "/api/show":
                     return self._json(200, {"details": {"family": "llama", "parameter_size": "134.52M",
                                                         "quantization_level": "Q4_1"},
-                                            "model_info": {"llama.block_count": 30}, "template": "{{ .Prompt }}"})
+                                            "model_info": {"general.architecture": "llama",
+                                                           "general.parameter_count": 134515008,
+                                                           "llama.block_count": 30}, "template": "{{ .Prompt }}"})
                 if self.path != "/api/generate":
                     return self._json(404, {"error": "not found"})
                 if not body.get("prompt"):  # load or unload (keep_alive 0)

@@ -131,24 +131,30 @@ def run_benchmark(backend: Backend, model: ModelRef, prompts: dict[str, str], se
                                         "prompts": prompts, "model": model.info.get("gguf_sha256") or model.name}),
         }
         rows = []
-        for prompt_id, text in prompts.items():
-            rendered = render_prompt(model, text, settings)
-            for i in range(warmup + runs):
-                with Monitor() as mon:
-                    measured = measure_once(backend, rendered, settings)
-                row = {**static, "prompt_id": prompt_id, "prompt_text": text, "prompt_rendered": rendered,
-                       "run_index": i - warmup, "is_warmup": i < warmup,
-                       "timestamp_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
-                       **metrics_of(measured), **engine_columns(measured.completion), **mon.result}
-                energy = row.get("gpu_energy_j")
-                row["gpu_energy_j_per_token"] = (energy / row["generated_tokens"]
-                                                 if energy is not None and row["generated_tokens"] else None)
-                rows.append(row)
-                if on_run:
-                    on_run(row)
+        with Monitor() as monitor:
+            for prompt_id, text in prompts.items():
+                rendered = render_prompt(model, text, settings)
+                for i in range(warmup + runs):
+                    with monitor.window() as mon:
+                        measured = measure_once(backend, rendered, settings)
+                    rows.append(_row(static, prompt_id, text, rendered, i - warmup, measured, mon.result))
+                    if on_run:
+                        on_run(rows[-1])
         return rows
     finally:
         backend.unload()
+
+
+def _row(static: dict, prompt_id: str, text: str, rendered: str, run_index: int, measured: Measured,
+         resources: dict) -> dict:
+    row = {**static, "prompt_id": prompt_id, "prompt_text": text, "prompt_rendered": rendered,
+           "run_index": run_index, "is_warmup": run_index < 0,
+           "timestamp_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+           **metrics_of(measured), **engine_columns(measured.completion), **resources}
+    energy = row.get("gpu_energy_j")
+    row["gpu_energy_j_per_token"] = (energy / row["generated_tokens"]
+                                     if energy is not None and row["generated_tokens"] else None)
+    return row
 
 
 def select_prompts(names_or_texts: Optional[Iterable[str]], catalogue: dict[str, str]) -> dict[str, str]:

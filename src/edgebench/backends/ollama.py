@@ -218,6 +218,13 @@ class OllamaBackend(Backend):
         shown = self.client.show(self.tag)
         self._details = shown.get("details", {})
         self._template = shown.get("template")
+        # Without the GGUF at hand (a remote server), what the server says about the model fills the record.
+        facts = shown.get("model_info", {})
+        for key, value in (("quantization", self._details.get("quantization_level")),
+                           ("parameter_count", facts.get("general.parameter_count")),
+                           ("architecture", facts.get("general.architecture"))):
+            if model.info.get(key) is None and value is not None:
+                model.info[key] = value
         self.client.load(self.tag)
 
     def generate(self, prompt: str, settings: GenerationSettings) -> Generator[Token, None, Completion]:
@@ -260,9 +267,7 @@ class OllamaBackend(Backend):
             self.tag = None
 
     def versions(self) -> dict:
-        return {"engine_name": "ollama", "engine_version": getattr(self, "_version", None),
-                "engine_quantization": self._details.get("quantization_level"),
-                "engine_parameter_size": self._details.get("parameter_size")}
+        return {"engine_name": "ollama", "engine_version": getattr(self, "_version", None)}
 
     def device(self) -> str:
         try:
