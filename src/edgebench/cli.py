@@ -79,16 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_testbed() -> str:
-    from .provenance import machine
-    from .models import slug
-
-    gpu = machine().get("gpu_name")
-    if gpu:
-        return slug(gpu.lower().replace("nvidia ", ""))
-    return "cpu-" + str(machine().get("cpu_cores_physical") or "x") + "c"
-
-
 def cmd_bench(args) -> int:
     import pandas as pd
     from tqdm import tqdm
@@ -96,6 +86,7 @@ def cmd_bench(args) -> int:
     from .atomic import check_writable
     from .backends import GenerationSettings, create_backend
     from .models import resolve_cli_model
+    from .provenance import testbed_name
     from .records import write_runs
     from .runner import run_benchmark, select_prompts
     from .stats import ratio_ci
@@ -115,7 +106,7 @@ def cmd_bench(args) -> int:
     backends = [args.backend] + ([args.baseline] if args.compare else [])
     if args.compare and args.baseline == args.backend:
         raise EdgebenchError("--compare needs a --baseline other than --backend")
-    testbed = args.testbed or default_testbed()
+    testbed = args.testbed or testbed_name()
     rows: list[dict] = []
     for name in backends:
         model_arg = args.ollama_model if (name == "ollama" and args.ollama_model) else args.model

@@ -58,3 +58,13 @@ def machine() -> dict:
         "git_commit": git_commit(),
         **gpu_identity(),
     }
+
+
+def testbed_name() -> str:
+    """A short name for this machine in result paths: the GPU (e.g. `h100-80gb-hbm3`) or the CPU's core count."""
+    import re
+
+    info = machine()
+    if info.get("gpu_name"):
+        return re.sub(r"[^a-z0-9.]+", "-", info["gpu_name"].lower().replace("nvidia", "")).strip("-")
+    return f"cpu-{info.get('cpu_cores_physical') or 'x'}c"

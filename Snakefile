@@ -1,0 +1,25 @@
+# edgebench: models -> benchmarks -> Parquet -> statistics and scaling -> figures, tables -> report.
+# Quickstart: snakemake --cores 1 all      The user's plan: snakemake --profile lambda (config/plan.yaml)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/bench.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/plots.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

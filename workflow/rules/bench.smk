@@ -1,0 +1,25 @@
+# One benchmark job per backend x model x prompt. Every job asks for the `gpu` resource: profiles limit it to 1 so
+# that no two measurements share the machine (on a CPU-only machine `--cores 1` serialises them as well).
+
+
+rule bench:
+    input:
+        record=model_record,
+    output:
+        runs=f"{RESULTS}/{{testbed}}/runs/{{backend}}/{{model}}/{{prompt}}.parquet",
+    wildcard_constraints:
+        backend=constraint(BACKENDS),
+        model=constraint(MODELS),
+        prompt=constraint(PROMPTS),
+    params:
+        settings=bench_settings(),
+        prompt=lambda wc: config["prompts"][wc.prompt],
+        backend_options=lambda wc: config["backends"][wc.backend],
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/{{testbed}}/bench/{{backend}}/{{model}}/{{prompt}}.log",
+    conda:
+        "../../envs/edgebench.yaml"
+    script:
+        "../scripts/bench.py"

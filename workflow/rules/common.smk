@@ -1,0 +1,68 @@
+# Configuration, validation and every input function of the workflow.
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from edgebench import EdgebenchError
+from edgebench.config import validate
+from edgebench.provenance import testbed_name
+
+try:
+    validate(config)
+except EdgebenchError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}") from None
+
+RESULTS = config["results"]
+TESTBED = testbed_name() if config["testbed"] == "auto" else config["testbed"]
+MODELS = list(config["models"])
+BACKENDS = list(config["backends"])
+PROMPTS = list(config["prompts"])
+BASELINE = config.get("baseline") or BACKENDS[0]
+SRC = str(Path(workflow.basedir) / "src")
+
+
+def models_with(source):
+    return [m for m in MODELS if source in config["models"][m]]
+
+
+def constraint(names):
+    """A wildcard constraint matching exactly these names (a never-matching one when empty)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+def model_record(wildcards):
+    return f"{RESULTS}/models/{wildcards.model}.json"
+
+
+def run_files(testbed=TESTBED):
+    return expand(f"{RESULTS}/{testbed}/runs/{{backend}}/{{model}}/{{prompt}}.parquet",
+                  backend=BACKENDS, model=MODELS, prompt=PROMPTS)
+
+
+def bench_settings():
+    """Everything that changes what a benchmark measures: a change reruns the benchmarks (params are tracked)."""
+    keys = ("runs", "warmup", "max_new_tokens", "temperature", "seed", "num_ctx", "threads", "prompt_format",
+            "ignore_eos")
+    return {k: config[k] for k in keys}
+
+
+FIGURES = ["throughput_vs_size", "speedup", "latency_distribution", "ttft", "memory_vs_size", "energy_per_token"]
+TABLES = ["summary", "criteria", "scaling"]
+
+
+def all_outputs():
+    out = [f"{RESULTS}/{TESTBED}/runs.parquet", f"{RESULTS}/{TESTBED}/summary.parquet",
+           f"{RESULTS}/{TESTBED}/scaling.parquet", f"{RESULTS}/{TESTBED}/criteria.parquet"]
+    out += expand(f"{RESULTS}/{TESTBED}/figures/{{fig}}.png", fig=FIGURES)
+    out += expand(f"{RESULTS}/{TESTBED}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "tex"])
+    if config["compare_testbeds"]:
+        out.append(f"{RESULTS}/comparison/throughput_by_testbed.png")
+    return out
+
+
+def figure(name, category="Figures"):
+    """A figure of a testbed, flagged for the report with its caption from report/fig_{name}.rst."""
+    return report(f"{RESULTS}/{{testbed}}/figures/{name}.png", category=category,
+                  caption=f"../../report/fig_{name}.rst")

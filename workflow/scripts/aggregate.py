@@ -1,0 +1,22 @@
+"""Concatenate the per-job run files of a testbed; compute the summary statistics."""
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from edgebench.atomic import atomic_path
+from edgebench.records import RUN_SCHEMA, SCHEMA_VERSION
+from edgebench.scripting import rule_context
+from edgebench.summary import summarise
+
+smk = snakemake  # noqa: F821 - provided by Snakemake
+
+with rule_context(smk):
+    tables = [pq.read_table(p).cast(RUN_SCHEMA) for p in smk.input.runs]
+    runs = pa.concat_tables(tables).replace_schema_metadata({b"edgebench_schema_version": SCHEMA_VERSION.encode()})
+    with atomic_path(smk.output.runs) as tmp:
+        pq.write_table(runs, tmp)
+    summary = summarise(runs.to_pandas())
+    with atomic_path(smk.output.summary) as tmp:
+        summary.to_parquet(tmp, index=False)
+    print(f"{runs.num_rows} runs from {len(smk.input.runs)} jobs; {len(summary)} summary rows")

@@ -1,0 +1,19 @@
+"""Scaling analysis (speedup with CI, MBU, scaling efficiency, log-log fit) and the plan's success criteria."""
+
+import pandas as pd
+
+from edgebench.analysis import criteria_table, scaling_table
+from edgebench.atomic import atomic_path
+from edgebench.scripting import rule_context
+
+smk = snakemake  # noqa: F821 - provided by Snakemake
+
+with rule_context(smk):
+    runs = pd.read_parquet(smk.input.runs)
+    summary = pd.read_parquet(smk.input.summary)
+    scaling = scaling_table(runs, summary, smk.params.baseline, dict(smk.params.bandwidths))
+    criteria = criteria_table(scaling, summary)
+    for frame, path in ((scaling, smk.output.scaling), (criteria, smk.output.criteria)):
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
+    print(criteria.to_string(index=False))

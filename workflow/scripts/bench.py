@@ -1,0 +1,28 @@
+"""Benchmark one backend on one model and one prompt; write one Parquet row per run."""
+
+from edgebench.backends import GenerationSettings, create_backend
+from edgebench.models import load_record, ref_from_record
+from edgebench.records import write_runs
+from edgebench.runner import run_benchmark
+from edgebench.scripting import rule_context
+
+smk = snakemake  # noqa: F821 - provided by Snakemake
+
+with rule_context(smk):
+    s = dict(smk.params.settings)
+    options = dict(smk.params.backend_options)
+    ignore_eos = options.pop("ignore_eos", s["ignore_eos"])
+    settings = GenerationSettings(max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], seed=s["seed"],
+                                  num_ctx=s["num_ctx"], prompt_format=s["prompt_format"], ignore_eos=ignore_eos,
+                                  threads=s["threads"])
+    model = ref_from_record(load_record(smk.input.record))
+    backend = create_backend(smk.wildcards.backend, **options)
+
+    def progress(row):
+        print(f"run {row['run_index']:4d}{' (warm-up)' if row['is_warmup'] else ''}: "
+              f"{row['generated_tokens']} tokens, TTFT {row['ttft_ms']:.1f} ms, {row['decode_tok_s']:.1f} tok/s, "
+              f"{row['done_reason']}", flush=True)
+
+    rows = run_benchmark(backend, model, {smk.wildcards.prompt: smk.params.prompt}, settings, s["runs"], s["warmup"],
+                         testbed=smk.wildcards.testbed, on_run=progress)
+    write_runs(rows, smk.output.runs, extra_metadata={"settings": s, "backend_options": smk.params.backend_options})
