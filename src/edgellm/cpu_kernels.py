@@ -1,0 +1,130 @@
+"""numba kernels for the CPU path: FlashAttention-2 style attention, RMSNorm, RoPE, SwiGLU.
+
+Attention follows FlashAttention-2's forward pass: for each (query, head) the keys are visited in tiles; a running
+maximum `m` and running sum `l` of the softmax are kept with an unnormalised accumulator, rescaled by exp(m_old -
+m_new) whenever the maximum grows, and divided by `l` once at the end. The score matrix is never materialised.
+Causal masking is by position: the query at absolute position p sees keys 0..p. Grouped-query attention maps query
+head h to key/value head h // (H / Hkv). The same kernel serves prefill (T queries) and decode (T = 1 over a cache).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+KEY_TILE = 64  # keys per tile: a tile's K and V rows (2 x 64 x 128 x 4 bytes) stay in L1/L2
+
+
+@njit(parallel=True, cache=True)
+def flash_attention(q, k, v, start_pos, scale, out):
+    """q: [T, H, D] queries at absolute positions start_pos..start_pos+T-1; k, v: [S, Hkv, D] with
+    S >= start_pos + T (the cache); out: [T, H, D]. float32 in, float32 accumulation."""
+    T, H, D = q.shape
+    Hkv = k.shape[1]
+    group = H // Hkv
+    for item in prange(T * H):
+        t = item // H
+        h = item % H
+        kvh = h // group
+        n_keys = start_pos + t + 1  # causal: keys up to and including this query's own position
+        m = np.float32(-np.inf)
+        l = np.float32(0.0)
+        acc = np.zeros(D, dtype=np.float32)
+        scores = np.empty(KEY_TILE, dtype=np.float32)
+        for tile_start in range(0, n_keys, KEY_TILE):
+            tile_end = min(tile_start + KEY_TILE, n_keys)
+            tile_max = np.float32(-np.inf)
+            for j in range(tile_start, tile_end):
+                s = np.float32(0.0)
+                for d in range(D):
+                    s += q[t, h, d] * k[j, kvh, d]
+                s *= scale
+                scores[j - tile_start] = s
+                if s > tile_max:
+                    tile_max = s
+            m_new = max(m, tile_max)
+            correction = np.float32(math.exp(m - m_new))  # exp(-inf) = 0 on the first tile
+            l *= correction
+            for d in range(D):
+                acc[d] *= correction
+            for j in range(tile_start, tile_end):
+                p = np.float32(math.exp(scores[j - tile_start] - m_new))
+                l += p
+                for d in range(D):
+                    acc[d] += p * v[j, kvh, d]
+            m = m_new
+        inv = np.float32(1.0) / l
+        for d in range(D):
+            out[t, h, d] = acc[d] * inv
+
+
+@njit(cache=True)
+def rmsnorm(x, weight, eps, out):
+    """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight, the mean taken in float64 as ggml does."""
+    T, n = x.shape
+    for t in range(T):
+        ss = 0.0
+        for i in range(n):
+            ss += np.float64(x[t, i]) * np.float64(x[t, i])
+        scale = np.float32(1.0 / math.sqrt(ss / n + eps))
+        for i in range(n):
+            out[t, i] = x[t, i] * scale * weight[i]
+
+
+def rope_tables(positions: np.ndarray, head_dim: int, base: float, freq_factors=None) -> tuple[np.ndarray, ...]:
+    """cos and sin [T, head_dim/2] of theta = pos * base^(-2i/d) / factor_i (llama3 scaling via the factors)."""
+    inv_freq = base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    if freq_factors is not None:
+        inv_freq = inv_freq / freq_factors.astype(np.float64)
+    theta = positions.astype(np.float64)[:, None] * inv_freq[None, :]
+    return np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+
+
+@njit(cache=True)
+def apply_rope(x, cos, sin, neox):
+    """Rotate x [T, heads, D] in place. neox: pairs (i, i + D/2); otherwise adjacent pairs (2i, 2i+1)."""
+    T, n_heads, D = x.shape
+    half = D // 2
+    for item in range(T * n_heads):
+        t = item // n_heads
+        h = item % n_heads
+        for i in range(half):
+            if neox:
+                a, b = i, i + half
+            else:
+                a, b = 2 * i, 2 * i + 1
+            x0 = x[t, h, a]
+            x1 = x[t, h, b]
+            x[t, h, a] = x0 * cos[t, i] - x1 * sin[t, i]
+            x[t, h, b] = x0 * sin[t, i] + x1 * cos[t, i]
+
+
+@njit(cache=True)
+def swiglu(gate_up, hidden, out):
+    """out = silu(gate) * up, with gate_up = [gate | up] along the last axis."""
+    T = gate_up.shape[0]
+    for t in range(T):
+        for i in range(hidden):
+            g = gate_up[t, i]
+            out[t, i] = g / (np.float32(1.0) + np.float32(math.exp(-g))) * gate_up[t, hidden + i]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def matvec(w, x, out):
+    """out = w @ x for one token (decode): rows split over the threads, each row a vectorised dot product."""
+    rows, cols = w.shape
+    for r in prange(rows):
+        s = np.float32(0.0)
+        for c in range(cols):
+            s += w[r, c] * x[c]
+        out[r] = s
+
+
+def set_threads(n: int | None) -> int:
+    """numba's thread count for the parallel kernels (default: all it found)."""
+    if n:
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    return numba.get_num_threads()
