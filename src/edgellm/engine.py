@@ -23,14 +23,17 @@ class Engine:
 
     @classmethod
     def from_gguf(cls, path: str | os.PathLike, device: str = "cpu", max_context: int = 2048,
-                  threads: Optional[int] = None) -> "Engine":
+                  threads: Optional[int] = None, quantized: bool = False) -> "Engine":
+        """quantized=False dequantizes every matrix to float32 (exact, and the faster path on small models);
+        quantized=True keeps the GGUF's blocks losslessly repacked to int8 with int8 activations, as llama.cpp
+        computes on a CPU (about 1.25 bytes per weight instead of 4: what lets large models fit in memory)."""
         if device != "cpu":
             raise UnsupportedModelError(f"device {device!r} is not available in this build of EdgeLLM "
                                         f"(available: cpu)")
         reader = open_gguf(path)
         config = read_config(reader)
         tokenizer = Tokenizer.from_gguf(reader)
-        weights = read_weights(reader, config)
+        weights = read_weights(reader, config, quantized)
         cpu_kernels.set_threads(threads)
         return cls(config, weights, tokenizer, device, Path(path), min(max_context, config.context_length))
 

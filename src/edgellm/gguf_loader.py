@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
 from .errors import ModelFileError, UnsupportedModelError
+from .quant import QUANTIZED_TYPES, QTensor, repack
 
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
 # GGML type names that may appear in the supported models' files.
@@ -89,79 +90,111 @@ def read_config(reader) -> Config:
     )
 
 
+Matrix = Union[np.ndarray, QTensor]  # float32 [rows, cols], or quantized (edgellm.quant)
+
+
 @dataclass
 class LayerWeights:
     attn_norm: np.ndarray
-    wqkv: np.ndarray            # [(H + 2 Hkv) * D, dim]: q, k and v projections stacked, one matmul
+    wqkv: list[Matrix]          # q, k, v projections; one stacked matrix when they share a storage type
     bqkv: Optional[np.ndarray]  # qwen2's biases, stacked the same way
-    wo: np.ndarray              # [dim, H * D]
+    wo: Matrix                  # [dim, H * D]
     ffn_norm: np.ndarray
-    w_gate_up: np.ndarray       # [2 * hidden, dim]: gate and up stacked
-    w_down: np.ndarray          # [dim, hidden]
+    w_gate_up: list[Matrix]     # gate and up; stacked when they share a storage type
+    w_down: Matrix              # [dim, hidden]
 
 
 @dataclass
 class Weights:
-    token_embd: np.ndarray      # [vocab, dim]
+    token_embd: Matrix          # [vocab, dim]
     layers: list[LayerWeights]
     output_norm: np.ndarray
-    output: np.ndarray          # [vocab, dim] (the embedding itself when tied)
+    output: Matrix              # [vocab, dim] (the embedding itself when tied)
     rope_freq_factors: Optional[np.ndarray]  # llama3 rope scaling, from the `rope_freqs.weight` tensor
+    quantized: bool
 
 
 class TensorReader:
-    """Dequantize tensors by name to float32 arrays of their logical shape (rows = output features)."""
+    """Tensors by name, as float32 arrays of their logical shape (rows = output features) or, for quantized
+    matrices when `quantized`, as QTensors (a lossless repacking of the GGUF blocks)."""
 
-    def __init__(self, reader):
+    def __init__(self, reader, quantized: bool):
         self.tensors = {t.name: t for t in reader.tensors}
+        self.quantized = quantized
+        for name, t in self.tensors.items():  # refuse an unsupported file before reading any of it
+            self._tensor(name)
 
     def __contains__(self, name: str) -> bool:
         return name in self.tensors
 
-    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        from gguf.quants import dequantize
-
+    def _tensor(self, name: str):
         t = self.tensors.get(name)
         if t is None:
             raise ModelFileError(f"the GGUF file lacks the tensor {name}")
-        qtype = t.tensor_type.name
-        if qtype not in SUPPORTED_QUANTS:
-            raise UnsupportedModelError(f"tensor {name} is {qtype}, a quantization type EdgeLLM does not support "
-                                        f"(supported: {', '.join(SUPPORTED_QUANTS)})")
+        if t.tensor_type.name not in SUPPORTED_QUANTS:
+            raise UnsupportedModelError(f"tensor {name} is {t.tensor_type.name}, a quantization type EdgeLLM does "
+                                        f"not support (supported: {', '.join(SUPPORTED_QUANTS)})")
+        return t
+
+    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        from gguf.quants import dequantize
+
+        t = self._tensor(name)
         try:
-            arr = dequantize(t.data, t.tensor_type)
+            arr = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
         except Exception as exc:  # noqa: BLE001
             raise ModelFileError(f"tensor {name} could not be read ({type(exc).__name__}: {exc}); "
                                  f"is the file truncated?") from None
-        arr = np.asarray(arr, dtype=np.float32)
         if arr.size != int(np.prod(shape)):
             raise ModelFileError(f"tensor {name} has {arr.size} values where {shape} was expected")
         return arr.reshape(shape)
 
+    def matrix(self, name: str, shape: tuple[int, int]) -> Matrix:
+        t = self._tensor(name)
+        qtype = t.tensor_type.name
+        if not self.quantized or qtype not in QUANTIZED_TYPES:
+            return self.get(name, shape)
+        try:
+            return repack(qtype, np.asarray(t.data), *shape)
+        except (ValueError, IndexError) as exc:
+            raise ModelFileError(f"tensor {name} could not be read ({type(exc).__name__}: {exc}); "
+                                 f"is the file truncated?") from None
 
-def read_weights(reader, cfg: Config) -> Weights:
-    tr = TensorReader(reader)
+
+def stack(mats: list[Matrix]) -> list[Matrix]:
+    """One matrix of all rows when the parts share a storage type (one kernel call instead of several)."""
+    if all(isinstance(m, np.ndarray) for m in mats):
+        return [np.ascontiguousarray(np.concatenate(mats))]
+    if all(isinstance(m, QTensor) for m in mats) and len({(m.qtype, m.block) for m in mats}) == 1:
+        first = mats[0]
+        return [QTensor(q=np.concatenate([m.q for m in mats]), d=np.concatenate([m.d for m in mats]),
+                        m=np.concatenate([m.m for m in mats]), block=first.block, act_block=first.act_block,
+                        act_fp16=first.act_fp16, qtype=first.qtype)]
+    return mats
+
+
+def read_weights(reader, cfg: Config, quantized: bool = True) -> Weights:
+    tr = TensorReader(reader, quantized)
     d, hd, h, hkv, ff = cfg.dim, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads, cfg.hidden_dim
     layers = []
     for i in range(cfg.n_layers):
         p = f"blk.{i}."
-        wq, wk, wv = tr.get(p + "attn_q.weight", (h * hd, d)), tr.get(p + "attn_k.weight", (hkv * hd, d)), \
-            tr.get(p + "attn_v.weight", (hkv * hd, d))
         bqkv = None
         if cfg.qkv_bias:
             bqkv = np.concatenate([tr.get(p + "attn_q.bias", (h * hd,)), tr.get(p + "attn_k.bias", (hkv * hd,)),
                                    tr.get(p + "attn_v.bias", (hkv * hd,))])
         layers.append(LayerWeights(
             attn_norm=tr.get(p + "attn_norm.weight", (d,)),
-            wqkv=np.ascontiguousarray(np.concatenate([wq, wk, wv])), bqkv=bqkv,
-            wo=tr.get(p + "attn_output.weight", (d, h * hd)),
+            wqkv=stack([tr.matrix(p + "attn_q.weight", (h * hd, d)), tr.matrix(p + "attn_k.weight", (hkv * hd, d)),
+                        tr.matrix(p + "attn_v.weight", (hkv * hd, d))]),
+            bqkv=bqkv,
+            wo=tr.matrix(p + "attn_output.weight", (d, h * hd)),
             ffn_norm=tr.get(p + "ffn_norm.weight", (d,)),
-            w_gate_up=np.ascontiguousarray(np.concatenate([tr.get(p + "ffn_gate.weight", (ff, d)),
-                                                           tr.get(p + "ffn_up.weight", (ff, d))])),
-            w_down=tr.get(p + "ffn_down.weight", (d, ff)),
+            w_gate_up=stack([tr.matrix(p + "ffn_gate.weight", (ff, d)), tr.matrix(p + "ffn_up.weight", (ff, d))]),
+            w_down=tr.matrix(p + "ffn_down.weight", (d, ff)),
         ))
-    embd = tr.get("token_embd.weight", (cfg.vocab_size, d))
-    output = embd if cfg.tied_embeddings else tr.get("output.weight", (cfg.vocab_size, d))
+    embd = tr.matrix("token_embd.weight", (cfg.vocab_size, d))
+    output = embd if cfg.tied_embeddings else tr.matrix("output.weight", (cfg.vocab_size, d))
     freqs = tr.get("rope_freqs.weight", (hd // 2,)) if "rope_freqs.weight" in tr else None
     return Weights(token_embd=embd, layers=layers, output_norm=tr.get("output_norm.weight", (d,)), output=output,
-                   rope_freq_factors=freqs)
+                   rope_freq_factors=freqs, quantized=quantized)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import cpu_kernels as K
-from .gguf_loader import Config, Weights
+from .gguf_loader import Config, Matrix, Weights
+from .quant import QTensor, linear_q
 
 
 @dataclass
@@ -31,13 +32,28 @@ class RunState:
         return self.k_cache.shape[1]
 
 
-def linear(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """x @ w.T: one token through numba's parallel matrix-vector kernel, several through BLAS."""
+def linear(x: np.ndarray, w: Matrix) -> np.ndarray:
+    """x @ w.T. Quantized weights: int8 activations and integer dot products (edgellm.quant). float32 weights:
+    one token through numba's parallel matrix-vector kernel, several through BLAS."""
+    if isinstance(w, QTensor):
+        return linear_q(x, w)
     if x.shape[0] == 1:
         out = np.empty((1, w.shape[0]), np.float32)
         K.matvec(w, x[0], out[0])
         return out
     return x @ w.T
+
+
+def linear_stacked(x: np.ndarray, parts: list[Matrix]) -> np.ndarray:
+    return linear(x, parts[0]) if len(parts) == 1 else np.concatenate([linear(x, w) for w in parts], axis=1)
+
+
+def embed(table: Matrix, tokens: np.ndarray) -> np.ndarray:
+    if isinstance(table, QTensor):
+        r, c = len(tokens), table.q.shape[1]
+        q = table.q[tokens].reshape(r, -1, table.block).astype(np.float32)
+        return (table.d[tokens][:, :, None] * q + table.m[tokens][:, :, None]).reshape(r, c)
+    return table[tokens].astype(np.float32)
 
 
 def forward(cfg: Config, w: Weights, state: RunState, tokens: np.ndarray, all_logits: bool = True) -> np.ndarray:
@@ -54,7 +70,7 @@ def forward(cfg: Config, w: Weights, state: RunState, tokens: np.ndarray, all_lo
     neox = cfg.rope_style == "neox"
 
     # 1. token embeddings
-    x = w.token_embd[tokens].astype(np.float32)                     # [T, dim]
+    x = embed(w.token_embd, tokens)                                  # [T, dim]
     h = np.empty_like(x)
     att = np.empty((T, H, D), np.float32)
     ffn = np.empty((T, cfg.hidden_dim), np.float32)
@@ -62,7 +78,7 @@ def forward(cfg: Config, w: Weights, state: RunState, tokens: np.ndarray, all_lo
     for layer, lw in enumerate(w.layers):
         # 2. attention: norm, one stacked QKV projection (+ qwen2's biases), RoPE on q and k
         K.rmsnorm(x, lw.attn_norm, cfg.norm_eps, h)
-        qkv = linear(h, lw.wqkv)
+        qkv = linear_stacked(h, lw.wqkv)
         if lw.bqkv is not None:
             qkv += lw.bqkv
         q = np.ascontiguousarray(qkv[:, :q_end]).reshape(T, H, D)
@@ -78,7 +94,7 @@ def forward(cfg: Config, w: Weights, state: RunState, tokens: np.ndarray, all_lo
         x += linear(att.reshape(T, H * D), lw.wo)
         # 5. SwiGLU feed-forward and residual
         K.rmsnorm(x, lw.ffn_norm, cfg.norm_eps, h)
-        K.swiglu(linear(h, lw.w_gate_up), cfg.hidden_dim, ffn)
+        K.swiglu(linear_stacked(h, lw.w_gate_up), cfg.hidden_dim, ffn)
         x += linear(ffn, lw.w_down)
 
     state.pos = start + T

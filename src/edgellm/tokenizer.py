@@ -14,7 +14,7 @@ from typing import Iterable
 
 import regex
 
-from .errors import UnsupportedModelError
+from .errors import ModelFileError, UnsupportedModelError
 
 # The pre-tokenizer regexes of llama.cpp, by `tokenizer.ggml.pre`. Several are applied one after the other.
 _GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
@@ -81,7 +81,10 @@ class Tokenizer:
         if model != "gpt2":
             raise UnsupportedModelError(f"tokenizer model {model!r} is not supported yet (only byte-level BPE, "
                                         f"'gpt2')")
-        return cls(get("tokenizer.ggml.tokens"), get("tokenizer.ggml.merges"), get("tokenizer.ggml.token_type"),
+        tokens = get("tokenizer.ggml.tokens")
+        if not tokens:
+            raise ModelFileError("the GGUF file has no vocabulary (tokenizer.ggml.tokens)")
+        return cls(tokens, get("tokenizer.ggml.merges") or [], get("tokenizer.ggml.token_type") or [1] * len(tokens),
                    get("tokenizer.ggml.pre", "default"), get("tokenizer.ggml.bos_token_id"),
                    get("tokenizer.ggml.eos_token_id"), bool(get("tokenizer.ggml.add_bos_token", False)))
 

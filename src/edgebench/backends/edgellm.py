@@ -1,0 +1,61 @@
+"""EdgeLLM, our engine, in-process: it reads the very GGUF file the other engines run."""
+
+from __future__ import annotations
+
+import codecs
+from typing import Generator, Optional
+
+from .. import EdgebenchError
+from .base import Backend, Completion, GenerationSettings, ModelRef, Token
+
+
+class EdgeLLMBackend(Backend):
+    name = "edgellm"
+
+    def __init__(self, device: str = "auto", quantized: bool = False):
+        self.requested_device = device
+        self.quantized = quantized
+        self.engine = None
+
+    def load(self, model: ModelRef, settings: GenerationSettings) -> None:
+        from edgellm.engine import Engine
+
+        if model.gguf_path is None:
+            raise EdgebenchError(f"the edgellm backend needs a GGUF file for model {model.name!r}")
+        device = "cpu" if self.requested_device == "auto" else self.requested_device
+        self.engine = Engine.from_gguf(model.gguf_path, device=device, max_context=settings.num_ctx,
+                                       threads=settings.threads, quantized=self.quantized)
+
+    def generate(self, prompt: str, settings: GenerationSettings) -> Generator[Token, None, Completion]:
+        if settings.temperature != 0:
+            raise EdgebenchError("the edgellm backend decodes greedily; set temperature 0")
+        engine = self.engine
+        tokens = engine.tokenizer.encode(prompt)
+        if len(tokens) + settings.max_new_tokens > engine.max_context:
+            raise EdgebenchError(f"prompt ({len(tokens)} tokens) + {settings.max_new_tokens} new tokens exceed "
+                                 f"the context of {engine.max_context}")
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a token may end inside a UTF-8 character
+        n = 0
+        for token in engine.generate(tokens, settings.max_new_tokens, ignore_eos=settings.ignore_eos):
+            n += 1
+            yield Token(decoder.decode(engine.tokenizer.decode_bytes([token])), token)
+        reason = "length" if n >= settings.max_new_tokens else "stop"
+        return Completion(prompt_tokens=len(tokens), generated_tokens=n, done_reason=reason)
+
+    def unload(self) -> None:
+        self.engine = None
+
+    def versions(self) -> dict:
+        import numba
+
+        import edgellm
+
+        weights = "int8 (repacked GGUF blocks)" if self.quantized else "float32 (dequantized)"
+        return {"engine_name": "edgellm", "engine_version": f"edgellm {edgellm.__version__}",
+                "engine_build": f"cpu numba {numba.__version__}, {numba.get_num_threads()} threads, {weights}"}
+
+    def device(self) -> str:
+        return self.engine.device if self.engine is not None else "cpu"
+
+    def chat_template(self) -> Optional[str]:
+        return None

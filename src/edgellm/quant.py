@@ -1,0 +1,194 @@
+"""Quantized weights for the CPU: a lossless repacking of GGUF blocks, and integer dot products like llama.cpp's.
+
+Every supported GGUF quant type is, per block of B weights, `w = d * q + m` with small integers q, a scale d and an
+offset m (0 for the symmetric types). We unpack the bit fields once at load into
+    q: int8 [rows, cols], d: float32 [rows, cols / B], m: float32 [rows, cols / B]
+which reproduces `gguf.quants.dequantize` bit for bit (tested) at 1 byte per weight plus scales.
+  Q4_0 B=32 q=nibble-8 | Q4_1 B=32 q=nibble, m | Q5_0 B=32 q=5 bits-16 | Q5_1 B=32 q=5 bits, m | Q8_0 B=32 int8
+  Q4_K B=32 d=d*scale, m=-dmin*min | Q5_K the same with 5-bit q | Q6_K B=16 d=d*scale, q=6 bits-32
+
+Activations are quantized to int8 the way llama.cpp does before its integer dot products: blocks of 32 with an fp16
+scale (Q8_0/Q8_1) for the legacy types, blocks of 256 with an fp32 scale (Q8_K) for the K-quants. Each output is then
+sum over weight blocks of d_w * d_x * (integer dot of q_w and q_x) + m_w * (d_x * sum of q_x in the block).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+QK_K = 256
+
+
+@dataclass
+class QTensor:
+    q: np.ndarray       # int8 [rows, cols]
+    d: np.ndarray       # float32 [rows, cols // block]
+    m: np.ndarray       # float32 [rows, cols // block] (zeros for symmetric types)
+    block: int          # weights per scale
+    act_block: int      # activation quantization block: 32 (fp16 scale) or 256 (fp32 scale)
+    act_fp16: bool      # round the activation scale to fp16 (Q8_0/Q8_1) or keep fp32 (Q8_K)
+    qtype: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.q.shape
+
+    @property
+    def nbytes(self) -> int:
+        return self.q.nbytes + self.d.nbytes + self.m.nbytes
+
+    def dequantize(self) -> np.ndarray:
+        r, c = self.q.shape
+        q = self.q.reshape(r, c // self.block, self.block).astype(np.float32)
+        return (self.d[:, :, None] * q + self.m[:, :, None]).reshape(r, c)
+
+
+def _f16(b: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(b).view(np.float16).astype(np.float32)
+
+
+def _nibbles(qs: np.ndarray) -> np.ndarray:
+    """[n, 16] bytes -> [n, 32]: the low nibbles are elements 0..15, the high nibbles 16..31."""
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
+
+
+def _bits(qh: np.ndarray, count: int) -> np.ndarray:
+    """[n, count/8] bytes of packed bits (little endian) -> [n, count] of 0/1."""
+    return np.unpackbits(qh, axis=-1, bitorder="little")[:, :count]
+
+
+def _k_scales(scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_K/Q5_K: 12 bytes -> 8 six-bit scales and 8 six-bit mins (ggml's get_scale_min_k4)."""
+    s = scales.reshape(-1, 3, 4)
+    d, m, md = s[:, 0], s[:, 1], s[:, 2]
+    sc = np.concatenate([d & 0x3F, (md & 0x0F) | ((d >> 2) & 0x30)], axis=-1)
+    mn = np.concatenate([m & 0x3F, (md >> 4) | ((m >> 2) & 0x30)], axis=-1)
+    return sc.astype(np.float32), mn.astype(np.float32)
+
+
+def _unpack(qtype: str, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """blocks: [n_blocks, bytes per block] -> q [n, per block], d and m [n, sub-blocks], sub-block size."""
+    n = blocks.shape[0]
+    if qtype == "Q8_0":
+        return blocks[:, 2:].view(np.int8), _f16(blocks[:, :2]), np.zeros((n, 1), np.float32), 32
+    if qtype == "Q4_0":
+        return _nibbles(blocks[:, 2:]).astype(np.int8) - 8, _f16(blocks[:, :2]), np.zeros((n, 1), np.float32), 32
+    if qtype == "Q4_1":
+        return _nibbles(blocks[:, 4:]).astype(np.int8), _f16(blocks[:, :2]), _f16(blocks[:, 2:4]), 32
+    if qtype == "Q5_0":
+        q = _nibbles(blocks[:, 6:]) | (_bits(blocks[:, 2:6], 32) << 4)
+        return q.astype(np.int8) - 16, _f16(blocks[:, :2]), np.zeros((n, 1), np.float32), 32
+    if qtype == "Q5_1":
+        q = _nibbles(blocks[:, 8:]) | (_bits(blocks[:, 4:8], 32) << 4)
+        return q.astype(np.int8), _f16(blocks[:, :2]), _f16(blocks[:, 2:4]), 32
+    if qtype in ("Q4_K", "Q5_K"):
+        d, dmin = _f16(blocks[:, :2]), _f16(blocks[:, 2:4])
+        sc, mn = _k_scales(blocks[:, 4:16])
+        qs = blocks[:, 48:] if qtype == "Q5_K" else blocks[:, 16:]
+        # 4 groups of 32 bytes; each gives 32 low-nibble then 32 high-nibble weights (8 sub-blocks of 32).
+        g = qs.reshape(n, 4, 32)
+        q = np.stack([g & 0x0F, g >> 4], axis=2).reshape(n, QK_K)
+        if qtype == "Q5_K":
+            qh = blocks[:, 16:48]  # 32 bytes; bit j of byte i belongs to sub-block j, element i
+            q = q | (np.stack([(qh >> j) & 1 for j in range(8)], axis=1).reshape(n, QK_K) << 4)
+        return q.astype(np.int8), d * sc, -(dmin * mn), 32
+    if qtype == "Q6_K":
+        ql, qh, scales, d = blocks[:, :128], blocks[:, 128:192], blocks[:, 192:208].view(np.int8), _f16(blocks[:, 208:])
+        # Two halves of 128 weights; in each, 64 bytes of ql (low 4 bits) and 32 bytes of qh (2 bits each).
+        lo = ql.reshape(n, 2, 1, 64) >> np.array([0, 4], np.uint8).reshape(1, 1, 2, 1)
+        lo = (lo & 0x0F).reshape(n, 2, 4, 32)
+        hi = qh.reshape(n, 2, 1, 32) >> np.array([0, 2, 4, 6], np.uint8).reshape(1, 1, 4, 1)
+        hi = (hi & 0x03).reshape(n, 2, 4, 32)
+        q = (lo | (hi << 4)).astype(np.int8).reshape(n, QK_K) - 32
+        return q, d * scales.astype(np.float32), np.zeros((n, 16), np.float32), 16
+    raise ValueError(qtype)
+
+
+QUANTIZED_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
+
+
+def repack(qtype: str, raw: np.ndarray, rows: int, cols: int) -> QTensor:
+    """raw: the tensor's bytes as the GGUF stores them ([rows, bytes per row], uint8)."""
+    per_block = 256 if qtype.endswith("_K") else 32
+    bytes_per_block = raw.shape[-1] * per_block // cols
+    blocks = np.ascontiguousarray(raw).reshape(-1, bytes_per_block)
+    q, d, m, sub = _unpack(qtype, blocks)
+    nsub = cols // sub
+    m = np.broadcast_to(m, d.shape) if m.shape != d.shape else m
+    k = qtype.endswith("_K")
+    return QTensor(q=np.ascontiguousarray(q.reshape(rows, cols)),
+                   d=np.ascontiguousarray(d.reshape(rows, nsub), dtype=np.float32),
+                   m=np.ascontiguousarray(m.reshape(rows, nsub), dtype=np.float32),
+                   block=sub, act_block=QK_K if k else 32, act_fp16=not k, qtype=qtype)
+
+
+@njit(cache=True)
+def fp16_round(x):
+    """x rounded to the nearest float16 (ties to even), as a float32 (numba has no float16 arithmetic)."""
+    if x == 0.0:
+        return np.float32(0.0)
+    if abs(x) < 2.0 ** -14:  # float16 subnormals: a fixed quantum of 2^-24
+        return np.float32(round(x * 2.0 ** 24) / 2.0 ** 24)
+    m, e = math.frexp(x)     # x = m * 2^e, 0.5 <= |m| < 1; float16 keeps 11 significant bits
+    return np.float32(math.ldexp(round(m * 2048.0) / 2048.0, e))
+
+
+@njit(cache=True)
+def quantize_activations(x, act_block, fp16_scale, weight_block, xq, xd, xs):
+    """x [T, C] float32 -> xq int8 [T, C], xd [T, C/act_block] scales, xs [T, C/weight_block] = scale * sum(q)
+    over each weight block. Rounding half away from zero, as ggml's roundf."""
+    T, C = x.shape
+    for t in range(T):
+        for a in range(C // act_block):
+            amax = np.float32(0.0)
+            for i in range(a * act_block, (a + 1) * act_block):
+                amax = max(amax, abs(x[t, i]))
+            d = amax / np.float32(127.0)
+            inv = np.float32(1.0) / d if d > 0 else np.float32(0.0)
+            ds = fp16_round(d) if fp16_scale else d
+            xd[t, a] = ds
+            for i in range(a * act_block, (a + 1) * act_block):
+                v = x[t, i] * inv
+                xq[t, i] = np.int8(math.copysign(math.floor(abs(v) + 0.5), v))
+            for b in range(a * act_block // weight_block, (a + 1) * act_block // weight_block):
+                s = 0
+                for i in range(b * weight_block, (b + 1) * weight_block):
+                    s += np.int32(xq[t, i])
+                xs[t, b] = fp16_round(s * d) if fp16_scale else s * d
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def qmatmul(wq, wd, wm, xq, xd, xs, act_block, out):
+    """out[t, r] = sum_b wd[r,b] * xd[t, a(b)] * (wq[r, b] . xq[t, b]) + wm[r,b] * xs[t,b]; rows over threads.
+    Each weight block is read once for all T tokens (prefill reuses it from L1)."""
+    R, C = wq.shape
+    nb = wd.shape[1]
+    B = C // nb
+    T = xq.shape[0]
+    per_act = act_block // B
+    for r in prange(R):
+        for t in range(T):
+            out[t, r] = 0.0
+        for b in range(nb):
+            base = b * B
+            for t in range(T):
+                isum = 0
+                for i in range(B):
+                    isum += np.int32(wq[r, base + i]) * np.int32(xq[t, base + i])
+                out[t, r] += wd[r, b] * xd[t, b // per_act] * np.float32(isum) + wm[r, b] * xs[t, b]
+
+
+def linear_q(x: np.ndarray, w: QTensor) -> np.ndarray:
+    """x [T, C] float32 @ w.T through int8 activations and integer dot products."""
+    T, C = x.shape
+    xq = np.empty((T, C), np.int8)
+    xd = np.empty((T, C // w.act_block), np.float32)
+    xs = np.empty((T, C // w.block), np.float32)
+    quantize_activations(x, w.act_block, w.act_fp16, w.block, xq, xd, xs)
+    out = np.empty((T, w.q.shape[0]), np.float32)
+    qmatmul(w.q, w.d, w.m, xq, xd, xs, w.act_block, out)
+    return out

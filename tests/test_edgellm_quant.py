@@ -1,0 +1,53 @@
+"""The int8 repacking of GGUF blocks reproduces gguf's dequantization bit for bit, for every supported type."""
+
+import gguf
+import numpy as np
+import pytest
+from gguf.quants import dequantize, quantize
+
+from edgellm.quant import QUANTIZED_TYPES, fp16_round, linear_q, repack
+
+T = gguf.GGMLQuantizationType
+ROWS, COLS = 8, 512
+
+
+def raw_blocks(qtype: str, rng) -> np.ndarray:
+    """Real blocks: quantized by gguf where it can; K-quants as random bytes with sane fp16 scales."""
+    if qtype in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"):
+        return quantize(rng.standard_normal((ROWS, COLS)).astype(np.float32), T[qtype])
+    block_bytes, _ = gguf.GGML_QUANT_SIZES[T[qtype]][1], None
+    raw = rng.integers(0, 256, (ROWS * COLS // 256, block_bytes), dtype=np.uint8)
+    scale = np.full((raw.shape[0], 1), 0.01, np.float16).view(np.uint8)
+    if qtype == "Q6_K":
+        raw[:, -2:] = scale
+    else:  # d and dmin lead the block
+        raw[:, 0:2] = scale
+        raw[:, 2:4] = scale
+    return raw.reshape(ROWS, -1)
+
+
+@pytest.mark.parametrize("qtype", QUANTIZED_TYPES)
+def test_repack_is_lossless(qtype):
+    raw = raw_blocks(qtype, np.random.default_rng(1))
+    expected = dequantize(raw, T[qtype]).reshape(ROWS, COLS)
+    qt = repack(qtype, raw, ROWS, COLS)
+    assert qt.q.dtype == np.int8 and qt.q.shape == (ROWS, COLS)
+    np.testing.assert_array_equal(qt.dequantize(), expected)
+
+
+@pytest.mark.parametrize("qtype", QUANTIZED_TYPES)
+def test_integer_dot_products_match_float_within_activation_quantization(qtype):
+    rng = np.random.default_rng(2)
+    qt = repack(qtype, raw_blocks(qtype, rng), ROWS, COLS)
+    x = rng.standard_normal((3, COLS)).astype(np.float32)
+    exact = x.astype(np.float64) @ qt.dequantize().astype(np.float64).T
+    got = linear_q(x, qt)
+    # int8 activations carry about 0.4% relative error per element
+    assert np.abs(got - exact).max() <= 0.02 * np.abs(exact).max()
+
+
+def test_fp16_rounding_matches_numpy():
+    x = np.random.default_rng(0).standard_normal(5000).astype(np.float32) * np.float32(10.0) ** \
+        np.random.default_rng(1).uniform(-7, 4, 5000).astype(np.float32)
+    got = np.array([fp16_round(v) for v in x])
+    np.testing.assert_array_equal(got, x.astype(np.float16).astype(np.float32))
