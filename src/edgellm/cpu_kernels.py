@@ -18,47 +18,52 @@ from numba import njit, prange
 KEY_TILE = 64  # keys per tile: a tile's K and V rows (2 x 64 x 128 x 4 bytes) stay in L1/L2
 
 
+@njit(cache=True)
+def attend(q, k, v, kvh, n_keys, scale, out):
+    """One query vector q [D] against keys/values 0..n_keys-1 of KV head kvh (k, v: [S, Hkv, D]) -> out [D]."""
+    D = q.shape[0]
+    m = np.float32(-np.inf)
+    l = np.float32(0.0)
+    acc = np.zeros(D, dtype=np.float32)
+    scores = np.empty(KEY_TILE, dtype=np.float32)
+    for tile_start in range(0, n_keys, KEY_TILE):
+        tile_end = min(tile_start + KEY_TILE, n_keys)
+        tile_max = np.float32(-np.inf)
+        for j in range(tile_start, tile_end):
+            s = np.float32(0.0)
+            for d in range(D):
+                s += q[d] * k[j, kvh, d]
+            s *= scale
+            scores[j - tile_start] = s
+            if s > tile_max:
+                tile_max = s
+        m_new = max(m, tile_max)
+        correction = np.float32(math.exp(m - m_new))  # exp(-inf) = 0 on the first tile
+        l *= correction
+        for d in range(D):
+            acc[d] *= correction
+        for j in range(tile_start, tile_end):
+            p = np.float32(math.exp(scores[j - tile_start] - m_new))
+            l += p
+            for d in range(D):
+                acc[d] += p * v[j, kvh, d]
+        m = m_new
+    inv = np.float32(1.0) / l
+    for d in range(D):
+        out[d] = acc[d] * inv
+
+
 @njit(parallel=True, cache=True)
 def flash_attention(q, k, v, start_pos, scale, out):
     """q: [T, H, D] queries at absolute positions start_pos..start_pos+T-1; k, v: [S, Hkv, D] with
-    S >= start_pos + T (the cache); out: [T, H, D]. float32 in, float32 accumulation."""
+    S >= start_pos + T (the cache); out: [T, H, D]. float32 in, float32 accumulation.
+    One (query, head) pair per parallel item; causal: the query at position p sees keys 0..p."""
     T, H, D = q.shape
-    Hkv = k.shape[1]
-    group = H // Hkv
+    group = H // k.shape[1]
     for item in prange(T * H):
         t = item // H
         h = item % H
-        kvh = h // group
-        n_keys = start_pos + t + 1  # causal: keys up to and including this query's own position
-        m = np.float32(-np.inf)
-        l = np.float32(0.0)
-        acc = np.zeros(D, dtype=np.float32)
-        scores = np.empty(KEY_TILE, dtype=np.float32)
-        for tile_start in range(0, n_keys, KEY_TILE):
-            tile_end = min(tile_start + KEY_TILE, n_keys)
-            tile_max = np.float32(-np.inf)
-            for j in range(tile_start, tile_end):
-                s = np.float32(0.0)
-                for d in range(D):
-                    s += q[t, h, d] * k[j, kvh, d]
-                s *= scale
-                scores[j - tile_start] = s
-                if s > tile_max:
-                    tile_max = s
-            m_new = max(m, tile_max)
-            correction = np.float32(math.exp(m - m_new))  # exp(-inf) = 0 on the first tile
-            l *= correction
-            for d in range(D):
-                acc[d] *= correction
-            for j in range(tile_start, tile_end):
-                p = np.float32(math.exp(scores[j - tile_start] - m_new))
-                l += p
-                for d in range(D):
-                    acc[d] += p * v[j, kvh, d]
-            m = m_new
-        inv = np.float32(1.0) / l
-        for d in range(D):
-            out[t, h, d] = acc[d] * inv
+        attend(q[t, h], k, v, h // group, start_pos + t + 1, scale, out[t, h])
 
 
 @njit(cache=True)
