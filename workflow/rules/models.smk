@@ -52,3 +52,20 @@ rule model_from_path:
         "../../envs/edgebench.yaml"
     script:
         "../scripts/model_from_path.py"
+
+
+rule model_synthetic:
+    output:
+        record=f"{RESULTS}/models/{{model}}.json",
+        gguf=f"{RESULTS}/models/{{model}}.gguf",
+    wildcard_constraints:
+        model=constraint(models_with("synthetic")),
+    params:
+        spec=lambda wc: config["models"][wc.model]["synthetic"],
+        label=lambda wc: config["models"][wc.model].get("label"),
+    log:
+        f"{RESULTS}/logs/models/{{model}}.log",
+    conda:
+        "../../envs/edgebench.yaml"
+    script:
+        "../scripts/model_synthetic.py"
