@@ -23,6 +23,21 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/plots.smk"
 
 
+# Everything but the benchmarks runs where Snakemake runs (on a cluster: the login node, which can download models);
+# only benchmark jobs are submitted to an executor such as Slurm.
+localrules:
+    all,
+    model_from_ollama,
+    model_from_package,
+    model_from_path,
+    model_synthetic,
+    aggregate,
+    analysis,
+    tables,
+    figures,
+    compare_testbeds,
+
+
 rule all:
     input:
         all_outputs(),

@@ -1,5 +1,6 @@
-# One benchmark job per backend x model x prompt. Every job asks for the `gpu` resource: profiles limit it to 1 so
-# that no two measurements share the machine (on a CPU-only machine `--cores 1` serialises them as well).
+# One benchmark job per testbed x backend x model x prompt. Every job asks for the `gpu` resource: profiles limit it
+# to 1 so that no two measurements share the machine (on a CPU-only machine `--cores 1` serialises them as well); on
+# Slurm it becomes `--gpus=1`, or `--gpus=MODEL:1` with the testbed's `gpu_model`.
 
 
 rule bench:
@@ -15,8 +16,10 @@ rule bench:
         settings=bench_settings(),
         prompt=lambda wc: config["prompts"][wc.prompt],
         backend_options=lambda wc: config["backends"][wc.backend],
+        expect_gpu=lambda wc: testbed_spec(wc.testbed).get("expect_gpu"),
     resources:
         gpu=1,
+        gpu_model=lambda wc: testbed_spec(wc.testbed).get("gpu_model"),
     log:
         f"{RESULTS}/logs/{{testbed}}/bench/{{backend}}/{{model}}/{{prompt}}.log",
     conda:

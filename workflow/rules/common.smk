@@ -16,6 +16,8 @@ except EdgebenchError as exc:
 
 RESULTS = config["results"]
 TESTBED = testbed_name() if config["testbed"] == "auto" else config["testbed"]
+# Several GPU types in one pass (on Slurm, each testbed's jobs ask for its GPU model); otherwise this machine.
+TESTBEDS = list(config.get("testbeds") or {}) or [TESTBED]
 MODELS = list(config["models"])
 BACKENDS = list(config["backends"])
 PROMPTS = list(config["prompts"])
@@ -36,7 +38,11 @@ def model_record(wildcards):
     return f"{RESULTS}/models/{wildcards.model}.json"
 
 
-def run_files(testbed=TESTBED):
+def testbed_spec(testbed):
+    return (config.get("testbeds") or {}).get(testbed, {})
+
+
+def run_files(testbed):
     return expand(f"{RESULTS}/{testbed}/runs/{{backend}}/{{model}}/{{prompt}}.parquet",
                   backend=BACKENDS, model=MODELS, prompt=PROMPTS)
 
@@ -53,11 +59,12 @@ TABLES = ["summary", "criteria", "scaling"]
 
 
 def all_outputs():
-    out = [f"{RESULTS}/{TESTBED}/runs.parquet", f"{RESULTS}/{TESTBED}/summary.parquet",
-           f"{RESULTS}/{TESTBED}/scaling.parquet", f"{RESULTS}/{TESTBED}/criteria.parquet"]
-    out += expand(f"{RESULTS}/{TESTBED}/figures/{{fig}}.png", fig=FIGURES)
-    out += expand(f"{RESULTS}/{TESTBED}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "tex"])
-    if config["compare_testbeds"]:
+    out = []
+    for testbed in TESTBEDS:
+        out += [f"{RESULTS}/{testbed}/{name}.parquet" for name in ("runs", "summary", "scaling", "criteria")]
+        out += expand(f"{RESULTS}/{testbed}/figures/{{fig}}.png", fig=FIGURES)
+        out += expand(f"{RESULTS}/{testbed}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "tex"])
+    if len(TESTBEDS) > 1 or config["compare_testbeds"]:
         out.append(f"{RESULTS}/comparison/throughput_by_testbed.png")
     return out
 

@@ -24,7 +24,7 @@ rule figures:
 
 rule compare_testbeds:
     input:
-        scaling=expand(f"{RESULTS}/{{testbed}}/scaling.parquet", testbed=[TESTBED] + config["compare_testbeds"]),
+        scaling=expand(f"{RESULTS}/{{testbed}}/scaling.parquet", testbed=TESTBEDS + config["compare_testbeds"]),
     output:
         png=report(f"{RESULTS}/comparison/throughput_by_testbed.png", category="Testbeds",
                    caption="../../report/fig_throughput_by_testbed.rst"),

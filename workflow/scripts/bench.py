@@ -1,7 +1,9 @@
 """Benchmark one backend on one model and one prompt; write one Parquet row per run."""
 
+from edgebench import EdgebenchError
 from edgebench.backends import GenerationSettings, create_backend
 from edgebench.models import load_record, ref_from_record
+from edgebench.provenance import machine
 from edgebench.records import write_runs
 from edgebench.runner import run_benchmark
 from edgebench.scripting import rule_context
@@ -9,6 +11,12 @@ from edgebench.scripting import rule_context
 smk = snakemake  # noqa: F821 - provided by Snakemake
 
 with rule_context(smk):
+    expected = smk.params.expect_gpu
+    if expected:  # a testbed's results must come from its GPU, whatever node the scheduler chose
+        found = machine().get("gpu_name") or "no GPU"
+        if expected.lower() not in found.lower():
+            raise EdgebenchError(f"testbed {smk.wildcards.testbed} expects a GPU named like {expected!r}, "
+                                 f"but this node has {found}")
     s = dict(smk.params.settings)
     options = dict(smk.params.backend_options)
     ignore_eos = options.pop("ignore_eos", s["ignore_eos"])
