@@ -83,3 +83,48 @@ def test_help_lists_the_plan_defaults():
     assert proc.returncode == 0
     for text in ("--runs", "default: 100", "default: 20", "default: 128", "--compare"):
         assert text in proc.stdout
+
+
+def test_pull_shows_progress_and_finds_the_blob(tmp_path, tiny_gguf):
+    import json
+
+    models = tmp_path / "models"
+    digest = "ef" * 32
+
+    def store(model):  # what Ollama does at the end of a pull: the blob and the tag's manifest
+        (models / "blobs").mkdir(parents=True, exist_ok=True)
+        (models / "blobs" / f"sha256-{digest}").write_bytes(tiny_gguf.read_bytes())
+        man = models / "manifests" / "registry.ollama.ai" / "library" / "smollm" / "135m"
+        man.parent.mkdir(parents=True, exist_ok=True)
+        man.write_text(json.dumps({"layers": [{"mediaType": "application/vnd.ollama.image.model",
+                                               "digest": f"sha256:{digest}", "size": 1}]}))
+
+    record = tmp_path / "rec.json"
+    with FakeOllama(pull_layers=store) as server:
+        proc = subprocess.run([sys.executable, "-m", "edgebench.cli", "pull", "smollm:135m", "--ollama-url",
+                               server.url, "--record", str(record)], capture_output=True, text=True, timeout=60,
+                              env={**__import__("os").environ, "OLLAMA_MODELS": str(models)})
+        pulls = [body for path, body in server.requests if path == "/api/pull"]
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith(f"sha256-{digest}")
+    assert pulls == [{"model": "smollm:135m", "stream": True}]
+    rec = json.loads(record.read_text())
+    assert rec["gguf_sha256"] == digest and rec["ollama_tag"] == "smollm:135m" and rec["architecture"] == "llama"
+
+
+def test_pull_failure_is_one_line(tmp_path):
+    with FakeOllama() as server:
+        proc = edgebench("pull", "missing:model", "--ollama-url", server.url)
+    assert_one_line_error(proc, "missing:model")
+
+
+@pytest.mark.slow
+def test_compare_prints_the_speedup(tmp_path, smollm2_gguf):
+    out = tmp_path / "cmp.parquet"
+    proc = edgebench("bench", "--compare", "--backend", "edgellm", "--baseline", "llamacpp", "--model",
+                     str(smollm2_gguf), "--prompt", "short", "--runs", "2", "--warmup", "0", "--tokens", "8",
+                     "--ignore-eos", "-o", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "speedup of edgellm over llamacpp" in proc.stdout
+    df = pd.read_parquet(out)
+    assert set(df["backend"]) == {"edgellm", "llamacpp"} and (df["generated_tokens"] == 8).all()

@@ -130,7 +130,12 @@ class OllamaClient:
         from tqdm import tqdm
 
         resp = self._request("POST", "/api/pull", stream=True, json={"model": model, "stream": True})
-        self._check(resp, model)
+        if resp.status_code >= 400:
+            try:
+                msg = resp.json().get("error", resp.text)
+            except ValueError:
+                msg = resp.text
+            raise EdgebenchError(f"Ollama could not pull {model!r}: {msg.strip()} (check the model's name and tag)")
         bars: dict[str, tqdm] = {}
         try:
             for line in resp.iter_lines():
