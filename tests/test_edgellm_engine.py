@@ -94,14 +94,15 @@ def test_teacher_forced_agreement_with_llama_cpp(smollm2_gguf):
 
 
 @pytest.mark.slow
-def test_prefill_then_decode_equals_teacher_forcing_and_quantized_path_is_close(smollm2_gguf):
-    engine = Engine.from_gguf(smollm2_gguf, max_context=256)
+def test_prefill_then_decode_equals_teacher_forcing_and_both_weight_forms_agree(smollm2_gguf):
+    engine = Engine.from_gguf(smollm2_gguf, max_context=256)  # int8 weights
     prompt = engine.tokenizer.encode("What is machine learning?")
     generated = list(engine.generate(prompt, 24, ignore_eos=True))
     forced = engine.logits(prompt + generated)
     # greedy generation is the argmax of the teacher-forced logits at every step
     assert list(forced[len(prompt) - 1:-1].argmax(1)) == generated
-    quant = Engine.from_gguf(smollm2_gguf, max_context=256, quantized=True)
-    q_logits = quant.logits(prompt + generated)
-    assert (q_logits.argmax(1) == forced.argmax(1)).mean() >= 0.9
-    assert np.abs(q_logits - forced).max() < 5.0
+    plain = Engine.from_gguf(smollm2_gguf, max_context=256, quantized=False)  # float32 weights
+    f_logits = plain.logits(prompt + generated)
+    # the same weights in two storage forms: only the summation order differs
+    assert (f_logits.argmax(1) == forced.argmax(1)).all()
+    assert np.abs(f_logits - forced).max() < 1e-2

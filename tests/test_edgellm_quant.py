@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from gguf.quants import dequantize, quantize
 
-from edgellm.quant import QUANTIZED_TYPES, fp16_round, linear_q, repack
+from edgellm.quant import QUANTIZED_TYPES, linear_q, repack
 
 T = gguf.GGMLQuantizationType
 ROWS, COLS = 8, 512
@@ -36,18 +36,10 @@ def test_repack_is_lossless(qtype):
 
 
 @pytest.mark.parametrize("qtype", QUANTIZED_TYPES)
-def test_integer_dot_products_match_float_within_activation_quantization(qtype):
+def test_quantized_matmul_matches_the_dequantized_one(qtype):
     rng = np.random.default_rng(2)
     qt = repack(qtype, raw_blocks(qtype, rng), ROWS, COLS)
     x = rng.standard_normal((3, COLS)).astype(np.float32)
     exact = x.astype(np.float64) @ qt.dequantize().astype(np.float64).T
     got = linear_q(x, qt)
-    # int8 activations carry about 0.4% relative error per element
-    assert np.abs(got - exact).max() <= 0.02 * np.abs(exact).max()
-
-
-def test_fp16_rounding_matches_numpy():
-    x = np.random.default_rng(0).standard_normal(5000).astype(np.float32) * np.float32(10.0) ** \
-        np.random.default_rng(1).uniform(-7, 4, 5000).astype(np.float32)
-    got = np.array([fp16_round(v) for v in x])
-    np.testing.assert_array_equal(got, x.astype(np.float16).astype(np.float32))
+    assert np.abs(got - exact).max() <= 1e-5 * np.abs(exact).max()

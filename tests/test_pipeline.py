@@ -64,7 +64,8 @@ def test_pipeline_end_to_end_reruns_only_what_changed_and_reports(tmp_path, smol
     first = smk(tmp_path, "all", *args)
     assert first.returncode == 0, first.stderr[-3000:]
     runs = pd.read_parquet(tmp_path / "results" / "ci" / "runs.parquet")
-    assert len(runs) == 2 * 3 and set(runs["prompt_id"]) == {"minimal", "short"}
+    assert len(runs) == len(cfg["backends"]) * 2 * 3 and set(runs["prompt_id"]) == {"minimal", "short"}
+    assert set(runs["backend"]) == set(cfg["backends"])
     assert runs["generated_tokens"].gt(0).all()
     crit = pd.read_parquet(tmp_path / "results" / "ci" / "criteria.parquet")
     assert list(crit["criterion"]) == [1, 2, 3, 4]
@@ -79,7 +80,8 @@ def test_pipeline_end_to_end_reruns_only_what_changed_and_reports(tmp_path, smol
 
     more_runs = smk(tmp_path, "-n", "all", "--config", "runs=3", *args)
     jobs = jobs_of(more_runs)
-    assert jobs.get("bench") == 2 and "model_from_path" not in jobs  # the benchmarks and what depends on them
+    # the benchmarks and what depends on them, not the model record
+    assert jobs.get("bench") == len(cfg["backends"]) * 2 and "model_from_path" not in jobs
 
     rep = smk(tmp_path, "--report", str(tmp_path / "report.html"), *args)
     assert rep.returncode == 0, rep.stderr[-3000:]

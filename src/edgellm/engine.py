@@ -23,10 +23,11 @@ class Engine:
 
     @classmethod
     def from_gguf(cls, path: str | os.PathLike, device: str = "cpu", max_context: int = 2048,
-                  threads: Optional[int] = None, quantized: bool = False) -> "Engine":
-        """quantized=False dequantizes every matrix to float32 (exact, and the faster path on small models);
-        quantized=True keeps the GGUF's blocks losslessly repacked to int8 with int8 activations, as llama.cpp
-        computes on a CPU (about 1.25 bytes per weight instead of 4: what lets large models fit in memory)."""
+                  threads: Optional[int] = None, quantized: bool = True) -> "Engine":
+        """quantized=True (default) keeps the GGUF's blocks losslessly repacked to int8 weights with float32 scales:
+        about 1.25 bytes per weight instead of 4, so less memory traffic per token (the faster path) and large models
+        fit in memory. quantized=False dequantizes every matrix to float32 (the plain reference path). Both compute
+        with float32 activations."""
         if device != "cpu":
             raise UnsupportedModelError(f"device {device!r} is not available in this build of EdgeLLM "
                                         f"(available: cpu)")

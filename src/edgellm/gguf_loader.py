@@ -168,8 +168,7 @@ def stack(mats: list[Matrix]) -> list[Matrix]:
     if all(isinstance(m, QTensor) for m in mats) and len({(m.qtype, m.block) for m in mats}) == 1:
         first = mats[0]
         return [QTensor(q=np.concatenate([m.q for m in mats]), d=np.concatenate([m.d for m in mats]),
-                        m=np.concatenate([m.m for m in mats]), block=first.block, act_block=first.act_block,
-                        act_fp16=first.act_fp16, qtype=first.qtype)]
+                        m=np.concatenate([m.m for m in mats]), block=first.block, qtype=first.qtype)]
     return mats
 
 

@@ -7,14 +7,12 @@ which reproduces `gguf.quants.dequantize` bit for bit (tested) at 1 byte per wei
   Q4_0 B=32 q=nibble-8 | Q4_1 B=32 q=nibble, m | Q5_0 B=32 q=5 bits-16 | Q5_1 B=32 q=5 bits, m | Q8_0 B=32 int8
   Q4_K B=32 d=d*scale, m=-dmin*min | Q5_K the same with 5-bit q | Q6_K B=16 d=d*scale, q=6 bits-32
 
-Activations are quantized to int8 the way llama.cpp does before its integer dot products: blocks of 32 with an fp16
-scale (Q8_0/Q8_1) for the legacy types, blocks of 256 with an fp32 scale (Q8_K) for the K-quants. Each output is then
-sum over weight blocks of d_w * d_x * (integer dot of q_w and q_x) + m_w * (d_x * sum of q_x in the block).
+Activations stay float32 (llama.cpp quantizes them to int8 on a CPU; we do not): each output is
+sum over weight blocks of d * (q . x over the block) + m * (sum of x over the block).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +27,6 @@ class QTensor:
     d: np.ndarray       # float32 [rows, cols // block]
     m: np.ndarray       # float32 [rows, cols // block] (zeros for symmetric types)
     block: int          # weights per scale
-    act_block: int      # activation quantization block: 32 (fp16 scale) or 256 (fp32 scale)
-    act_fp16: bool      # round the activation scale to fp16 (Q8_0/Q8_1) or keep fp32 (Q8_K)
     qtype: str
 
     @property
@@ -119,76 +115,39 @@ def repack(qtype: str, raw: np.ndarray, rows: int, cols: int) -> QTensor:
     q, d, m, sub = _unpack(qtype, blocks)
     nsub = cols // sub
     m = np.broadcast_to(m, d.shape) if m.shape != d.shape else m
-    k = qtype.endswith("_K")
     return QTensor(q=np.ascontiguousarray(q.reshape(rows, cols)),
                    d=np.ascontiguousarray(d.reshape(rows, nsub), dtype=np.float32),
                    m=np.ascontiguousarray(m.reshape(rows, nsub), dtype=np.float32),
-                   block=sub, act_block=QK_K if k else 32, act_fp16=not k, qtype=qtype)
-
-
-@njit(cache=True)
-def fp16_round(x):
-    """x rounded to the nearest float16 (ties to even), as a float32 (numba has no float16 arithmetic)."""
-    if x == 0.0:
-        return np.float32(0.0)
-    if abs(x) < 2.0 ** -14:  # float16 subnormals: a fixed quantum of 2^-24
-        return np.float32(round(x * 2.0 ** 24) / 2.0 ** 24)
-    m, e = math.frexp(x)     # x = m * 2^e, 0.5 <= |m| < 1; float16 keeps 11 significant bits
-    return np.float32(math.ldexp(round(m * 2048.0) / 2048.0, e))
-
-
-@njit(cache=True)
-def quantize_activations(x, act_block, fp16_scale, weight_block, xq, xd, xs):
-    """x [T, C] float32 -> xq int8 [T, C], xd [T, C/act_block] scales, xs [T, C/weight_block] = scale * sum(q)
-    over each weight block. Rounding half away from zero, as ggml's roundf."""
-    T, C = x.shape
-    for t in range(T):
-        for a in range(C // act_block):
-            amax = np.float32(0.0)
-            for i in range(a * act_block, (a + 1) * act_block):
-                amax = max(amax, abs(x[t, i]))
-            d = amax / np.float32(127.0)
-            inv = np.float32(1.0) / d if d > 0 else np.float32(0.0)
-            ds = fp16_round(d) if fp16_scale else d
-            xd[t, a] = ds
-            for i in range(a * act_block, (a + 1) * act_block):
-                v = x[t, i] * inv
-                xq[t, i] = np.int8(math.copysign(math.floor(abs(v) + 0.5), v))
-            for b in range(a * act_block // weight_block, (a + 1) * act_block // weight_block):
-                s = 0
-                for i in range(b * weight_block, (b + 1) * weight_block):
-                    s += np.int32(xq[t, i])
-                xs[t, b] = fp16_round(s * d) if fp16_scale else s * d
+                   block=sub, qtype=qtype)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def qmatmul(wq, wd, wm, xq, xd, xs, act_block, out):
-    """out[t, r] = sum_b wd[r,b] * xd[t, a(b)] * (wq[r, b] . xq[t, b]) + wm[r,b] * xs[t,b]; rows over threads.
-    Each weight block is read once for all T tokens (prefill reuses it from L1)."""
+def qmatmul(wq, wd, wm, x, xsum, out):
+    """out[t, r] = sum_b wd[r,b] * (wq[r, b-block] . x[t, b-block]) + wm[r,b] * xsum[t,b], rows over the threads.
+    The int8 weights are widened to float32 in registers, so only 1 byte per weight (plus scales) crosses the
+    memory bus; each weight block is read once for all T tokens."""
     R, C = wq.shape
     nb = wd.shape[1]
     B = C // nb
-    T = xq.shape[0]
-    per_act = act_block // B
+    T = x.shape[0]
     for r in prange(R):
+        wr = wq[r]
         for t in range(T):
             out[t, r] = 0.0
         for b in range(nb):
             base = b * B
             for t in range(T):
-                isum = 0
+                s = np.float32(0.0)
                 for i in range(B):
-                    isum += np.int32(wq[r, base + i]) * np.int32(xq[t, base + i])
-                out[t, r] += wd[r, b] * xd[t, b // per_act] * np.float32(isum) + wm[r, b] * xs[t, b]
+                    s += np.float32(wr[base + i]) * x[t, base + i]
+                out[t, r] += wd[r, b] * s + wm[r, b] * xsum[t, b]
 
 
 def linear_q(x: np.ndarray, w: QTensor) -> np.ndarray:
-    """x [T, C] float32 @ w.T through int8 activations and integer dot products."""
+    """x [T, C] float32 @ w.T with the weights in their repacked int8 form."""
     T, C = x.shape
-    xq = np.empty((T, C), np.int8)
-    xd = np.empty((T, C // w.act_block), np.float32)
-    xs = np.empty((T, C // w.block), np.float32)
-    quantize_activations(x, w.act_block, w.act_fp16, w.block, xq, xd, xs)
+    xsum = x.reshape(T, C // w.block, w.block).sum(axis=2, dtype=np.float32) if w.m.any() else \
+        np.zeros((T, C // w.block), np.float32)
     out = np.empty((T, w.q.shape[0]), np.float32)
-    qmatmul(w.q, w.d, w.m, xq, xd, xs, w.act_block, out)
+    qmatmul(w.q, w.d, w.m, np.ascontiguousarray(x, dtype=np.float32), xsum, out)
     return out

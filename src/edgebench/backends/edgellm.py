@@ -12,7 +12,7 @@ from .base import Backend, Completion, GenerationSettings, ModelRef, Token
 class EdgeLLMBackend(Backend):
     name = "edgellm"
 
-    def __init__(self, device: str = "auto", quantized: bool = False):
+    def __init__(self, device: str = "auto", quantized: bool = True):
         self.requested_device = device
         self.quantized = quantized
         self.engine = None
