@@ -37,6 +37,14 @@ def default_url() -> str:
     return host.rstrip("/")
 
 
+def _error_text(resp: requests.Response) -> str:
+    """Ollama's `{"error": ...}` body, or the raw text of an answer that is not JSON."""
+    try:
+        return str(resp.json().get("error", resp.text)).strip()
+    except ValueError:
+        return resp.text.strip()
+
+
 class OllamaClient:
     """The HTTP calls, with retries on dropped connections and errors a user can act on."""
 
@@ -72,11 +80,8 @@ class OllamaClient:
             raise EdgebenchError(f"Ollama has no model {model!r}; pull it with `ollama pull {model}` "
                                  f"(or `edgebench pull {model}`)")
         if resp.status_code >= 400:
-            try:
-                msg = resp.json().get("error", resp.text)
-            except ValueError:
-                msg = resp.text
-            raise EdgebenchError(f"Ollama answered {resp.status_code} on {resp.request.path_url}: {msg.strip()}")
+            raise EdgebenchError(f"Ollama answered {resp.status_code} on {resp.request.path_url}: "
+                                 f"{_error_text(resp)}")
 
     def version(self) -> str:
         resp = self._request("GET", "/api/version")
@@ -131,11 +136,8 @@ class OllamaClient:
 
         resp = self._request("POST", "/api/pull", stream=True, json={"model": model, "stream": True})
         if resp.status_code >= 400:
-            try:
-                msg = resp.json().get("error", resp.text)
-            except ValueError:
-                msg = resp.text
-            raise EdgebenchError(f"Ollama could not pull {model!r}: {msg.strip()} (check the model's name and tag)")
+            raise EdgebenchError(f"Ollama could not pull {model!r}: {_error_text(resp)} (check the model's name "
+                                 f"and tag)")
         bars: dict[str, tqdm] = {}
         try:
             for line in resp.iter_lines():
