@@ -1,6 +1,5 @@
 """Concatenate the per-job run files of a testbed; compute the summary statistics."""
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
