@@ -7,6 +7,7 @@ from edgebench.provenance import machine
 from edgebench.records import write_runs
 from edgebench.runner import run_benchmark
 from edgebench.scripting import rule_context
+from edgellm.errors import UnsupportedModelError
 
 smk = snakemake  # noqa: F821 - provided by Snakemake
 
@@ -31,6 +32,13 @@ with rule_context(smk):
               f"{row['generated_tokens']} tokens, TTFT {row['ttft_ms']:.1f} ms, {row['decode_tok_s']:.1f} tok/s, "
               f"{row['done_reason']}", flush=True)
 
-    rows = run_benchmark(backend, model, {smk.wildcards.prompt: smk.params.prompt}, settings, s["runs"], s["warmup"],
-                         testbed=smk.wildcards.testbed, on_run=progress)
-    write_runs(rows, smk.output.runs, extra_metadata={"settings": s, "backend_options": smk.params.backend_options})
+    meta = {"settings": s, "backend_options": smk.params.backend_options}
+    try:
+        rows = run_benchmark(backend, model, {smk.wildcards.prompt: smk.params.prompt}, settings, s["runs"],
+                             s["warmup"], testbed=smk.wildcards.testbed, on_run=progress)
+    except UnsupportedModelError as exc:
+        # The engine does not implement this model (e.g. EdgeLLM and gemma2): recorded as not measured, with the
+        # reason, so that the rest of the plan still yields its tables; the criteria name the missing models.
+        print(f"not measured: {exc}")
+        rows, meta["not_measured"] = [], str(exc)
+    write_runs(rows, smk.output.runs, extra_metadata=meta)
