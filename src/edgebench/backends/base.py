@@ -78,10 +78,6 @@ class Backend(abc.ABC):
         """Where the model runs: "cuda" or "cpu"."""
         return "cpu"
 
-    def chat_template(self) -> Optional[str]:
-        """The model's chat template (Jinja, from the GGUF), if the backend can tell it."""
-        return None
-
     def __enter__(self):
         return self
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import codecs
-from typing import Generator, Optional
+from typing import Generator
 
 from .. import EdgebenchError
 from .base import Backend, Completion, GenerationSettings, ModelRef, Token
@@ -56,6 +56,3 @@ class EdgeLLMBackend(Backend):
 
     def device(self) -> str:
         return self.engine.device if self.engine is not None else "cpu"
-
-    def chat_template(self) -> Optional[str]:
-        return None

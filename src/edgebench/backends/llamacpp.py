@@ -129,6 +129,3 @@ class LlamaCppBackend(Backend):
 
     def device(self) -> str:
         return "cuda" if self.gpu and self.n_gpu_layers != 0 else "cpu"
-
-    def chat_template(self) -> Optional[str]:
-        return (self.llm.metadata or {}).get("tokenizer.chat_template") if self.llm else None

@@ -215,7 +215,6 @@ class OllamaBackend(Backend):
         self.client = OllamaClient(url, timeout_s=timeout_s, retries=retries)
         self.tag: Optional[str] = None
         self._details: dict = {}
-        self._template: Optional[str] = None
 
     def load(self, model: ModelRef, settings: GenerationSettings) -> None:
         if not model.ollama_tag:
@@ -224,7 +223,6 @@ class OllamaBackend(Backend):
         self._version = self.client.version()
         shown = self.client.show(self.tag)
         self._details = shown.get("details", {})
-        self._template = shown.get("template")
         # Without the GGUF at hand (a remote server), what the server says about the model fills the record.
         facts = shown.get("model_info", {})
         for key, value in (("quantization", self._details.get("quantization_level")),
@@ -284,10 +282,3 @@ class OllamaBackend(Backend):
         if loaded and loaded[0].get("size_vram"):
             return "cuda"
         return "cpu" if loaded else "unknown"
-
-    def vram_bytes(self) -> Optional[int]:
-        """What /api/ps reports as the model's size in GPU memory."""
-        for m in self.client.ps():
-            if m.get("name") == self.tag or m.get("model") == self.tag:
-                return m.get("size_vram")
-        return None
