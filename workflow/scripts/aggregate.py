@@ -3,6 +3,7 @@
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from edgebench import EdgebenchError
 from edgebench.atomic import atomic_path
 from edgebench.records import RUN_SCHEMA, SCHEMA_VERSION
 from edgebench.scripting import rule_context
@@ -13,6 +14,9 @@ smk = snakemake  # noqa: F821 - provided by Snakemake
 with rule_context(smk):
     tables = [pq.read_table(p).cast(RUN_SCHEMA) for p in smk.input.runs]
     runs = pa.concat_tables(tables).replace_schema_metadata({b"edgebench_schema_version": SCHEMA_VERSION.encode()})
+    if runs.num_rows == 0:
+        raise EdgebenchError(f"no benchmark on testbed {smk.wildcards.testbed} produced a run (every engine refused "
+                             f"every model); see {smk.config['results']}/logs/")
     with atomic_path(smk.output.runs) as tmp:
         pq.write_table(runs, tmp)
     summary = summarise(runs.to_pandas())
