@@ -21,6 +21,7 @@ include: "workflow/rules/bench.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/kernels.smk"
 
 
 # Everything but the benchmarks runs where Snakemake runs (on a cluster: the login node, which can download models);
@@ -36,6 +37,8 @@ localrules:
     tables,
     figures,
     compare_testbeds,
+    compile_kernels,
+    kernels,
 
 
 rule all:

@@ -40,6 +40,11 @@ def validate(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
     for key, spec in schema["properties"].items():
         if "default" in spec and key not in config:
             config[key] = spec["default"]
+        # Defaults of a section's own keys when the section is given in part (kernels: {run: true}).
+        if spec.get("type") == "object" and isinstance(config.get(key), dict):
+            for sub, subspec in spec.get("properties", {}).items():
+                if "default" in subspec and sub not in config[key]:
+                    config[key][sub] = subspec["default"]
     if config.get("baseline") and config["baseline"] not in config["backends"]:
         raise EdgebenchError(f"config key baseline: {config['baseline']!r} is not one of the backends "
                              f"({', '.join(config['backends'])})")

@@ -64,6 +64,9 @@ def all_outputs():
         out += [f"{RESULTS}/{testbed}/{name}.parquet" for name in ("runs", "summary", "scaling", "criteria")]
         out += expand(f"{RESULTS}/{testbed}/figures/{{fig}}.png", fig=FIGURES)
         out += expand(f"{RESULTS}/{testbed}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "tex"])
+    if config["kernels"]["run"]:
+        for testbed in TESTBEDS:
+            out += kernel_outputs(testbed)
     if len(TESTBEDS) > 1 or config["compare_testbeds"]:
         out.append(f"{RESULTS}/comparison/throughput_by_testbed.png")
     return out
@@ -73,3 +76,13 @@ def figure(name, category="Figures"):
     """A figure of a testbed, flagged for the report with its caption from report/fig_{name}.rst."""
     return report(f"{RESULTS}/{{testbed}}/figures/{name}.png", category=category,
                   caption=f"../../report/fig_{name}.rst")
+
+
+def kernel_arch():
+    """The compute capability the kernels are built for (config, else this machine's GPU, else H100/H200's 90)."""
+    from edgebench.kernels import detect_arch
+
+    try:
+        return detect_arch(config["kernels"]["arch"])
+    except EdgebenchError as exc:
+        raise WorkflowError(str(exc)) from None

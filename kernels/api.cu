@@ -1,0 +1,20 @@
+// Error reporting of the C API.
+#include "attention_common.cuh"
+
+namespace edgellm {
+static thread_local cudaError_t last_cuda_error = cudaSuccess;
+void set_cuda_error(cudaError_t err) { last_cuda_error = err; }
+}  // namespace edgellm
+
+extern "C" const char *edgellm_error_string(int code) {
+    switch (code) {
+    case EDGELLM_OK: return "ok";
+    case EDGELLM_ERR_ARGUMENT: return "invalid argument (size, stride, alignment or pointer)";
+    case EDGELLM_ERR_UNSUPPORTED: return "unsupported head dim or dtype";
+    case EDGELLM_ERR_WORKSPACE: return "decode workspace missing or too small";
+    case EDGELLM_ERR_CUDA: return "CUDA error";
+    default: return "unknown error";
+    }
+}
+
+extern "C" const char *edgellm_last_cuda_error(void) { return cudaGetErrorString(edgellm::last_cuda_error); }

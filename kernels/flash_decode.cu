@@ -1,0 +1,411 @@
+// Split-KV decode attention (flash-decoding) for grouped-query attention.
+//
+// One new query per sequence against a KV cache of seq_k rows.  The cache is cut into num_splits chunks along the
+// sequence; block (split, KV head [x head chunk], sequence) reads its chunk of K and V exactly once for all the query
+// heads that share the KV head, so a long cache is read by the whole GPU at once.  Inside a block each half-warp
+// (16 lanes) owns one key at a time, a lane holding D/16 consecutive elements of it (one 16-byte load for fp16 at
+// D=128), and keeps its own online-softmax state; row chunks stream through shared memory with cp.async several
+// steps ahead.  The states of the 8 half-warps are merged through shuffles and shared memory.  Each split writes its
+// output normalised by its own sum together with its log-sum-exp (base 2); the last block of a head group to finish
+// weighs the splits by exp2(lse - max lse) (one launch per call).  Every shuffle runs on all 32 lanes: the key loop
+// is uniform across the block and keys past the chunk are masked, never branched around.
+#include <algorithm>
+#include <type_traits>
+
+#include "attention_common.cuh"
+
+namespace edgellm {
+
+struct DecodeParams {
+    const float *q;
+    const void *k, *v;
+    float *o;
+    int64_t qb, qh, kb, kr, kh, vb, vr, vh, ob, oh;
+    int seq_k, n_heads, group, head_chunks;
+    float scale_log2;  // softmax scale times log2(e)
+};
+
+template <typename T, int E>
+struct KvVector {  // E consecutive elements of one K or V row, loaded with the widest aligned accesses
+    static constexpr int kBytes = E * (int)sizeof(T);
+    static_assert(kBytes % 8 == 0, "8-byte aligned rows");
+    using Word = typename std::conditional<kBytes % 16 == 0, uint4, uint2>::type;
+    static constexpr int kWords = kBytes / (int)sizeof(Word);
+    Word w[kWords];
+    __device__ __forceinline__ void load_or_zero(const T *src, bool ok) {
+#pragma unroll
+        for (int i = 0; i < kWords; ++i) w[i] = ok ? __ldg(reinterpret_cast<const Word *>(src) + i) : Word{};
+    }
+    __device__ __forceinline__ float at(int e) const { return to_float(reinterpret_cast<const T *>(w)[e]); }
+    // Asynchronous copy of the row chunk at src into dst (shared memory); zeros when !ok.
+    __device__ __forceinline__ static void copy_async(Word *dst, const T *src, bool ok) {
+#pragma unroll
+        for (int i = 0; i < kWords; ++i) {
+            const void *g = reinterpret_cast<const Word *>(src) + i;
+            if constexpr (sizeof(Word) == 16)
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst + i)), "l"(g), "r"(ok ? 16 : 0));
+            else
+                asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(dst + i)), "l"(g), "r"(ok ? 8 : 0));
+        }
+    }
+    __device__ __forceinline__ void load_shared(const Word *src) {
+#pragma unroll
+        for (int i = 0; i < kWords; ++i) w[i] = src[i];
+    }
+};
+
+constexpr int kDecodeThreads = 128;
+constexpr int kHalfWarps = kDecodeThreads / 16;
+
+// Keys a half-warp holds in registers per step, twice over (the step computed and the next one loading): as many as
+// the registers left by the G heads' query and accumulator rows allow.
+template <typename T, int G>
+__host__ __device__ constexpr int keys_per_step() {
+    return sizeof(T) == 4 ? (G >= 8 ? 1 : 2) : (G >= 8 ? 2 : 4);
+}
+
+// Steps in flight: each thread copies the very row chunks it will read into its own slots of shared memory
+// (cp.async), kStages - 1 steps ahead of the one it computes, so no barrier is needed, only its own wait.
+constexpr int kStages = 4;
+template <typename T, int D, int G>
+__host__ __device__ constexpr int decode_smem_bytes() {
+    return kStages * keys_per_step<T, G>() * 2 * kDecodeThreads * (D / 16) * (int)sizeof(T);
+}
+
+template <typename T, int D, int G>
+__global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodeParams p, int num_splits, int split_len,
+                                                                      float *part_o, float *part_lse, int *counters) {
+    constexpr int E = D / 16;                        // elements of a row per lane
+    constexpr int U = keys_per_step<T, G>();         // keys per half-warp per step (loads in flight)
+    constexpr int STEP = kHalfWarps * U;             // keys per block per step
+    const int split = blockIdx.x, b = blockIdx.z;
+    const int kvh = blockIdx.y / p.head_chunks, chunk = blockIdx.y % p.head_chunks;
+    const int h0 = kvh * p.group + chunk * G;              // first query head of this block
+    const int n_heads_here = min(G, p.group - chunk * G);  // query heads of this block (<= G)
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int half = lane >> 4, sub = lane & 15;
+    const int hw = warp * 2 + half;  // half-warp index in the block
+    const int start = split * split_len, end = min(p.seq_k, start + split_len);
+
+    float q[G][E], acc[G][E], m[G], l[G];
+#pragma unroll
+    for (int h = 0; h < G; ++h) {
+        const float *qh = p.q + b * p.qb + (int64_t)(h0 + min(h, n_heads_here - 1)) * p.qh + sub * E;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+            q[h][e] = qh[e] * p.scale_log2;
+            acc[h][e] = 0.f;
+        }
+        m[h] = -INFINITY;
+        l[h] = 0.f;
+    }
+    const T *kbase = static_cast<const T *>(p.k) + b * p.kb + kvh * p.kh + sub * E;
+    const T *vbase = static_cast<const T *>(p.v) + b * p.vb + kvh * p.vh + sub * E;
+
+    // Software pipeline over shared memory: slot (stage, u, k|v, thread) holds one row chunk of this thread.
+    using Vec = KvVector<T, E>;
+    extern __shared__ __align__(16) unsigned char decode_smem[];
+    auto slot = [&](int stage, int u, int which) {
+        return reinterpret_cast<typename Vec::Word *>(decode_smem) +
+               (((stage * U + u) * 2 + which) * kDecodeThreads + tid) * Vec::kWords;
+    };
+    auto issue_step = [&](int k0, int stage) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int key = k0 + u * kHalfWarps + hw;
+            const bool ok = key < end;  // rows past the chunk read as zeros and are masked below
+            Vec::copy_async(slot(stage, u, 0), kbase + (int64_t)(ok ? key : 0) * p.kr, ok);
+            Vec::copy_async(slot(stage, u, 1), vbase + (int64_t)(ok ? key : 0) * p.vr, ok);
+        }
+        cp_async_commit();
+    };
+#pragma unroll
+    for (int st = 0; st < kStages - 1; ++st) issue_step(start + st * STEP, st);
+    int stage = 0;
+    for (int k0 = start; k0 < end; k0 += STEP) {  // uniform across the block
+        issue_step(k0 + (kStages - 1) * STEP, (stage + kStages - 1) % kStages);
+        cp_async_wait<kStages - 1>();  // this thread's copies of step k0 have landed
+        Vec kv[U], vv[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            kv[u].load_shared(slot(stage, u, 0));
+            vv[u].load_shared(slot(stage, u, 1));
+        }
+        stage = (stage + 1) % kStages;
+        float s[G][U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            float kf[E];
+#pragma unroll
+            for (int e = 0; e < E; ++e) kf[e] = kv[u].at(e);
+            const bool valid = k0 + u * kHalfWarps + hw < end;
+#pragma unroll
+            for (int h = 0; h < G; ++h) {
+                float dot = 0.f;
+#pragma unroll
+                for (int e = 0; e < E; ++e) dot = fmaf(q[h][e], kf[e], dot);
+                dot += __shfl_xor_sync(0xffffffffu, dot, 8);
+                dot += __shfl_xor_sync(0xffffffffu, dot, 4);
+                dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+                dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+                s[h][u] = valid ? dot : -INFINITY;
+            }
+        }
+#pragma unroll
+        for (int h = 0; h < G; ++h) {
+            float mx = m[h];
+#pragma unroll
+            for (int u = 0; u < U; ++u) mx = fmaxf(mx, s[h][u]);
+            // While nothing valid was seen, everything stays zero: exp2(-inf - 0) = 0, never -inf - -inf.
+            const float mx_safe = mx == -INFINITY ? 0.f : mx;
+            const float alpha = exp2f(m[h] - mx_safe);
+            float psum = 0.f;
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                s[h][u] = exp2f(s[h][u] - mx_safe);  // now the weight p of key u
+                psum += s[h][u];
+            }
+            l[h] = l[h] * alpha + psum;
+            m[h] = mx;
+#pragma unroll
+            for (int e = 0; e < E; ++e) acc[h][e] *= alpha;
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            float vf[E];
+#pragma unroll
+            for (int e = 0; e < E; ++e) vf[e] = vv[u].at(e);
+#pragma unroll
+            for (int h = 0; h < G; ++h)
+#pragma unroll
+                for (int e = 0; e < E; ++e) acc[h][e] = fmaf(s[h][u], vf[e], acc[h][e]);
+        }
+    }
+    cp_async_wait<0>();  // no copy may still target shared memory past this point
+
+    // Merge the two half-warps of each warp (lanes sub and sub+16 hold the same columns).
+#pragma unroll
+    for (int h = 0; h < G; ++h) {
+        const float m_o = __shfl_xor_sync(0xffffffffu, m[h], 16);
+        const float l_o = __shfl_xor_sync(0xffffffffu, l[h], 16);
+        const float mx = fmaxf(m[h], m_o);
+        const float a = mx == -INFINITY ? 0.f : exp2f(m[h] - mx);
+        const float c = mx == -INFINITY ? 0.f : exp2f(m_o - mx);
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+            const float acc_o = __shfl_xor_sync(0xffffffffu, acc[h][e], 16);
+            acc[h][e] = acc[h][e] * a + acc_o * c;
+        }
+        l[h] = l[h] * a + l_o * c;
+        m[h] = mx;
+    }
+    // Then the 4 warps, through shared memory.
+    constexpr int W = kDecodeThreads / 32;
+    __shared__ float s_acc[W][G][D], s_m[W][G], s_l[W][G];
+    if (half == 0) {
+#pragma unroll
+        for (int h = 0; h < G; ++h) {
+#pragma unroll
+            for (int e = 0; e < E; ++e) s_acc[warp][h][sub * E + e] = acc[h][e];
+            if (sub == 0) {
+                s_m[warp][h] = m[h];
+                s_l[warp][h] = l[h];
+            }
+        }
+    }
+    __syncthreads();
+    for (int idx = tid; idx < n_heads_here * D; idx += kDecodeThreads) {
+        const int h = idx / D, d = idx % D;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < W; ++w) mx = fmaxf(mx, s_m[w][h]);
+        float out = 0.f, lse = -INFINITY;
+        if (mx != -INFINITY) {
+            float sum = 0.f, num = 0.f;
+#pragma unroll
+            for (int w = 0; w < W; ++w) {
+                const float wt = exp2f(s_m[w][h] - mx);
+                sum += s_l[w][h] * wt;
+                num += s_acc[w][h][d] * wt;
+            }
+            out = num / sum;
+            lse = mx + log2f(sum);
+        }
+        const int head = h0 + h;
+        if (num_splits == 1) {
+            p.o[b * p.ob + (int64_t)head * p.oh + d] = out;
+        } else {
+            const int64_t row = ((int64_t)b * p.n_heads + head) * num_splits + split;
+            part_o[row * D + d] = out;
+            if (d == 0) part_lse[row] = lse;
+        }
+    }
+    if (num_splits == 1) return;
+
+    // The last block of this (sequence, head group) to finish merges all the splits: partials are published with a
+    // fence before the ticket is taken, and read back past L1 (__ldcg).  The counter is reset for the next call.
+    __shared__ int s_last;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+        int *counter = counters + (int64_t)b * gridDim.y + blockIdx.y;
+        s_last = atomicAdd(counter, 1) == num_splits - 1;
+        if (s_last) *counter = 0;
+    }
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    // Log-sum-exps of every split of this block's heads into shared memory (one parallel read), then each output
+    // element sums its splits with the loads of several splits in flight.
+    __shared__ float s_lse[G][EDGELLM_MAX_SPLITS], s_max[G];
+    for (int i = tid; i < n_heads_here * num_splits; i += kDecodeThreads) {
+        const int h = i / num_splits, sp = i % num_splits;
+        s_lse[h][sp] = __ldcg(part_lse + ((int64_t)b * p.n_heads + h0 + h) * num_splits + sp);
+    }
+    __syncthreads();
+    if (tid < n_heads_here) {
+        float mx = -INFINITY;
+        for (int sp = 0; sp < num_splits; ++sp) mx = fmaxf(mx, s_lse[tid][sp]);
+        s_max[tid] = mx;
+    }
+    __syncthreads();
+    for (int idx = tid; idx < n_heads_here * D; idx += kDecodeThreads) {
+        const int h = idx / D, d = idx % D;
+        const int64_t row0 = ((int64_t)b * p.n_heads + h0 + h) * num_splits;
+        const float mx = s_max[h];
+        float sum = 0.f, num = 0.f;
+#pragma unroll 8
+        for (int sp = 0; sp < num_splits; ++sp) {
+            const float lse = s_lse[h][sp];
+            const float w = lse == -INFINITY ? 0.f : exp2f(lse - mx);  // an empty split weighs nothing
+            sum += w;
+            num = fmaf(w, __ldcg(part_o + (row0 + sp) * D + d), num);
+        }
+        p.o[b * p.ob + (int64_t)(h0 + h) * p.oh + d] = num / sum;
+    }
+}
+
+// The group width G built for a GQA ratio: the smallest that holds the heads of one KV head; wider groups are
+// processed in chunks of 8 heads.
+static int group_width(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8; }
+
+template <typename T> struct Type { using type = T; };
+template <int N> using Int = std::integral_constant<int, N>;
+
+// Calls f(Type<T>, Int<D>, Int<G>) for the kernel instance of this dtype, head dim and group width.
+template <typename F>
+int with_instance(edgellm_dtype t, int D, int G, F &&f) {
+    auto by_g = [&](auto tt, auto dd) {
+        switch (G) {
+        case 1: return f(tt, dd, Int<1>{});
+        case 2: return f(tt, dd, Int<2>{});
+        case 4: return f(tt, dd, Int<4>{});
+        default: return f(tt, dd, Int<8>{});
+        }
+    };
+    auto by_d = [&](auto tt) { return D == 64 ? by_g(tt, Int<64>{}) : by_g(tt, Int<128>{}); };
+    switch (t) {
+    case EDGELLM_F16: return by_d(Type<__half>{});
+    case EDGELLM_BF16: return by_d(Type<__nv_bfloat16>{});
+    default: return by_d(Type<float>{});
+    }
+}
+
+}  // namespace edgellm
+
+using namespace edgellm;
+
+// Counters for at most batch * n_heads head groups, rounded up to keep the partials 16-byte aligned.
+static size_t counter_slots(int batch, int n_heads) { return ((size_t)batch * n_heads + 3) / 4 * 4; }
+
+extern "C" size_t edgellm_decode_workspace_bytes(int batch, int n_heads, int head_dim, int num_splits) {
+    if (num_splits <= 1) return 0;
+    // One arrival counter per (sequence, head group), then partial outputs and log-sum-exps of every split.
+    return counter_slots(batch, n_heads) * sizeof(int) + (size_t)batch * n_heads * num_splits * (head_dim + 1) * sizeof(float);
+}
+
+static bool decode_args_ok(const edgellm_decode_args *a) {
+    return a && a->q && a->k && a->v && a->o && a->batch >= 1 && a->seq_k >= 1 && a->n_heads >= 1 &&
+           a->n_kv_heads >= 1 && a->n_heads % a->n_kv_heads == 0;
+}
+
+extern "C" int edgellm_decode_splits(const edgellm_decode_args *a, edgellm_dtype kv_dtype) {
+    // At most two resident blocks per SM, each streaming its chunk with loads in flight (see below).
+    if (!decode_args_ok(a)) return 1;
+    const int G = group_width(a->n_heads / a->n_kv_heads);
+    const int chunks = (a->n_heads / a->n_kv_heads + G - 1) / G;
+    int dev = 0, sms = 0, per_sm = 0, step = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        return 1;
+    with_instance(kv_dtype, a->head_dim, G, [&](auto tt, auto dd, auto gg) {
+        using T = typename decltype(tt)::type;
+        step = kHalfWarps * keys_per_step<T, decltype(gg)::value>();
+        constexpr int D = decltype(dd)::value, GW = decltype(gg)::value;
+        auto kernel = decode_split_kernel<T, D, GW>;
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, decode_smem_bytes<T, D, GW>());
+        return (int)cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kDecodeThreads,
+                                                                  decode_smem_bytes<T, D, GW>());
+    });
+    // Measured on an H200 (kernels/bench): two blocks per SM beat a full wave of max occupancy, and chunks shorter
+    // than 128 keys cost more in merging than they gain in parallelism.
+    const int blocks_per_split = a->batch * a->n_kv_heads * chunks;
+    int splits = std::min(std::max(1, per_sm), 2) * sms / blocks_per_split;
+    splits = std::min(splits, (a->seq_k + std::max(128, step) - 1) / std::max(128, step));
+    return std::max(1, std::min(splits, EDGELLM_MAX_SPLITS));
+}
+
+extern "C" int edgellm_attention_decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_splits,
+                                        void *workspace, size_t workspace_bytes, void *stream) {
+    if (!decode_args_ok(a)) return EDGELLM_ERR_ARGUMENT;
+    if (a->head_dim != 64 && a->head_dim != 128) return EDGELLM_ERR_UNSUPPORTED;
+    if (kv_dtype != EDGELLM_F32 && kv_dtype != EDGELLM_F16 && kv_dtype != EDGELLM_BF16) return EDGELLM_ERR_UNSUPPORTED;
+    if (num_splits <= 0) num_splits = edgellm_decode_splits(a, kv_dtype);
+    if (num_splits > EDGELLM_MAX_SPLITS) return EDGELLM_ERR_ARGUMENT;
+    // Each lane loads D/16 elements of a row with 8- or 16-byte accesses.
+    const edgellm_layout *kl[2] = {&a->k_layout, &a->v_layout};
+    for (auto *l : kl)
+        if (l->batch_stride % 8 || l->row_stride % 8 || l->head_stride % 8) return EDGELLM_ERR_ARGUMENT;
+    if (reinterpret_cast<uintptr_t>(a->k) % 16 || reinterpret_cast<uintptr_t>(a->v) % 16) return EDGELLM_ERR_ARGUMENT;
+    const size_t need = edgellm_decode_workspace_bytes(a->batch, a->n_heads, a->head_dim, num_splits);
+    if (need > 0 && (!workspace || workspace_bytes < need)) return EDGELLM_ERR_WORKSPACE;
+    // Workspace: the arrival counters first (the same place whatever num_splits), then the partials.
+    int *counters = static_cast<int *>(workspace);
+    float *part_o = counters ? reinterpret_cast<float *>(counters + counter_slots(a->batch, a->n_heads)) : nullptr;
+    float *part_lse = part_o ? part_o + (size_t)a->batch * a->n_heads * num_splits * a->head_dim : nullptr;
+
+    DecodeParams p;
+    p.q = a->q, p.k = a->k, p.v = a->v, p.o = a->o;
+    p.qb = a->q_layout.batch_stride, p.qh = a->q_layout.head_stride;
+    p.kb = a->k_layout.batch_stride, p.kr = a->k_layout.row_stride, p.kh = a->k_layout.head_stride;
+    p.vb = a->v_layout.batch_stride, p.vr = a->v_layout.row_stride, p.vh = a->v_layout.head_stride;
+    p.ob = a->o_layout.batch_stride, p.oh = a->o_layout.head_stride;
+    p.seq_k = a->seq_k, p.n_heads = a->n_heads, p.group = a->n_heads / a->n_kv_heads;
+    const int G = group_width(p.group);
+    p.head_chunks = (p.group + G - 1) / G;
+    p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+
+    return with_instance(kv_dtype, a->head_dim, G, [&](auto tt, auto dd, auto gg) {
+        using T = typename decltype(tt)::type;
+        constexpr int D = decltype(dd)::value, GW = decltype(gg)::value;
+        // Splits cover whole steps of keys so that no block gets a sliver.
+        constexpr int STEP = kHalfWarps * keys_per_step<T, GW>();
+        int split_len = (a->seq_k + num_splits - 1) / num_splits;
+        split_len = (split_len + STEP - 1) / STEP * STEP;
+        dim3 grid(num_splits, a->n_kv_heads * p.head_chunks, a->batch);
+        constexpr int smem = decode_smem_bytes<T, D, GW>();
+        static bool configured = false;  // over 48 KB of dynamic shared memory needs the opt-in, once per kernel
+        if (!configured) {
+            cudaError_t err = cudaFuncSetAttribute(decode_split_kernel<T, D, GW>,
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+            if (err != cudaSuccess) {
+                set_cuda_error(err);
+                return (int)EDGELLM_ERR_CUDA;
+            }
+            configured = true;
+        }
+        decode_split_kernel<T, D, GW><<<grid, kDecodeThreads, smem, s>>>(p, num_splits, split_len, part_o, part_lse,
+                                                                          counters);
+        return check_launch();
+    });
+}

@@ -1,0 +1,235 @@
+// Accuracy gate of the attention kernels against a float64 reference on the same (rounded) inputs.
+//
+//   attention_accuracy [--quick | --sanitize] [--csv PATH]
+//
+// Prefill: fp32 path within 1e-5 absolute; fp16 within 2e-3 relative (max |error| / max |reference|); bf16, whose
+// 8-bit mantissa rounds P and the output at 2^-9, within 1e-2 relative.  Decode computes in fp32 on the stored
+// K/V, so every KV dtype is held to 1e-5 absolute, at every split count from 1 to min(seq_k, 256).
+// --quick keeps short sequences (every code path: partial tiles, masks, several tiles, splits); --sanitize is a
+// smaller set still covering every kernel instance and code path, for compute-sanitizer's slow tools.
+// One CSV row per case; exit status 1 when any case fails, 2 on a CUDA or argument error.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common_host.cuh"
+#include "reference_attention.cuh"
+
+struct Result {
+    double max_abs_err = 0, max_abs_ref = 0;
+    bool finite = true;
+};
+
+static Result compare(const std::vector<double> &ref, const std::vector<double> &got) {
+    Result r;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        if (!std::isfinite(got[i])) r.finite = false;
+        r.max_abs_err = std::max(r.max_abs_err, std::fabs(got[i] - ref[i]));
+        r.max_abs_ref = std::max(r.max_abs_ref, std::fabs(ref[i]));
+    }
+    if (!r.finite) r.max_abs_err = INFINITY;
+    return r;
+}
+
+struct Writer {
+    FILE *f;
+    int cases = 0, failures = 0;
+    explicit Writer(FILE *out) : f(out) {
+        std::fprintf(f, "kernel,dtype,head_dim,n_heads,n_kv_heads,batch,seq_q,seq_k,causal,splits,max_abs_err,"
+                        "max_abs_ref,rel_err,metric,tolerance,passed\n");
+    }
+    void row(const char *kernel, edgellm_dtype t, int D, int H, int KVH, int B, int sq, int sk, int causal, int splits,
+             const Result &r, bool relative, double tol) {
+        const double rel = r.max_abs_ref > 0 ? r.max_abs_err / r.max_abs_ref : r.max_abs_err;
+        const double err = relative ? rel : r.max_abs_err;
+        const bool ok = r.finite && err < tol;
+        ++cases;
+        if (!ok) {
+            ++failures;
+            std::fprintf(stderr, "FAIL %s %s D=%d H=%d KVH=%d B=%d sq=%d sk=%d causal=%d splits=%d: %s error %.3g (tol %.1g)\n",
+                         kernel, dtype_name(t), D, H, KVH, B, sq, sk, causal, splits, relative ? "relative" : "absolute",
+                         err, tol);
+        }
+        std::fprintf(f, "%s,%s,%d,%d,%d,%d,%d,%d,%d,%d,%.6e,%.6e,%.6e,%s,%.1e,%d\n", kernel, dtype_name(t), D, H, KVH,
+                     B, sq, sk, causal, splits, r.max_abs_err, r.max_abs_ref, rel, relative ? "relative" : "absolute",
+                     tol, ok ? 1 : 0);
+        std::fflush(f);
+    }
+};
+
+static const double kScale64 = 0.125, kScale128 = 0.08838834764831845;
+
+// The reference output of every (sequence, head), as doubles in o's layout [B][sq][H][D].
+static std::vector<double> reference(const double *q, const double *k, const double *v, int B, int sq, int sk,
+                                     int sk_cap, int H, int KVH, int D, double scale, int causal) {
+    DeviceBuffer S((size_t)sq * sk * sizeof(double)), out((size_t)B * sq * H * D * sizeof(double));
+    const int group = H / KVH;
+    for (int b = 0; b < B; ++b)
+        for (int h = 0; h < H; ++h) {
+            const int kvh = h / group;
+            edgellm_ref::attention_one_head<double, double, double, double>(
+                q + ((size_t)b * sq * H + h) * D, (int64_t)H * D, k + ((size_t)b * sk_cap * KVH + kvh) * D,
+                (int64_t)KVH * D, v + ((size_t)b * sk_cap * KVH + kvh) * D, (int64_t)KVH * D,
+                out.as<double>() + ((size_t)b * sq * H + h) * D, (int64_t)H * D, S.as<double>(), sq, sk, D, scale,
+                causal, 0);
+            CUDA_CHECK(cudaGetLastError());
+        }
+    std::vector<double> host((size_t)B * sq * H * D);
+    CUDA_CHECK(cudaMemcpy(host.data(), out.ptr, host.size() * sizeof(double), cudaMemcpyDeviceToHost));
+    return host;
+}
+
+static std::vector<double> fetch(const void *src, edgellm_dtype t, size_t n) {
+    static DeviceBuffer *d = nullptr;  // reused: decode compares thousands of small outputs
+    if (!d || d->bytes < n * sizeof(double)) {
+        delete d;
+        d = new DeviceBuffer(n * sizeof(double));
+    }
+    to_double(src, t, d->as<double>(), n);
+    std::vector<double> host(n);
+    CUDA_CHECK(cudaMemcpy(host.data(), d->ptr, n * sizeof(double), cudaMemcpyDeviceToHost));
+    return host;
+}
+
+// K and V live in a cache of sk_cap >= sk rows per sequence (as the engine's), Q and O are contiguous.
+static void prefill_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B, int sq, int sk, int causal,
+                         uint64_t seed) {
+    const int sk_cap = sk + 3;
+    const size_t nq = (size_t)B * sq * H * D, nkv = (size_t)B * sk_cap * KVH * D;
+    DeviceBuffer q(nq * dtype_size(t)), k(nkv * dtype_size(t)), v(nkv * dtype_size(t)), o(nq * dtype_size(t));
+    fill_uniform(q.ptr, t, nq, seed, 2.0f);
+    fill_uniform(k.ptr, t, nkv, seed + 1, 2.0f);
+    fill_uniform(v.ptr, t, nkv, seed + 2, 1.0f);
+    CUDA_CHECK(cudaMemset(o.ptr, 0xff, nq * dtype_size(t)));  // NaN everywhere: an unwritten output fails
+    const double scale = D == 64 ? kScale64 : kScale128;
+    edgellm_prefill_args a{};
+    a.q = q.ptr, a.k = k.ptr, a.v = v.ptr, a.o = o.ptr;
+    a.q_layout = a.o_layout = contiguous_layout(sq, H, D);
+    a.k_layout = a.v_layout = contiguous_layout(sk_cap, KVH, D);
+    a.batch = B, a.seq_q = sq, a.seq_k = sk, a.n_heads = H, a.n_kv_heads = KVH, a.head_dim = D;
+    a.softmax_scale = (float)scale, a.causal = causal;
+    EDGELLM_CHECK(edgellm_attention_prefill(&a, t, nullptr));
+    CUDA_CHECK(cudaDeviceSynchronize());
+    DeviceBuffer qd(nq * 8), kd(nkv * 8), vd(nkv * 8);
+    to_double(q.ptr, t, qd.as<double>(), nq);
+    to_double(k.ptr, t, kd.as<double>(), nkv);
+    to_double(v.ptr, t, vd.as<double>(), nkv);
+    // The reference uses the scale the kernel received (a float).
+    const auto ref = reference(qd.as<double>(), kd.as<double>(), vd.as<double>(), B, sq, sk, sk_cap, H, KVH, D,
+                               (double)(float)scale, causal);
+    const auto got = fetch(o.ptr, t, nq);
+    const bool relative = t != EDGELLM_F32;
+    const double tol = t == EDGELLM_F32 ? 1e-5 : t == EDGELLM_F16 ? 2e-3 : 1e-2;
+    w.row("prefill", t, D, H, KVH, B, sq, sk, causal, 0, compare(ref, got), relative, tol);
+}
+
+static void decode_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B, int sk, int max_splits, uint64_t seed) {
+    const int sk_cap = sk + 5;
+    const size_t nq = (size_t)B * H * D, nkv = (size_t)B * sk_cap * KVH * D;
+    DeviceBuffer q(nq * 4), k(nkv * dtype_size(t)), v(nkv * dtype_size(t)), o(nq * 4);
+    fill_uniform(q.ptr, EDGELLM_F32, nq, seed, 2.0f);
+    fill_uniform(k.ptr, t, nkv, seed + 1, 2.0f);
+    fill_uniform(v.ptr, t, nkv, seed + 2, 1.0f);
+    const double scale = D == 64 ? kScale64 : kScale128;
+    DeviceBuffer qd(nq * 8), kd(nkv * 8), vd(nkv * 8);
+    to_double(q.ptr, EDGELLM_F32, qd.as<double>(), nq);
+    to_double(k.ptr, t, kd.as<double>(), nkv);
+    to_double(v.ptr, t, vd.as<double>(), nkv);
+    const auto ref = reference(qd.as<double>(), kd.as<double>(), vd.as<double>(), B, 1, sk, sk_cap, H, KVH, D,
+                               (double)(float)scale, 0);
+    const int top = std::min(std::min(sk, max_splits), EDGELLM_MAX_SPLITS);
+    DeviceBuffer ws(edgellm_decode_workspace_bytes(B, H, D, EDGELLM_MAX_SPLITS));
+    CUDA_CHECK(cudaMemset(ws.ptr, 0, ws.bytes));
+    edgellm_decode_args a{};
+    a.q = q.as<float>(), a.k = k.ptr, a.v = v.ptr, a.o = o.as<float>();
+    a.q_layout = a.o_layout = contiguous_layout(1, H, D);
+    a.k_layout = a.v_layout = contiguous_layout(sk_cap, KVH, D);
+    a.batch = B, a.seq_k = sk, a.n_heads = H, a.n_kv_heads = KVH, a.head_dim = D, a.softmax_scale = (float)scale;
+    // Split counts 1..top, then the default (reported as splits = 0).
+    for (int s = 1; s <= top + 1; ++s) {
+        const int splits = s <= top ? s : 0;
+        CUDA_CHECK(cudaMemset(o.ptr, 0xff, nq * 4));
+        EDGELLM_CHECK(edgellm_attention_decode(&a, t, splits, ws.ptr, ws.bytes, nullptr));
+        CUDA_CHECK(cudaDeviceSynchronize());
+        const auto got = fetch(o.ptr, EDGELLM_F32, nq);
+        w.row("decode", t, D, H, KVH, B, 1, sk, 0, splits, compare(ref, got), false, 1e-5);
+    }
+}
+
+#include <chrono>
+static double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int main(int argc, char **argv) {
+    bool quick = false, sanitize = false;
+    const auto t0 = std::chrono::steady_clock::now();
+    const char *csv = nullptr;
+    for (int i = 1; i < argc; ++i) {
+        if (!std::strcmp(argv[i], "--quick")) quick = true;
+        else if (!std::strcmp(argv[i], "--sanitize")) quick = sanitize = true;
+        else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
+        else {
+            std::fprintf(stderr, "usage: %s [--quick | --sanitize] [--csv PATH]\n", argv[0]);
+            return 2;
+        }
+    }
+    FILE *out = csv ? std::fopen(csv, "w") : stdout;
+    if (!out) {
+        std::fprintf(stderr, "error: cannot write %s\n", csv);
+        return 2;
+    }
+    Writer w(out);
+    const edgellm_dtype dtypes[3] = {EDGELLM_F32, EDGELLM_F16, EDGELLM_BF16};
+    const int dims[2] = {64, 128};
+    struct Heads { int h, kvh; };
+    // Query/KV head counts: MHA, and the GQA ratios of the plan's models (3: SmolLM2, 4: Llama, 7: Qwen2.5 0.5B),
+    // plus 12 (wider than one decode block's 8 heads).
+    const Heads heads_short[] = {{4, 4}, {9, 3}, {8, 2}, {14, 2}, {12, 1}};
+    const Heads heads_long[] = {{4, 1}, {9, 3}};
+    const int seq_short_full[] = {1, 2, 15, 16, 17, 63, 64, 65, 127, 128, 129, 200, 1000, 2047};
+    const int seq_short_quick[] = {1, 17, 64, 65, 130};
+    const int seq_short_sanitize[] = {17, 130};
+    const int seq_long[] = {4097, 8191, 16384};
+    uint64_t seed = 1;
+
+    for (edgellm_dtype t : dtypes)
+        for (int D : dims) {
+            // Causal prefill over whole prompts.
+            for (const Heads &hh : heads_short) {
+                if (quick && hh.h == 14) continue;
+                if (sanitize && hh.h != 9 && hh.h != 12) continue;
+                if (sanitize) for (int s : seq_short_sanitize) prefill_case(w, t, D, hh.h, hh.kvh, 1, s, s, 1, seed++);
+                else if (quick) for (int s : seq_short_quick) prefill_case(w, t, D, hh.h, hh.kvh, 1, s, s, 1, seed++);
+                else for (int s : seq_short_full) prefill_case(w, t, D, hh.h, hh.kvh, 1, s, s, 1, seed++);
+            }
+            if (!quick)
+                for (const Heads &hh : heads_long)
+                    for (int s : seq_long) prefill_case(w, t, D, hh.h, hh.kvh, 1, s, s, 1, seed++);
+            // A chunk of queries after a cached prefix, non-causal attention, and two sequences at once.
+            const int chunks[][2] = {{1, 100}, {37, 1000}, {64, 4097}, {129, 16384}};
+            for (auto &c : chunks) {
+                if (quick && c[1] > 1000) continue;
+                prefill_case(w, t, D, 8, 2, 1, c[0], c[1], 1, seed++);
+            }
+            prefill_case(w, t, D, 8, 2, 1, quick ? 70 : 300, quick ? 90 : 1000, 0, seed++);
+            prefill_case(w, t, D, 9, 3, 2, quick ? 65 : 513, quick ? 65 : 513, 1, seed++);
+
+            // Decode at every split count.
+            const int dec_full[] = {1, 17, 255, 1000, 4097, 16384};
+            const int dec_quick[] = {1, 17, 130};
+            const Heads dec_heads[] = {{4, 4}, {9, 3}, {32, 8}, {14, 2}, {12, 1}};
+            for (const Heads &hh : dec_heads) {
+                if (sanitize && hh.h != 9 && hh.h != 12 && hh.h != 32) continue;
+                if (sanitize) decode_case(w, t, D, hh.h, hh.kvh, 1, 130, 4, seed++);
+                else if (quick) for (int s : dec_quick) decode_case(w, t, D, hh.h, hh.kvh, 1, s, 8, seed++);
+                else for (int s : dec_full) decode_case(w, t, D, hh.h, hh.kvh, 1, s, EDGELLM_MAX_SPLITS, seed++);
+            }
+            decode_case(w, t, D, 9, 3, 3, quick ? 70 : 1000, quick ? 4 : 64, seed++);
+            std::fprintf(stderr, "[%6.1f s] %s d%d: %d cases so far, %d failed\n", seconds_since(t0), dtype_name(t), D,
+                         w.cases, w.failures);
+        }
+    std::fprintf(stderr, "%d cases, %d failed\n", w.cases, w.failures);
+    if (csv) std::fclose(out);
+    return w.failures ? 1 : 0;
+}
