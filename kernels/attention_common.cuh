@@ -71,6 +71,13 @@ __device__ __forceinline__ void cp_async_16(uint32_t dst, const void *src, int s
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+// Element offset of 16-byte chunk `chunk` of row `row` in a swizzled [rows][D] tile: the chunk index is XORed with the
+// row's low 3 bits, so the 8 rows an ldmatrix reads at one logical column hit 8 different bank groups.
+template <int D>
+__device__ __forceinline__ int swizzle(int row, int chunk) {
+    return row * D + ((chunk ^ (row & 7)) << 3);
+}
+
 __device__ __forceinline__ float fast_exp2(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));

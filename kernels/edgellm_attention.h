@@ -54,7 +54,8 @@ int edgellm_attention_prefill(const edgellm_prefill_args *args, edgellm_dtype dt
 /* One new query per sequence against its KV cache of seq_k rows (flash-decoding): the cache is split into
  * num_splits chunks along the sequence, each chunk is attended by its own thread block for all the query heads that
  * share a KV head, and the partial results are merged with their log-sum-exp.  q and o are fp32 [batch, n_heads,
- * head_dim] (rows of the layouts unused); k and v are kv_dtype.  num_splits <= 0 picks edgellm_decode_splits(). */
+ * head_dim] (rows of the layouts unused); k and v are kv_dtype.  num_splits <= 0 picks edgellm_decode_splits().
+ * The arithmetic is fp32 on CUDA cores for every KV dtype (exact to float rounding). */
 typedef struct {
     const float *q;
     const void *k, *v;

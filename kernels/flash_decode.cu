@@ -12,18 +12,9 @@
 #include <algorithm>
 #include <type_traits>
 
-#include "attention_common.cuh"
+#include "decode_common.cuh"
 
 namespace edgellm {
-
-struct DecodeParams {
-    const float *q;
-    const void *k, *v;
-    float *o;
-    int64_t qb, qh, kb, kr, kh, vb, vr, vh, ob, oh;
-    int seq_k, n_heads, group, head_chunks;
-    float scale_log2;  // softmax scale times log2(e)
-};
 
 template <typename T, int E>
 struct KvVector {  // E consecutive elements of one K or V row, loaded with the widest aligned accesses
@@ -241,48 +232,9 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
         }
     }
     if (num_splits == 1) return;
-
-    // The last block of this (sequence, head group) to finish merges all the splits: partials are published with a
-    // fence before the ticket is taken, and read back past L1 (__ldcg).  The counter is reset for the next call.
-    __shared__ int s_last;
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) {
-        int *counter = counters + (int64_t)b * gridDim.y + blockIdx.y;
-        s_last = atomicAdd(counter, 1) == num_splits - 1;
-        if (s_last) *counter = 0;
-    }
-    __syncthreads();
-    if (!s_last) return;
-    __threadfence();
-    // Log-sum-exps of every split of this block's heads into shared memory (one parallel read), then each output
-    // element sums its splits with the loads of several splits in flight.
-    __shared__ float s_lse[G][EDGELLM_MAX_SPLITS], s_max[G];
-    for (int i = tid; i < n_heads_here * num_splits; i += kDecodeThreads) {
-        const int h = i / num_splits, sp = i % num_splits;
-        s_lse[h][sp] = __ldcg(part_lse + ((int64_t)b * p.n_heads + h0 + h) * num_splits + sp);
-    }
-    __syncthreads();
-    if (tid < n_heads_here) {
-        float mx = -INFINITY;
-        for (int sp = 0; sp < num_splits; ++sp) mx = fmaxf(mx, s_lse[tid][sp]);
-        s_max[tid] = mx;
-    }
-    __syncthreads();
-    for (int idx = tid; idx < n_heads_here * D; idx += kDecodeThreads) {
-        const int h = idx / D, d = idx % D;
-        const int64_t row0 = ((int64_t)b * p.n_heads + h0 + h) * num_splits;
-        const float mx = s_max[h];
-        float sum = 0.f, num = 0.f;
-#pragma unroll 8
-        for (int sp = 0; sp < num_splits; ++sp) {
-            const float lse = s_lse[h][sp];
-            const float w = lse == -INFINITY ? 0.f : exp2f(lse - mx);  // an empty split weighs nothing
-            sum += w;
-            num = fmaf(w, __ldcg(part_o + (row0 + sp) * D + d), num);
-        }
-        p.o[b * p.ob + (int64_t)(h0 + h) * p.oh + d] = num / sum;
-    }
+    __shared__ float s_lse[G * EDGELLM_MAX_SPLITS], s_max[G];
+    merge_if_last<D, kDecodeThreads>(p, b, h0, n_heads_here, num_splits, part_o, part_lse,
+                                     counters + (int64_t)b * gridDim.y + blockIdx.y, s_lse, s_max);
 }
 
 // The group width G built for a GQA ratio: the smallest that holds the heads of one KV head; wider groups are
@@ -329,9 +281,10 @@ static bool decode_args_ok(const edgellm_decode_args *a) {
            a->n_kv_heads >= 1 && a->n_heads % a->n_kv_heads == 0;
 }
 
-extern "C" int edgellm_decode_splits(const edgellm_decode_args *a, edgellm_dtype kv_dtype) {
-    // At most two resident blocks per SM, each streaming its chunk with loads in flight (see below).
-    if (!decode_args_ok(a)) return 1;
+// Split count for the CUDA-core kernel: at most two resident blocks per SM, each streaming its chunk with loads in
+// flight (measured on an H200 with kernels/bench: two blocks per SM beat a full wave of maximum occupancy, and chunks
+// shorter than 128 keys cost more in merging than they gain in parallelism).
+static int cuda_core_splits(const edgellm_decode_args *a, edgellm_dtype kv_dtype) {
     const int G = group_width(a->n_heads / a->n_kv_heads);
     const int chunks = (a->n_heads / a->n_kv_heads + G - 1) / G;
     int dev = 0, sms = 0, per_sm = 0, step = 0;
@@ -346,22 +299,48 @@ extern "C" int edgellm_decode_splits(const edgellm_decode_args *a, edgellm_dtype
         return (int)cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kDecodeThreads,
                                                                   decode_smem_bytes<T, D, GW>());
     });
-    // Measured on an H200 (kernels/bench): two blocks per SM beat a full wave of max occupancy, and chunks shorter
-    // than 128 keys cost more in merging than they gain in parallelism.
     const int blocks_per_split = a->batch * a->n_kv_heads * chunks;
     int splits = std::min(std::max(1, per_sm), 2) * sms / blocks_per_split;
     splits = std::min(splits, (a->seq_k + std::max(128, step) - 1) / std::max(128, step));
     return std::max(1, std::min(splits, EDGELLM_MAX_SPLITS));
 }
 
-extern "C" int edgellm_attention_decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_splits,
-                                        void *workspace, size_t workspace_bytes, void *stream) {
+// The default is the CUDA-core kernel for every KV dtype: on an H200 (kernels/bench) it read a 16k fp16 cache at
+// 1980 GB/s where the tensor-core kernel, as first measured, reached 804 GB/s.
+static bool uses_tensor_cores(edgellm_dtype kv_dtype, int impl) {
+    (void)kv_dtype;
+    return impl == 1;
+}
+
+static int tc_head_chunks(const edgellm_decode_args *a) {
+    return (a->n_heads / a->n_kv_heads + kTcRows - 1) / kTcRows;
+}
+
+// impl: -1 the default (CUDA cores), 0 CUDA cores, 1 tensor cores (fp16/bf16 caches).
+static int splits_for(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int impl) {
+    if (!decode_args_ok(a)) return 1;
+    if (uses_tensor_cores(kv_dtype, impl))
+        return decode_tc_splits(kv_dtype, a->head_dim, a->batch, a->n_kv_heads, tc_head_chunks(a), a->seq_k);
+    return cuda_core_splits(a, kv_dtype);
+}
+
+extern "C" int edgellm_decode_splits(const edgellm_decode_args *a, edgellm_dtype kv_dtype) {
+    return splits_for(a, kv_dtype, -1);
+}
+
+static int decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_splits, void *workspace,
+                  size_t workspace_bytes, int impl, void *stream) {
     if (!decode_args_ok(a)) return EDGELLM_ERR_ARGUMENT;
     if (a->head_dim != 64 && a->head_dim != 128) return EDGELLM_ERR_UNSUPPORTED;
     if (kv_dtype != EDGELLM_F32 && kv_dtype != EDGELLM_F16 && kv_dtype != EDGELLM_BF16) return EDGELLM_ERR_UNSUPPORTED;
-    if (num_splits <= 0) num_splits = edgellm_decode_splits(a, kv_dtype);
+    const bool tc = uses_tensor_cores(kv_dtype, impl);
+    if (tc && kv_dtype == EDGELLM_F32) return EDGELLM_ERR_UNSUPPORTED;
+    // The tensor-core kernel reads Q as float4.
+    if (tc && (reinterpret_cast<uintptr_t>(a->q) % 16 || a->q_layout.batch_stride % 4 || a->q_layout.head_stride % 4))
+        return EDGELLM_ERR_ARGUMENT;
+    if (num_splits <= 0) num_splits = splits_for(a, kv_dtype, impl);
     if (num_splits > EDGELLM_MAX_SPLITS) return EDGELLM_ERR_ARGUMENT;
-    // Each lane loads D/16 elements of a row with 8- or 16-byte accesses.
+    // Rows are read with 8- or 16-byte accesses (16-byte cp.async on tensor cores).
     const edgellm_layout *kl[2] = {&a->k_layout, &a->v_layout};
     for (auto *l : kl)
         if (l->batch_stride % 8 || l->row_stride % 8 || l->head_stride % 8) return EDGELLM_ERR_ARGUMENT;
@@ -380,10 +359,15 @@ extern "C" int edgellm_attention_decode(const edgellm_decode_args *a, edgellm_dt
     p.vb = a->v_layout.batch_stride, p.vr = a->v_layout.row_stride, p.vh = a->v_layout.head_stride;
     p.ob = a->o_layout.batch_stride, p.oh = a->o_layout.head_stride;
     p.seq_k = a->seq_k, p.n_heads = a->n_heads, p.group = a->n_heads / a->n_kv_heads;
-    const int G = group_width(p.group);
-    p.head_chunks = (p.group + G - 1) / G;
     p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
+    if (tc) {
+        p.head_chunks = tc_head_chunks(a);
+        return launch_decode_tc(p, kv_dtype, a->head_dim, a->batch, a->n_kv_heads, num_splits, part_o, part_lse,
+                                counters, s);
+    }
+    const int G = group_width(p.group);
+    p.head_chunks = (p.group + G - 1) / G;
 
     return with_instance(kv_dtype, a->head_dim, G, [&](auto tt, auto dd, auto gg) {
         using T = typename decltype(tt)::type;
@@ -408,4 +392,22 @@ extern "C" int edgellm_attention_decode(const edgellm_decode_args *a, edgellm_dt
                                                                           counters);
         return check_launch();
     });
+}
+
+extern "C" int edgellm_attention_decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_splits,
+                                        void *workspace, size_t workspace_bytes, void *stream) {
+    return decode(a, kv_dtype, num_splits, workspace, workspace_bytes, -1, stream);
+}
+
+// Either implementation, for the accuracy test and the benchmark (not part of the public header): impl 0 = CUDA
+// cores (exact fp32 arithmetic, any KV dtype), 1 = tensor cores (fp16/bf16 KV).  num_splits <= 0: that
+// implementation's own default.
+extern "C" int edgellm_attention_decode_impl(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_splits,
+                                             void *workspace, size_t workspace_bytes, int impl, void *stream) {
+    if (impl != 0 && impl != 1) return EDGELLM_ERR_ARGUMENT;
+    return decode(a, kv_dtype, num_splits, workspace, workspace_bytes, impl, stream);
+}
+
+extern "C" int edgellm_decode_splits_impl(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int impl) {
+    return splits_for(a, kv_dtype, impl);
 }

@@ -38,13 +38,6 @@ struct TcConfig {
     static_assert((kRowsQ * kChunks) % kThreads == 0 && (kRowsKV * kChunks) % kThreads == 0, "tile copy split");
 };
 
-// Element offset of 16-byte chunk `chunk` of row `row` in a swizzled [rows][D] tile: the chunk index is XORed with the
-// row's low 3 bits, so the 8 rows an ldmatrix reads at one logical column hit 8 different bank groups.
-template <int D>
-__device__ __forceinline__ int swizzle(int row, int chunk) {
-    return row * D + ((chunk ^ (row & 7)) << 3);
-}
-
 // Asynchronously copies rows [0, kRows) of a tile into shared memory; rows >= n_valid are zero-filled (never read).
 template <typename T, int D, int kRows, int kThreads>
 __device__ __forceinline__ void copy_tile_async(T *smem, const T *gmem, int64_t row_stride, int n_valid,

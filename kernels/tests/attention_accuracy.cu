@@ -2,9 +2,10 @@
 //
 //   attention_accuracy [--quick | --sanitize] [--csv PATH]
 //
-// Prefill: fp32 path within 1e-5 absolute; fp16 within 2e-3 relative (max |error| / max |reference|); bf16, whose
-// 8-bit mantissa rounds P and the output at 2^-9, within 1e-2 relative.  Decode computes in fp32 on the stored
-// K/V, so every KV dtype is held to 1e-5 absolute, at every split count from 1 to min(seq_k, 256).
+// fp32 arithmetic (prefill's fp32 path, and decode on CUDA cores for every KV dtype) within 1e-5 absolute;
+// tensor-core paths with fp16 inputs within 2e-3 relative (max |error| / max |reference|), with bf16,
+// whose 8-bit mantissa rounds P and the output at 2^-9, within 1e-2 relative.  Decode at every split count from 1
+// to min(seq_k, 256), and at its default.
 // --quick keeps short sequences (every code path: partial tiles, masks, several tiles, splits); --sanitize is a
 // smaller set still covering every kernel instance and code path, for compute-sanitizer's slow tools.
 // One CSV row per case; exit status 1 when any case fails, 2 on a CUDA or argument error.
@@ -14,6 +15,9 @@
 
 #include "common_host.cuh"
 #include "reference_attention.cuh"
+
+extern "C" int edgellm_attention_decode_impl(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_splits,
+                                             void *workspace, size_t workspace_bytes, int impl, void *stream);
 
 struct Result {
     double max_abs_err = 0, max_abs_ref = 0;
@@ -145,15 +149,27 @@ static void decode_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B
     a.q_layout = a.o_layout = contiguous_layout(1, H, D);
     a.k_layout = a.v_layout = contiguous_layout(sk_cap, KVH, D);
     a.batch = B, a.seq_k = sk, a.n_heads = H, a.n_kv_heads = KVH, a.head_dim = D, a.softmax_scale = (float)scale;
-    // Split counts 1..top, then the default (reported as splits = 0).
-    for (int s = 1; s <= top + 1; ++s) {
-        const int splits = s <= top ? s : 0;
-        CUDA_CHECK(cudaMemset(o.ptr, 0xff, nq * 4));
-        EDGELLM_CHECK(edgellm_attention_decode(&a, t, splits, ws.ptr, ws.bytes, nullptr));
-        CUDA_CHECK(cudaDeviceSynchronize());
-        const auto got = fetch(o.ptr, EDGELLM_F32, nq);
-        w.row("decode", t, D, H, KVH, B, 1, sk, 0, splits, compare(ref, got), false, 1e-5);
+    // Split counts 1..top, then the default (reported as splits = 0): the CUDA-core kernel ("decode", every KV
+    // dtype) and the tensor-core kernel ("decode-tc", fp16/bf16 caches).
+    for (int impl : {0, 1}) {
+        if (impl == 1 && t == EDGELLM_F32) continue;
+        const char *name = impl == 0 ? "decode" : "decode-tc";
+        const bool relative = impl == 1;
+        const double tol = impl == 0 ? 1e-5 : t == EDGELLM_F16 ? 2e-3 : 1e-2;
+        for (int s = 1; s <= top + 1; ++s) {
+            const int splits = s <= top ? s : 0;
+            CUDA_CHECK(cudaMemset(o.ptr, 0xff, nq * 4));
+            EDGELLM_CHECK(edgellm_attention_decode_impl(&a, t, splits, ws.ptr, ws.bytes, impl, nullptr));
+            CUDA_CHECK(cudaDeviceSynchronize());
+            const auto got = fetch(o.ptr, EDGELLM_F32, nq);
+            w.row(name, t, D, H, KVH, B, 1, sk, 0, splits, compare(ref, got), relative, tol);
+        }
     }
+    // The public entry point is the default implementation.
+    CUDA_CHECK(cudaMemset(o.ptr, 0xff, nq * 4));
+    EDGELLM_CHECK(edgellm_attention_decode(&a, t, 0, ws.ptr, ws.bytes, nullptr));
+    CUDA_CHECK(cudaDeviceSynchronize());
+    w.row("decode-api", t, D, H, KVH, B, 1, sk, 0, 0, compare(ref, fetch(o.ptr, EDGELLM_F32, nq)), false, 1e-5);
 }
 
 #include <chrono>
@@ -218,9 +234,9 @@ int main(int argc, char **argv) {
             // Decode at every split count.
             const int dec_full[] = {1, 17, 255, 1000, 4097, 16384};
             const int dec_quick[] = {1, 17, 130};
-            const Heads dec_heads[] = {{4, 4}, {9, 3}, {32, 8}, {14, 2}, {12, 1}};
+            const Heads dec_heads[] = {{4, 4}, {9, 3}, {32, 8}, {14, 2}, {12, 1}, {20, 1}};
             for (const Heads &hh : dec_heads) {
-                if (sanitize && hh.h != 9 && hh.h != 12 && hh.h != 32) continue;
+                if (sanitize && hh.h != 9 && hh.h != 20 && hh.h != 32) continue;
                 if (sanitize) decode_case(w, t, D, hh.h, hh.kvh, 1, 130, 4, seed++);
                 else if (quick) for (int s : dec_quick) decode_case(w, t, D, hh.h, hh.kvh, 1, s, 8, seed++);
                 else for (int s : dec_full) decode_case(w, t, D, hh.h, hh.kvh, 1, s, EDGELLM_MAX_SPLITS, seed++);

@@ -161,6 +161,8 @@ def headline(bench: pd.DataFrame) -> dict:
     out["decode_16k_gbytes_s"] = None if dec is None else float(dec.gbytes_s)
     out["decode_16k_splits"] = None if dec is None else int(dec.splits)
     out["decode_16k_of_copy"] = (None if dec is None or not len(copy) else float(dec.gbytes_s / copy.gbytes_s.iloc[0]))
+    tc = pick("decode", "edgellm-tensorcores", 16384)
+    out["decode_16k_tensorcores_gbytes_s"] = None if tc is None else float(tc.gbytes_s)
     sd = pick("decode", "torch-sdpa", 16384)
     out["sdpa_decode_16k_gbytes_s"] = None if sd is None else float(sd.gbytes_s)
     return out

@@ -174,7 +174,8 @@ def throughput_by_testbed(scalings: list[pd.DataFrame], png) -> None:
 def kernel_attention(bench: pd.DataFrame, png, testbed: str) -> None:
     """Prefill TFLOP/s and decode KV-read bandwidth against sequence length: EdgeLLM's kernels, the naive
     three-pass attention, PyTorch SDPA where it was measured, and the card's copy bandwidth."""
-    names = {"edgellm": "EdgeLLM FA2", "naive": "naive (scores materialised)", "torch-sdpa-flash": "PyTorch SDPA (flash)",
+    names = {"edgellm": "EdgeLLM FA2", "edgellm-tensorcores": "EdgeLLM decode on tensor cores",
+             "naive": "naive (scores materialised)", "torch-sdpa-flash": "PyTorch SDPA (flash)",
              "torch-sdpa": "PyTorch SDPA"}
     fp16 = bench[(bench.dtype == "f16") & bench.impl.isin(list(names))].copy()
     fp16["implementation"] = fp16.impl.map(names)

@@ -1,4 +1,5 @@
 # Configuration, validation and every input function of the workflow.
+import os
 import re
 import sys
 from pathlib import Path
@@ -86,3 +87,15 @@ def kernel_arch():
         return detect_arch(config["kernels"]["arch"])
     except EdgebenchError as exc:
         raise WorkflowError(str(exc)) from None
+
+
+# EdgeLLM's CUDA kernels (workflow/rules/kernels.smk).
+KERNEL_SOURCES = sorted(
+    str(p) for p in Path(workflow.basedir, "kernels").rglob("*") if p.suffix in (".cu", ".cuh", ".h") or p.name == "Makefile"
+)
+KERNEL_BUILD = str(Path(workflow.basedir) / "build")
+
+
+def kernel_outputs(testbed):
+    return [f"{RESULTS}/{testbed}/kernels/{name}" for name in
+            ("accuracy.parquet", "sanitizer.parquet", "bench.parquet", "figures/kernel_attention.png")]

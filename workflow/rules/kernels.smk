@@ -1,15 +1,6 @@
 # EdgeLLM's CUDA kernels: built with nvcc (no GPU needed to build), gated on accuracy and compute-sanitizer on a GPU,
 # and benchmarked against naive attention and PyTorch SDPA.  In `all` only when the config asks (kernels.run), or as
 # the target `kernels`; `compile_kernels` alone runs anywhere nvcc is.
-KERNEL_SOURCES = sorted(
-    str(p) for p in Path(workflow.basedir, "kernels").rglob("*") if p.suffix in (".cu", ".cuh", ".h") or p.name == "Makefile"
-)
-KERNEL_BUILD = str(Path(workflow.basedir) / "build")
-
-
-def kernel_outputs(testbed):
-    return [f"{RESULTS}/{testbed}/kernels/{name}" for name in
-            ("accuracy.parquet", "sanitizer.parquet", "bench.parquet", "figures/kernel_attention.png")]
 
 
 rule compile_kernels:
@@ -22,11 +13,15 @@ rule compile_kernels:
     params:
         arch=lambda wc: kernel_arch(),
         nvcc=config["kernels"]["nvcc"],
+        sources=lambda wc, input: os.path.dirname(next(f for f in input if f.endswith("Makefile"))),
+        build=lambda wc, output: os.path.dirname(output.lib),
     log:
         f"{RESULTS}/logs/compile_kernels.log",
     threads: 2
+    conda:
+        "../../envs/cuda-build.yaml"
     shell:
-        "make -C {workflow.basedir}/kernels -j{threads} BUILD={KERNEL_BUILD} ARCH={params.arch} NVCC={params.nvcc}"
+        "make -C {params.sources} -j{threads} BUILD={params.build} ARCH={params.arch} NVCC={params.nvcc}"
         " > {log} 2>&1 || (tail -n 20 {log} >&2; exit 1)"
 
 
@@ -40,6 +35,8 @@ rule kernel_accuracy:
         f"{RESULTS}/logs/{{testbed}}/kernel_accuracy.log",
     resources:
         gpu=1,
+    conda:
+        "../../envs/edgebench.yaml"
     script:
         "../scripts/kernel_accuracy.py"
 
@@ -57,6 +54,8 @@ rule kernel_bench:
         f"{RESULTS}/logs/{{testbed}}/kernel_bench.log",
     resources:
         gpu=1,
+    conda:
+        "../../envs/edgebench.yaml"
     script:
         "../scripts/kernel_bench.py"
 
