@@ -9,3 +9,7 @@ class UnsupportedModelError(EdgebenchError):
 
 class ModelFileError(EdgebenchError):
     """A GGUF file that is missing, truncated or inconsistent."""
+
+
+class KernelError(EdgebenchError):
+    """The CUDA kernels are missing, refused a call, or CUDA failed."""
