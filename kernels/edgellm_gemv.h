@@ -1,0 +1,47 @@
+/* EdgeLLM quantized matrix-vector products: the C API.
+ *
+ * Weights stay as compact as in the GGUF file: the bytes of its quant blocks, split by field into separate arrays
+ * (edgellm.gpu_layout.planar) so that every field is read with aligned, coalesced loads; no byte is added or lost.
+ * Activations are quantized to int8 per 32 values with an fp32 scale, as llama.cpp does for its GPU matrix-vector
+ * products, and the products run on dp4a with fp32 accumulation.
+ * All pointers are device pointers; calls enqueue on `stream` and return EDGELLM_OK or an EDGELLM_ERR_* code
+ * (edgellm_attention.h).
+ */
+#ifndef EDGELLM_GEMV_H
+#define EDGELLM_GEMV_H
+
+#include "edgellm_attention.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ggml's type ids. */
+typedef enum {
+    EDGELLM_Q4_0 = 2,
+    EDGELLM_Q4_1 = 3,
+    EDGELLM_Q8_0 = 8,
+    EDGELLM_Q4_K = 12,
+    EDGELLM_Q6_K = 14,
+} edgellm_qtype;
+
+/* A [rows, cols] matrix in planar quant blocks; per block (32 weights, 256 for the K types), row-major:
+ *   Q4_0: qs 16 B, d fp16            Q4_1: qs 16 B, d (fp16 d, fp16 m)     Q8_0: qs 32 B (int8), d fp16
+ *   Q4_K: qs 128 B, scales 12 B, d (fp16 d, fp16 dmin)                     Q6_K: qs = ql 128 B, qh 64 B,
+ *   scales 16 B (int8), d fp16.  cols is a multiple of the block size. */
+typedef struct {
+    const void *qs, *qh, *scales, *d;
+    int qtype, rows, cols;
+} edgellm_qmatrix;
+
+/* x (fp32, cols values, cols a multiple of 32) -> xq (int8, cols) and xds (float2 per 32: scale d and d * sum of
+ * the 32 int8 values). */
+int edgellm_quantize_activations(const float *x, int cols, void *xq, void *xds, void *stream);
+
+/* y[rows] = W x, x given as edgellm_quantize_activations' output. */
+int edgellm_gemv(const edgellm_qmatrix *w, const void *xq, const void *xds, float *y, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

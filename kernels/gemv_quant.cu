@@ -1,0 +1,202 @@
+// Quantized matrix-vector products on GGUF quant blocks (planar layout, see edgellm_gemv.h).
+//
+// One warp computes one output row.  Its lanes walk the row in chunks of 32 weights (lane i takes chunks i, i+32,
+// ...): each chunk's weights are unpacked four at a time into bytes and multiplied with the int8 activations by
+// dp4a, then scaled in fp32 by the block's scale(s) and the activations' scale.  The warp's partial sums are reduced
+// with shuffles that all 32 lanes execute.
+#include "attention_common.cuh"
+#include "edgellm_gemv.h"
+
+namespace edgellm {
+
+struct QMatrix {
+    const uint8_t *qs, *qh, *scales;
+    const void *d;
+    int rows, cols;
+};
+
+__device__ __forceinline__ int load_int(const uint8_t *p) { return *reinterpret_cast<const int *>(p); }
+
+// The chunk's 32 int8 activations as 8 ints, and its (scale, scale * sum).
+struct XChunk {
+    int v[8];
+    float2 ds;
+};
+__device__ __forceinline__ XChunk load_x(const int8_t *xq, const float2 *xds, int chunk) {
+    XChunk x;
+    const uint4 a = __ldg(reinterpret_cast<const uint4 *>(xq + chunk * 32));
+    const uint4 b = __ldg(reinterpret_cast<const uint4 *>(xq + chunk * 32 + 16));
+    x.v[0] = a.x, x.v[1] = a.y, x.v[2] = a.z, x.v[3] = a.w, x.v[4] = b.x, x.v[5] = b.y, x.v[6] = b.z, x.v[7] = b.w;
+    x.ds = __ldg(xds + chunk);
+    return x;
+}
+
+__device__ __forceinline__ float half_at(const void *d, int64_t i) {
+    return __half2float(reinterpret_cast<const __half *>(d)[i]);
+}
+
+// Contribution of weight chunk `chunk` (32 weights) of row `row`, for each quant type.
+template <int QT> __device__ float chunk_dot(const QMatrix &w, int row, int chunk, const XChunk &x);
+
+template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
+    // w = d * (n - 8), n the nibble; elements 0..15 are the low nibbles of the 16 bytes, 16..31 the high ones.
+    const int64_t blk = (int64_t)row * (w.cols / 32) + chunk;
+    const uint4 q = __ldg(reinterpret_cast<const uint4 *>(w.qs + blk * 16));
+    const int qv[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
+    int dot = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        dot = __dp4a(qv[i] & 0x0F0F0F0F, x.v[i], dot);
+        dot = __dp4a((qv[i] >> 4) & 0x0F0F0F0F, x.v[4 + i], dot);
+    }
+    return half_at(w.d, blk) * (x.ds.x * dot - 8.f * x.ds.y);
+}
+
+template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_1>(const QMatrix &w, int row, int chunk, const XChunk &x) {
+    // w = d * n + m.
+    const int64_t blk = (int64_t)row * (w.cols / 32) + chunk;
+    const uint4 q = __ldg(reinterpret_cast<const uint4 *>(w.qs + blk * 16));
+    const int qv[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
+    int dot = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        dot = __dp4a(qv[i] & 0x0F0F0F0F, x.v[i], dot);
+        dot = __dp4a((qv[i] >> 4) & 0x0F0F0F0F, x.v[4 + i], dot);
+    }
+    const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[blk];
+    return __low2float(dm) * x.ds.x * dot + __high2float(dm) * x.ds.y;
+}
+
+template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q8_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
+    const int64_t blk = (int64_t)row * (w.cols / 32) + chunk;
+    const uint4 a = __ldg(reinterpret_cast<const uint4 *>(w.qs + blk * 32));
+    const uint4 b = __ldg(reinterpret_cast<const uint4 *>(w.qs + blk * 32 + 16));
+    const int qv[8] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w, (int)b.x, (int)b.y, (int)b.z, (int)b.w};
+    int dot = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) dot = __dp4a(qv[i], x.v[i], dot);
+    return half_at(w.d, blk) * x.ds.x * dot;
+}
+
+template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_K>(const QMatrix &w, int row, int chunk, const XChunk &x) {
+    // Super-block of 256 = 8 sub-blocks of 32; sub-block j uses the low (j even) or high (j odd) nibbles of the 32
+    // bytes of group j/2, with a 6-bit scale and min (ggml's get_scale_min_k4): w = d * sc * n - dmin * m.
+    const int64_t sb = (int64_t)row * (w.cols / 256) + chunk / 8;
+    const int j = chunk % 8;
+    const uint8_t *qs = w.qs + sb * 128 + (j / 2) * 32;
+    const uint4 a = __ldg(reinterpret_cast<const uint4 *>(qs));
+    const uint4 b = __ldg(reinterpret_cast<const uint4 *>(qs + 16));
+    const int qv[8] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w, (int)b.x, (int)b.y, (int)b.z, (int)b.w};
+    const int shift = (j & 1) * 4;
+    int dot = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) dot = __dp4a((qv[i] >> shift) & 0x0F0F0F0F, x.v[i], dot);
+    const uint8_t *s = w.scales + sb * 12;
+    int sc, mn;
+    if (j < 4) {
+        sc = s[j] & 63;
+        mn = s[j + 4] & 63;
+    } else {
+        sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+    const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[sb];
+    return __low2float(dm) * sc * x.ds.x * dot - __high2float(dm) * mn * x.ds.y;
+}
+
+template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q6_K>(const QMatrix &w, int row, int chunk, const XChunk &x) {
+    // Super-block of 256 in two halves of 128; in half h, chunk quarter qd (0..3) takes the low (qd < 2) or high
+    // nibbles of ql bytes h*64 + (qd & 1)*32 + l and bits 2*qd.. of qh bytes h*32 + l (l = 0..31): q = that 6-bit
+    // value - 32, scaled by the int8 scale of its 16 (two per chunk) and by d.
+    const int64_t sb = (int64_t)row * (w.cols / 256) + chunk / 8;
+    const int j = chunk % 8, h = j / 4, qd = j % 4;
+    const uint8_t *ql = w.qs + sb * 128 + h * 64 + (qd & 1) * 32;
+    const uint8_t *qh = w.qh + sb * 64 + h * 32;
+    const uint4 la = __ldg(reinterpret_cast<const uint4 *>(ql)), lb = __ldg(reinterpret_cast<const uint4 *>(ql + 16));
+    const uint4 ha = __ldg(reinterpret_cast<const uint4 *>(qh)), hb = __ldg(reinterpret_cast<const uint4 *>(qh + 16));
+    const int lv[8] = {(int)la.x, (int)la.y, (int)la.z, (int)la.w, (int)lb.x, (int)lb.y, (int)lb.z, (int)lb.w};
+    const int hv[8] = {(int)ha.x, (int)ha.y, (int)ha.z, (int)ha.w, (int)hb.x, (int)hb.y, (int)hb.z, (int)hb.w};
+    const int lshift = (qd >> 1) * 4, hshift = 2 * qd;
+    int dot[2] = {0, 0}, sum[2] = {0, 0};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const int q = ((lv[i] >> lshift) & 0x0F0F0F0F) | (((hv[i] >> hshift) & 0x03030303) << 4);
+        dot[i / 4] = __dp4a(q, x.v[i], dot[i / 4]);
+        sum[i / 4] = __dp4a(0x01010101, x.v[i], sum[i / 4]);  // for the -32 offset of each half
+    }
+    const int8_t *sc = reinterpret_cast<const int8_t *>(w.scales + sb * 16) + 2 * j;
+    const float d = half_at(w.d, sb);
+    return d * x.ds.x * (sc[0] * (dot[0] - 32 * sum[0]) + sc[1] * (dot[1] - 32 * sum[1]));
+}
+
+constexpr int kGemvWarps = 4;
+
+template <int QT>
+__global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(QMatrix w, const int8_t *xq, const float2 *xds,
+                                                               float *y) {
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+    if (row >= w.rows) return;  // whole warps leave together: the shuffles below stay full
+    float acc = 0.f;
+    for (int chunk = lane; chunk < w.cols / 32; chunk += 32) acc += chunk_dot<QT>(w, row, chunk, load_x(xq, xds, chunk));
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0) y[row] = acc;
+}
+
+// One warp per chunk of 32: scale = max |x| / 127, q = round(x / scale), and the sum of the q.
+__global__ void quantize_kernel(const float *x, int chunks, int8_t *xq, float2 *xds) {
+    const int chunk = blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (chunk >= chunks) return;
+    const float v = x[chunk * 32 + lane];
+    float amax = fabsf(v);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    const float d = amax / 127.f;
+    const int q = amax == 0.f ? 0 : __float2int_rn(v / d);
+    int sum = q;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    xq[chunk * 32 + lane] = (int8_t)q;
+    if (lane == 0) xds[chunk] = make_float2(d, d * sum);
+}
+
+}  // namespace edgellm
+
+using namespace edgellm;
+
+extern "C" int edgellm_quantize_activations(const float *x, int cols, void *xq, void *xds, void *stream) {
+    if (!x || !xq || !xds || cols <= 0 || cols % 32) return EDGELLM_ERR_ARGUMENT;
+    if (reinterpret_cast<uintptr_t>(xq) % 16 || reinterpret_cast<uintptr_t>(xds) % 8) return EDGELLM_ERR_ARGUMENT;
+    const int chunks = cols / 32, per_block = 8;
+    quantize_kernel<<<(chunks + per_block - 1) / per_block, 32 * per_block, 0, static_cast<cudaStream_t>(stream)>>>(
+        x, chunks, static_cast<int8_t *>(xq), static_cast<float2 *>(xds));
+    return check_launch();
+}
+
+extern "C" int edgellm_gemv(const edgellm_qmatrix *m, const void *xq, const void *xds, float *y, void *stream) {
+    if (!m || !xq || !xds || !y || !m->qs || !m->d || m->rows <= 0 || m->cols <= 0) return EDGELLM_ERR_ARGUMENT;
+    const bool k_type = m->qtype == EDGELLM_Q4_K || m->qtype == EDGELLM_Q6_K;
+    if (m->cols % (k_type ? 256 : 32)) return EDGELLM_ERR_ARGUMENT;
+    if ((m->qtype == EDGELLM_Q4_K || m->qtype == EDGELLM_Q6_K) && !m->scales) return EDGELLM_ERR_ARGUMENT;
+    if (m->qtype == EDGELLM_Q6_K && !m->qh) return EDGELLM_ERR_ARGUMENT;
+    if (reinterpret_cast<uintptr_t>(m->qs) % 16 || (m->qh && reinterpret_cast<uintptr_t>(m->qh) % 16) ||
+        (m->scales && reinterpret_cast<uintptr_t>(m->scales) % 4) || reinterpret_cast<uintptr_t>(m->d) % 4 ||
+        reinterpret_cast<uintptr_t>(xq) % 16 || reinterpret_cast<uintptr_t>(xds) % 8)
+        return EDGELLM_ERR_ARGUMENT;
+    QMatrix w{static_cast<const uint8_t *>(m->qs), static_cast<const uint8_t *>(m->qh),
+              static_cast<const uint8_t *>(m->scales), m->d, m->rows, m->cols};
+    const dim3 grid((m->rows + kGemvWarps - 1) / kGemvWarps), block(32 * kGemvWarps);
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    const int8_t *xq8 = static_cast<const int8_t *>(xq);
+    const float2 *ds = static_cast<const float2 *>(xds);
+    switch (m->qtype) {
+    case EDGELLM_Q4_0: gemv_kernel<EDGELLM_Q4_0><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
+    case EDGELLM_Q4_1: gemv_kernel<EDGELLM_Q4_1><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
+    case EDGELLM_Q8_0: gemv_kernel<EDGELLM_Q8_0><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
+    case EDGELLM_Q4_K: gemv_kernel<EDGELLM_Q4_K><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
+    case EDGELLM_Q6_K: gemv_kernel<EDGELLM_Q6_K><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
+    default: return EDGELLM_ERR_UNSUPPORTED;
+    }
+    return check_launch();
+}

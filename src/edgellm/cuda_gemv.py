@@ -1,0 +1,41 @@
+"""Python binding of the quantized matrix-vector kernels (kernels/edgellm_gemv.h) through ctypes.
+
+Weights are the planar fields of edgellm.gpu_layout already on the device (pointers); activations are fp32 and are
+quantized on the device first, as the kernels take them. Errors become KernelError, as in cuda_attention.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from .cuda_attention import AttentionKernels
+from .gpu_layout import type_id
+
+
+class QMatrix(ctypes.Structure):
+    _fields_ = [("qs", ctypes.c_void_p), ("qh", ctypes.c_void_p), ("scales", ctypes.c_void_p),
+                ("d", ctypes.c_void_p), ("qtype", ctypes.c_int), ("rows", ctypes.c_int), ("cols", ctypes.c_int)]
+
+
+class GemvKernels:
+    def __init__(self, kernels: AttentionKernels | None = None):
+        self.kernels = kernels or AttentionKernels.load()
+        lib = self.lib = self.kernels.lib
+        lib.edgellm_quantize_activations.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                                                     ctypes.c_void_p, ctypes.c_void_p]
+        lib.edgellm_gemv.argtypes = [ctypes.POINTER(QMatrix), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                     ctypes.c_void_p]
+
+    def quantize(self, x: int, cols: int, xq: int, xds: int, stream: int = 0) -> None:
+        """x: fp32 [cols] -> xq: int8 [cols], xds: float2 [cols / 32] (scale, scale * sum)."""
+        self.kernels._check(self.lib.edgellm_quantize_activations(x, cols, xq, xds, stream), "activation quantize")
+
+    @staticmethod
+    def matrix(qtype: str, rows: int, cols: int, fields: dict[str, int]) -> QMatrix:
+        """fields: device pointers of the planar arrays by name (qs, d, and scales/qh where the type has them)."""
+        return QMatrix(fields.get("qs"), fields.get("qh"), fields.get("scales"), fields.get("d"), type_id(qtype),
+                       rows, cols)
+
+    def gemv(self, matrix: QMatrix, xq: int, xds: int, y: int, stream: int = 0) -> None:
+        """y: fp32 [rows] = W x."""
+        self.kernels._check(self.lib.edgellm_gemv(ctypes.byref(matrix), xq, xds, y, stream), "quantized gemv")

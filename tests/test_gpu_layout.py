@@ -1,0 +1,117 @@
+"""GGUF blocks regrouped by field for the GPU, and the quantized matrix-vector kernels on them.
+
+The layout is checked here on real bytes (a round trip to the very same bytes, no byte added); the kernels' argument
+checks run without a GPU; their products are checked against a float64 reference on a GPU (marked `gpu`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType, GGUFReader
+from gguf.quants import dequantize
+
+from edgellm.errors import KernelError, UnsupportedModelError
+from edgellm.gpu_layout import GPU_TYPES, LAYOUTS, block_bytes, blocks, planar
+
+ROOT = Path(__file__).resolve().parents[1]
+ALIGNED = 1 << 20  # a fake 16-byte aligned device address: argument checks never dereference it
+
+
+def random_blocks(qtype: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    """Random quant blocks with finite, small fp16 scales (any bit pattern is a valid block otherwise)."""
+    rng = np.random.default_rng(seed)
+    block = LAYOUTS[qtype][0]
+    raw = rng.integers(0, 256, rows * cols // block * block_bytes(qtype), dtype=np.uint8)
+    fields = planar(qtype, raw, rows, cols)
+    scales = fields["d"].view(np.float16)
+    scales[:] = rng.uniform(0.001, 0.02, scales.size).astype(np.float16)
+    return blocks(qtype, fields)
+
+
+@pytest.mark.parametrize("qtype", GPU_TYPES)
+def test_planar_is_the_same_bytes_regrouped(qtype):
+    rows, cols = 3, 512
+    raw = random_blocks(qtype, rows, cols)
+    fields = planar(qtype, raw, rows, cols)
+    assert sum(f.nbytes for f in fields.values()) == raw.nbytes  # never more (nor fewer) bytes than the file
+    assert np.array_equal(blocks(qtype, fields), raw)
+    # Every field starts each block at a multiple of its own width: 16-byte loads of qs stay aligned.
+    assert fields["qs"].size % 16 == 0
+
+
+def test_planar_on_a_real_gguf_matrix(smollm2_gguf):
+    reader = GGUFReader(smollm2_gguf)
+    tensor = next(t for t in reader.tensors if t.tensor_type == GGMLQuantizationType.Q4_1)
+    cols, rows = (int(n) for n in tensor.shape[:2])
+    raw = np.asarray(tensor.data).reshape(-1).view(np.uint8)
+    fields = planar("Q4_1", raw, rows, cols)
+    assert np.array_equal(blocks("Q4_1", fields), raw)
+    assert np.array_equal(dequantize(blocks("Q4_1", fields), GGMLQuantizationType.Q4_1),
+                          dequantize(raw, GGMLQuantizationType.Q4_1))
+
+
+def test_unsupported_types_and_shapes_are_refused_by_name():
+    with pytest.raises(UnsupportedModelError, match="Q5_K"):
+        planar("Q5_K", np.zeros(176, np.uint8), 1, 256)
+    with pytest.raises(UnsupportedModelError, match="multiple of its block"):
+        planar("Q4_K", np.zeros(144, np.uint8), 1, 200)
+
+
+@pytest.fixture(scope="module")
+def gemv(tmp_path_factory):
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc is not installed")
+    from edgellm.cuda_attention import AttentionKernels
+    from edgellm.cuda_gemv import GemvKernels
+
+    build = tmp_path_factory.mktemp("kernels")
+    subprocess.run(["make", "-C", str(ROOT / "kernels"), "-j2", f"BUILD={build}", "ARCH=90",
+                    f"{build}/libedgellm.so"], check=True, capture_output=True)
+    return GemvKernels(AttentionKernels.load(build / "libedgellm.so"))
+
+
+@pytest.mark.slow
+def test_gemv_arguments_are_checked_before_any_launch(gemv):
+    fields = {"qs": ALIGNED, "d": ALIGNED, "scales": ALIGNED, "qh": ALIGNED}
+    with pytest.raises(KernelError, match="invalid argument"):  # K types need whole super-blocks
+        gemv.gemv(gemv.matrix("Q4_K", 8, 288, fields), ALIGNED, ALIGNED, ALIGNED)
+    with pytest.raises(KernelError, match="invalid argument"):  # Q6_K without its high bits
+        gemv.gemv(gemv.matrix("Q6_K", 8, 256, {**fields, "qh": None}), ALIGNED, ALIGNED, ALIGNED)
+    with pytest.raises(KernelError, match="invalid argument"):  # a misaligned activation vector
+        gemv.gemv(gemv.matrix("Q4_0", 8, 64, fields), ALIGNED + 4, ALIGNED, ALIGNED)
+    with pytest.raises(KernelError, match="invalid argument"):
+        gemv.quantize(ALIGNED, 48, ALIGNED, ALIGNED)  # not a multiple of 32
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("qtype", GPU_TYPES)
+def test_gemv_matches_float64_on_the_quantized_activations(gemv, qtype):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    rows, cols = 300, 2048
+    raw = random_blocks(qtype, rows, cols, seed=1)
+    fields = {k: torch.from_numpy(v.copy()).cuda() for k, v in planar(qtype, raw, rows, cols).items()}
+    x = torch.randn(cols, device="cuda", dtype=torch.float32)
+    xq = torch.empty(cols, device="cuda", dtype=torch.int8)
+    xds = torch.empty(cols // 32, 2, device="cuda", dtype=torch.float32)
+    y = torch.empty(rows, device="cuda", dtype=torch.float32)
+    gemv.quantize(x.data_ptr(), cols, xq.data_ptr(), xds.data_ptr())
+    m = gemv.matrix(qtype, rows, cols, {k: v.data_ptr() for k, v in fields.items()})
+    gemv.gemv(m, xq.data_ptr(), xds.data_ptr(), y.data_ptr())
+    torch.cuda.synchronize()
+    w = dequantize(raw, GGMLQuantizationType[qtype]).reshape(rows, cols).astype(np.float64)
+    xq_np = xq.cpu().numpy().astype(np.float64).reshape(-1, 32)
+    scale = xds.cpu().numpy()[:, 0].astype(np.float64)
+    assert np.abs(xq_np).max() <= 127
+    x_used = (xq_np * scale[:, None]).reshape(-1)  # the activations the kernel multiplies
+    ref = w @ x_used
+    err = np.abs(y.cpu().numpy() - ref).max() / np.abs(ref).max()
+    assert err < 1e-5, f"{qtype}: relative error {err:.3g}"
+    # And the activation quantization itself is within int8's resolution of the float input.
+    assert np.abs(x_used - x.cpu().numpy()).max() <= scale.max() / 2 + 1e-7
