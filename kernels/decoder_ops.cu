@@ -1,0 +1,204 @@
+// The decoder's small operations (see edgellm_ops.h); each is memory-bound and simple, one launch per call.
+#include "attention_common.cuh"
+#include "edgellm_ops.h"
+
+namespace edgellm {
+
+__device__ __forceinline__ float block_sum(float v, float *scratch) {  // blockDim.x a multiple of 32, <= 1024
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    __syncthreads();  // scratch may still be read from a previous call in this block
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : 0.f;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+__global__ void rmsnorm_kernel(const float *x, const float *w, float *out, int n, float eps) {
+    __shared__ float scratch[32];
+    const float *xr = x + (int64_t)blockIdx.x * n;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(xr[i], xr[i], ss);
+    ss = block_sum(ss, scratch);
+    const float scale = rsqrtf(ss / n + eps);
+    float *orow = out + (int64_t)blockIdx.x * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * scale * w[i];
+}
+
+__global__ void rope_kernel(float *x, int rows, int heads, int D, int64_t row_stride, const int *pos, float base,
+                            const float *factors, int neox) {
+    const int half = D / 2;
+    const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (idx >= (int64_t)rows * heads * half) return;
+    const int i = idx % half, h = (idx / half) % heads, t = idx / ((int64_t)half * heads);
+    double inv_freq = pow((double)base, -2.0 * i / D);
+    if (factors) inv_freq /= (double)factors[i];
+    double s, c;
+    sincos((double)(*pos + t) * inv_freq, &s, &c);
+    float *xh = x + t * row_stride + (int64_t)h * D;
+    const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+    const float xa = xh[a], xb = xh[b], cf = (float)c, sf = (float)s;
+    xh[a] = xa * cf - xb * sf;
+    xh[b] = xa * sf + xb * cf;
+}
+
+__global__ void swiglu_kernel(const float *gate_up, float *out, int rows, int hidden) {
+    const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (idx >= (int64_t)rows * hidden) return;
+    const int64_t r = idx / hidden, i = idx % hidden;
+    const float g = gate_up[r * 2 * hidden + i], u = gate_up[r * 2 * hidden + hidden + i];
+    out[idx] = g / (1.f + expf(-g)) * u;
+}
+
+__global__ void add_kernel(float *x, const float *y, int64_t n) {
+    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}
+
+__global__ void argmax_kernel(const float *logits, int n, int *out) {
+    __shared__ float best_v[32];
+    __shared__ int best_i[32];
+    float v = -INFINITY;
+    int bi = n;  // past the end: loses every tie against a real index
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        if (logits[i] > v) v = logits[i], bi = i;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, off);
+        const int oi = __shfl_xor_sync(0xffffffffu, bi, off);
+        if (ov > v || (ov == v && oi < bi)) v = ov, bi = oi;
+    }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) best_v[warp] = v, best_i[warp] = bi;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < (int)(blockDim.x >> 5) ? best_v[lane] : -INFINITY;
+        bi = lane < (int)(blockDim.x >> 5) ? best_i[lane] : n;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, v, off);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, off);
+            if (ov > v || (ov == v && oi < bi)) v = ov, bi = oi;
+        }
+        if (lane == 0) *out = bi < n ? bi : 0;  // all NaN: token 0, never an index past the vocabulary
+    }
+}
+
+// Weight c of row r of a planar quant matrix (edgellm_gemv.h), dequantized exactly as gguf does.
+__device__ float dequant_at(const edgellm_qmatrix &m, int64_t r, int c) {
+    const uint8_t *qs = static_cast<const uint8_t *>(m.qs);
+    switch (m.qtype) {
+    case 0: return static_cast<const float *>(m.qs)[r * m.cols + c];
+    case 1: return __half2float(static_cast<const __half *>(m.qs)[r * m.cols + c]);
+    case EDGELLM_Q4_0:
+    case EDGELLM_Q4_1: {
+        const int64_t blk = r * (m.cols / 32) + c / 32;
+        const int e = c % 32;
+        const int n = (qs[blk * 16 + e % 16] >> (e < 16 ? 0 : 4)) & 0x0F;
+        if (m.qtype == EDGELLM_Q4_0) return __half2float(static_cast<const __half *>(m.d)[blk]) * (n - 8);
+        const __half2 dm = static_cast<const __half2 *>(m.d)[blk];
+        return __low2float(dm) * n + __high2float(dm);
+    }
+    case EDGELLM_Q8_0: {
+        const int64_t blk = r * (m.cols / 32) + c / 32;
+        return __half2float(static_cast<const __half *>(m.d)[blk]) * reinterpret_cast<const int8_t *>(qs)[blk * 32 + c % 32];
+    }
+    case EDGELLM_Q4_K: {
+        const int64_t sb = r * (m.cols / 256) + c / 256;
+        const int e = c % 256, j = e / 32, l = e % 32;
+        const int n = (qs[sb * 128 + (j / 2) * 32 + l] >> ((j & 1) * 4)) & 0x0F;
+        const uint8_t *s = static_cast<const uint8_t *>(m.scales) + sb * 12;
+        const int sc = j < 4 ? s[j] & 63 : (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        const int mn = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        const __half2 dm = static_cast<const __half2 *>(m.d)[sb];
+        return __low2float(dm) * sc * n - __high2float(dm) * mn;
+    }
+    case EDGELLM_Q6_K: {
+        const int64_t sb = r * (m.cols / 256) + c / 256;
+        const int e = c % 256, h = e / 128, qd = (e % 128) / 32, l = e % 32;
+        const int lo = (qs[sb * 128 + h * 64 + (qd & 1) * 32 + l] >> ((qd >> 1) * 4)) & 0x0F;
+        const int hi = (static_cast<const uint8_t *>(m.qh)[sb * 64 + h * 32 + l] >> (2 * qd)) & 3;
+        const int8_t sc = static_cast<const int8_t *>(m.scales)[sb * 16 + e / 16];
+        return __half2float(static_cast<const __half *>(m.d)[sb]) * sc * ((lo | (hi << 4)) - 32);
+    }
+    default: return 0.f;
+    }
+}
+
+__global__ void embed_kernel(edgellm_qmatrix m, const int *token, float *out) {
+    const int64_t r = *token;
+    for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < m.cols; c += gridDim.x * blockDim.x)
+        out[c] = dequant_at(m, r, c);
+}
+
+__global__ void kv_append_kernel(const float *src, __half *cache, int rows, int width, int64_t stride, const int *pos) {
+    const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (idx >= (int64_t)rows * width) return;
+    const int64_t t = idx / width, i = idx % width;
+    cache[(*pos + t) * stride + i] = __float2half_rn(src[idx]);
+}
+
+inline unsigned blocks_for(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
+
+}  // namespace edgellm
+
+using namespace edgellm;
+
+extern "C" int edgellm_rmsnorm(const float *x, const float *w, float *out, int rows, int n, float eps, void *stream) {
+    if (!x || !w || !out || rows <= 0 || n <= 0) return EDGELLM_ERR_ARGUMENT;
+    rmsnorm_kernel<<<rows, 256, 0, static_cast<cudaStream_t>(stream)>>>(x, w, out, n, eps);
+    return check_launch();
+}
+
+extern "C" int edgellm_rope(float *x, int rows, int heads, int head_dim, int64_t row_stride, const int *pos, float base,
+                            const float *factors, int neox, void *stream) {
+    if (!x || !pos || rows <= 0 || heads <= 0 || head_dim <= 0 || head_dim % 2 || row_stride < (int64_t)heads * head_dim)
+        return EDGELLM_ERR_ARGUMENT;
+    const int64_t n = (int64_t)rows * heads * (head_dim / 2);
+    rope_kernel<<<blocks_for(n, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(x, rows, heads, head_dim, row_stride,
+                                                                                  pos, base, factors, neox);
+    return check_launch();
+}
+
+extern "C" int edgellm_swiglu(const float *gate_up, float *out, int rows, int hidden, void *stream) {
+    if (!gate_up || !out || rows <= 0 || hidden <= 0) return EDGELLM_ERR_ARGUMENT;
+    swiglu_kernel<<<blocks_for((int64_t)rows * hidden, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(gate_up, out,
+                                                                                                      rows, hidden);
+    return check_launch();
+}
+
+extern "C" int edgellm_add(float *x, const float *y, int64_t n, void *stream) {
+    if (!x || !y || n <= 0) return EDGELLM_ERR_ARGUMENT;
+    add_kernel<<<blocks_for(n, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(x, y, n);
+    return check_launch();
+}
+
+extern "C" int edgellm_argmax(const float *logits, int n, int *out, void *stream) {
+    if (!logits || !out || n <= 0) return EDGELLM_ERR_ARGUMENT;
+    argmax_kernel<<<1, 1024, 0, static_cast<cudaStream_t>(stream)>>>(logits, n, out);
+    return check_launch();
+}
+
+extern "C" int edgellm_embed(const edgellm_qmatrix *m, const int *token, float *out, void *stream) {
+    if (!m || !m->qs || !token || !out || m->cols <= 0) return EDGELLM_ERR_ARGUMENT;
+    const int q = m->qtype;
+    if (q != 0 && q != 1 && q != EDGELLM_Q4_0 && q != EDGELLM_Q4_1 && q != EDGELLM_Q8_0 && q != EDGELLM_Q4_K &&
+        q != EDGELLM_Q6_K)
+        return EDGELLM_ERR_UNSUPPORTED;
+    if (q > 1 && !m->d) return EDGELLM_ERR_ARGUMENT;
+    if ((q == EDGELLM_Q4_K || q == EDGELLM_Q6_K) && (!m->scales || m->cols % 256)) return EDGELLM_ERR_ARGUMENT;
+    if (q == EDGELLM_Q6_K && !m->qh) return EDGELLM_ERR_ARGUMENT;
+    embed_kernel<<<blocks_for(m->cols, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(*m, token, out);
+    return check_launch();
+}
+
+extern "C" int edgellm_kv_append(const float *src, void *cache, int rows, int width, int64_t stride, const int *pos,
+                                 void *stream) {
+    if (!src || !cache || !pos || rows <= 0 || width <= 0 || stride < width) return EDGELLM_ERR_ARGUMENT;
+    kv_append_kernel<<<blocks_for((int64_t)rows * width, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
+        src, static_cast<__half *>(cache), rows, width, stride, pos);
+    return check_launch();
+}

@@ -1,0 +1,46 @@
+/* EdgeLLM decoder operations besides attention and matrix products: the C API.
+ *
+ * Every pointer is a device pointer and every call only enqueues on `stream`.  Positions and token ids are read from
+ * device memory, so that a decode step captured once in a CUDA graph replays for every new token.  Semantics follow
+ * the CPU engine (src/edgellm/cpu_kernels.py), which the GPU tests compare against.
+ */
+#ifndef EDGELLM_OPS_H
+#define EDGELLM_OPS_H
+
+#include "edgellm_gemv.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, for rows r of n values. */
+int edgellm_rmsnorm(const float *x, const float *weight, float *out, int rows, int n, float eps, void *stream);
+
+/* Rotary embedding in place on x [rows, heads, head_dim] (row stride in floats): row t at position *pos + t,
+ * theta_i = position * base^(-2i/head_dim) / freq_factors[i] (freq_factors may be null: llama3 scaling passes its
+ * factors), computed in double.  neox: pairs (i, i + head_dim/2); else adjacent pairs (2i, 2i + 1). */
+int edgellm_rope(float *x, int rows, int heads, int head_dim, int64_t row_stride, const int *pos, float base,
+                 const float *freq_factors, int neox, void *stream);
+
+/* out[r, i] = silu(gate_up[r, i]) * gate_up[r, hidden + i]. */
+int edgellm_swiglu(const float *gate_up, float *out, int rows, int hidden, void *stream);
+
+/* x += y, n values. */
+int edgellm_add(float *x, const float *y, int64_t n, void *stream);
+
+/* *out = the index of the largest of n logits (the lowest such index on ties). */
+int edgellm_argmax(const float *logits, int n, int *out, void *stream);
+
+/* out[0..cols) = row *token of a matrix in planar quant blocks (or F32 / F16 with qtype 0 / 1 and data in qs),
+ * dequantized: the token embedding. */
+int edgellm_embed(const edgellm_qmatrix *table, const int *token, float *out, void *stream);
+
+/* Appends rows of fp32 K or V [rows, kv_heads * head_dim] to an fp16 cache at rows *pos.. (cache row stride in
+ * elements). */
+int edgellm_kv_append(const float *src, void *cache, int rows, int width, int64_t cache_row_stride, const int *pos,
+                      void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
