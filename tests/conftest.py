@@ -45,3 +45,18 @@ def tiny_gguf(tmp_path_factory) -> Path:
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+@pytest.fixture(scope="session")
+def kernel_library(tmp_path_factory) -> Path:
+    """libedgellm.so built once for the session by kernels/Makefile (nvcc only, no GPU needed)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc is not installed")
+    build = tmp_path_factory.mktemp("kernels")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(["make", "-C", str(root / "kernels"), "-j2", f"BUILD={build}", "ARCH=90",
+                    f"{build}/libedgellm.so"], check=True, capture_output=True)
+    return build / "libedgellm.so"

@@ -7,26 +7,14 @@ On a GPU (marked `gpu`), prefill and decode through the binding match a float64 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from edgellm.cuda_attention import AttentionKernels, KernelError, Shape
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 @pytest.fixture(scope="module")
-def kernels(tmp_path_factory) -> AttentionKernels:
-    if shutil.which("nvcc") is None:
-        pytest.skip("nvcc is not installed")
-    build = tmp_path_factory.mktemp("kernels")
-    subprocess.run(["make", "-C", str(ROOT / "kernels"), "-j2", f"BUILD={build}", "ARCH=90",
-                    f"{build}/libedgellm.so"], check=True, capture_output=True)
-    return AttentionKernels.load(build / "libedgellm.so")
+def kernels(kernel_library) -> AttentionKernels:
+    return AttentionKernels.load(kernel_library)
 
 
 def test_a_missing_library_is_one_clear_error(tmp_path):

@@ -5,10 +5,6 @@ Argument checks run without a GPU; the values are compared on a GPU (marked `gpu
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType
@@ -18,21 +14,15 @@ from edgellm import cpu_kernels as K
 from edgellm.errors import KernelError
 from edgellm.gpu_layout import GPU_TYPES, planar
 
-ROOT = Path(__file__).resolve().parents[1]
 ALIGNED = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def ops(tmp_path_factory):
-    if shutil.which("nvcc") is None:
-        pytest.skip("nvcc is not installed")
+def ops(kernel_library):
     from edgellm.cuda_attention import AttentionKernels
     from edgellm.cuda_ops import DecoderOps
 
-    build = tmp_path_factory.mktemp("kernels")
-    subprocess.run(["make", "-C", str(ROOT / "kernels"), "-j2", f"BUILD={build}", "ARCH=90",
-                    f"{build}/libedgellm.so"], check=True, capture_output=True)
-    return DecoderOps(AttentionKernels.load(build / "libedgellm.so"))
+    return DecoderOps(AttentionKernels.load(kernel_library))
 
 
 @pytest.mark.slow

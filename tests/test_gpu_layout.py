@@ -6,10 +6,6 @@ checks run without a GPU; their products are checked against a float64 reference
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType, GGUFReader
@@ -18,7 +14,6 @@ from gguf.quants import dequantize
 from edgellm.errors import KernelError, UnsupportedModelError
 from edgellm.gpu_layout import GPU_TYPES, LAYOUTS, block_bytes, blocks, planar
 
-ROOT = Path(__file__).resolve().parents[1]
 ALIGNED = 1 << 20  # a fake 16-byte aligned device address: argument checks never dereference it
 
 
@@ -63,16 +58,11 @@ def test_unsupported_types_and_shapes_are_refused_by_name():
 
 
 @pytest.fixture(scope="module")
-def gemv(tmp_path_factory):
-    if shutil.which("nvcc") is None:
-        pytest.skip("nvcc is not installed")
+def gemv(kernel_library):
     from edgellm.cuda_attention import AttentionKernels
     from edgellm.cuda_gemv import GemvKernels
 
-    build = tmp_path_factory.mktemp("kernels")
-    subprocess.run(["make", "-C", str(ROOT / "kernels"), "-j2", f"BUILD={build}", "ARCH=90",
-                    f"{build}/libedgellm.so"], check=True, capture_output=True)
-    return GemvKernels(AttentionKernels.load(build / "libedgellm.so"))
+    return GemvKernels(AttentionKernels.load(kernel_library))
 
 
 @pytest.mark.slow
