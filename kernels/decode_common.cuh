@@ -12,7 +12,12 @@ struct DecodeParams {
     int64_t qb, qh, kb, kr, kh, vb, vr, vh, ob, oh;
     int seq_k, n_heads, group, head_chunks;
     float scale_log2;  // softmax scale times log2(e)
+    // When set, the cache holds *pos + 1 rows (at most seq_k): read on the device, so that a decode step captured in
+    // a CUDA graph attends to one more row at every replay.
+    const int *pos;
 };
+
+__device__ __forceinline__ int cache_rows(const DecodeParams &p) { return p.pos ? min(*p.pos + 1, p.seq_k) : p.seq_k; }
 
 // Called by every thread of a split's block once its partials are written.  The last block of this (sequence, head
 // group) to arrive merges all the splits: partials are published with a fence before the ticket is taken and read

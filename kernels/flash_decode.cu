@@ -76,7 +76,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int half = lane >> 4, sub = lane & 15;
     const int hw = warp * 2 + half;  // half-warp index in the block
-    const int start = split * split_len, end = min(p.seq_k, start + split_len);
+    const int start = split * split_len, end = min(cache_rows(p), start + split_len);
 
     float q[G][E], acc[G][E], m[G], l[G];
 #pragma unroll
@@ -329,7 +329,7 @@ extern "C" int edgellm_decode_splits(const edgellm_decode_args *a, edgellm_dtype
 }
 
 static int decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_splits, void *workspace,
-                  size_t workspace_bytes, int impl, void *stream) {
+                  size_t workspace_bytes, int impl, void *stream, const int *pos = nullptr) {
     if (!decode_args_ok(a)) return EDGELLM_ERR_ARGUMENT;
     if (a->head_dim != 64 && a->head_dim != 128) return EDGELLM_ERR_UNSUPPORTED;
     if (kv_dtype != EDGELLM_F32 && kv_dtype != EDGELLM_F16 && kv_dtype != EDGELLM_BF16) return EDGELLM_ERR_UNSUPPORTED;
@@ -360,6 +360,7 @@ static int decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_
     p.ob = a->o_layout.batch_stride, p.oh = a->o_layout.head_stride;
     p.seq_k = a->seq_k, p.n_heads = a->n_heads, p.group = a->n_heads / a->n_kv_heads;
     p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
+    p.pos = pos;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     if (tc) {
         p.head_chunks = tc_head_chunks(a);
@@ -410,4 +411,12 @@ extern "C" int edgellm_attention_decode_impl(const edgellm_decode_args *a, edgel
 
 extern "C" int edgellm_decode_splits_impl(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int impl) {
     return splits_for(a, kv_dtype, impl);
+}
+
+// Decode for a captured step (not part of the public header): the cache holds *pos + 1 rows, read on the device;
+// args->seq_k is the most it may hold, which fixes the split length; num_splits must be given.
+extern "C" int edgellm_attention_decode_at(const edgellm_decode_args *a, edgellm_dtype kv_dtype, const int *pos,
+                                           int num_splits, void *workspace, size_t workspace_bytes, void *stream) {
+    if (!pos || num_splits <= 0) return EDGELLM_ERR_ARGUMENT;
+    return decode(a, kv_dtype, num_splits, workspace, workspace_bytes, 0, stream, pos);
 }

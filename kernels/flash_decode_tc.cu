@@ -38,7 +38,7 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
     const int kvh = blockIdx.y / p.head_chunks, chunk = blockIdx.y % p.head_chunks;
     const int h0 = kvh * p.group + chunk * kTcRows;
     const int n_rows = min(kTcRows, p.group - chunk * kTcRows);
-    const int start = split * split_len, end = min(p.seq_k, start + split_len);
+    const int start = split * split_len, end = min(cache_rows(p), start + split_len);
     const int n_tiles = end > start ? (end - start + kTcKeys - 1) / kTcKeys : 0;
 
     const T *kbase = static_cast<const T *>(p.k) + b * p.kb + kvh * p.kh;

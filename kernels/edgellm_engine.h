@@ -1,0 +1,55 @@
+/* EdgeLLM's decoder on the GPU: the C API.
+ *
+ * The caller (src/edgellm/cuda_engine.py) reads the GGUF file, uploads each weight once (edgellm_device_upload;
+ * quantized matrices as their planar blocks, edgellm_gemv.h) and describes them here.  A step feeds one token
+ * (a prompt token from the host, or the engine's own previous choice, which stays on the device) through every
+ * layer, appends its K and V to the fp16 cache, and returns the greedy next token: one 4-byte device-to-host copy
+ * per step.  From the second step on, the step is a CUDA graph replayed as is: the position and the token live in
+ * device memory.
+ */
+#ifndef EDGELLM_ENGINE_H
+#define EDGELLM_ENGINE_H
+
+#include "edgellm_ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int n_layers, dim, n_heads, n_kv_heads, head_dim, hidden, vocab, max_context;
+    float norm_eps, rope_base;
+    int rope_neox; /* qwen2: 1; llama: 0 */
+} edgellm_model_config;
+
+typedef struct {
+    edgellm_qmatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+    const float *attn_norm, *ffn_norm;
+    const float *bq, *bk, *bv; /* null without biases */
+} edgellm_layer;
+
+typedef struct edgellm_engine edgellm_engine;
+
+/* layers: n_layers entries; token_embd may be F32/F16 (qtype 0/1) or any planar quant type; output (the LM head)
+ * a planar quant matrix; rope_factors null without llama3 scaling.  Weights stay owned by the caller. */
+int edgellm_engine_create(const edgellm_model_config *config, const edgellm_layer *layers,
+                          const edgellm_qmatrix *token_embd, const edgellm_qmatrix *output, const float *output_norm,
+                          const float *rope_factors, edgellm_engine **engine);
+/* Forget the sequence: the next step is position 0. */
+int edgellm_engine_reset(edgellm_engine *engine);
+/* One token through the model.  token >= 0: that token (prompt); token < 0: the previous step's choice.
+ * *next: the greedy choice after it. */
+int edgellm_engine_step(edgellm_engine *engine, int token, int *next);
+/* The last step's logits (vocab floats) into host memory (tests and teacher-forced comparisons). */
+int edgellm_engine_logits(edgellm_engine *engine, float *host);
+void edgellm_engine_destroy(edgellm_engine *engine);
+
+/* Device memory for the weights. */
+int edgellm_device_alloc(size_t bytes, void **ptr);
+int edgellm_device_upload(void *dst, const void *src, size_t bytes);
+int edgellm_device_free(void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,241 @@
+// EdgeLLM's decoder on the GPU (edgellm_engine.h): one token per step through every layer, all on the device, the
+// step captured once in a CUDA graph and replayed.
+//
+// Per layer: RMSNorm -> int8 activations -> Q, K, V (quantized GEMV, + biases) -> RoPE at the device position ->
+// K, V appended to the fp16 cache -> split-KV decode attention over the cache -> output projection -> residual;
+// RMSNorm -> int8 -> gate, up -> SwiGLU -> int8 -> down -> residual.  Then the final norm, the LM head and argmax
+// on the device, the position advanced on the device.
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include "attention_common.cuh"
+#include "edgellm_engine.h"
+
+extern "C" int edgellm_attention_decode_at(const edgellm_decode_args *a, edgellm_dtype kv_dtype, const int *pos,
+                                           int num_splits, void *workspace, size_t workspace_bytes, void *stream);
+
+namespace {
+
+__global__ void advance_kernel(int *pos) { *pos += 1; }
+
+constexpr int kSplitLen = 128;  // keys per decode split: the grid is fixed for graph replay, empty splits exit early
+
+}  // namespace
+
+struct edgellm_engine {
+    edgellm_model_config cfg{};
+    std::vector<edgellm_layer> layers;
+    edgellm_qmatrix embd{}, output{};
+    const float *output_norm = nullptr, *rope_factors = nullptr;
+    float *x = nullptr, *h = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *tmp = nullptr;
+    float *gate_up = nullptr, *ffn = nullptr, *logits = nullptr;
+    int8_t *xq = nullptr;
+    float2 *xds = nullptr;
+    std::vector<__half *> kcache, vcache;
+    void *workspace = nullptr;
+    size_t workspace_bytes = 0;
+    int splits = 1;
+    int *pos = nullptr, *token = nullptr;  // device
+    int *host_token = nullptr;             // pinned
+    cudaStream_t stream = nullptr;
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    int steps = 0;
+    std::vector<void *> owned;
+};
+
+namespace {
+
+int cuda_rc(cudaError_t err) {
+    if (err == cudaSuccess) return EDGELLM_OK;
+    edgellm::set_cuda_error(err);
+    return EDGELLM_ERR_CUDA;
+}
+
+#define TRY(call)                      \
+    do {                               \
+        const int rc_ = (call);        \
+        if (rc_ != EDGELLM_OK) return rc_; \
+    } while (0)
+
+template <typename T>
+int alloc(edgellm_engine *e, T **ptr, size_t count) {
+    void *p = nullptr;
+    TRY(cuda_rc(cudaMalloc(&p, count * sizeof(T) + 16)));
+    e->owned.push_back(p);
+    *ptr = static_cast<T *>(p);
+    return cuda_rc(cudaMemsetAsync(p, 0, count * sizeof(T) + 16, e->stream));
+}
+
+int linear(edgellm_engine *e, const edgellm_qmatrix &w, const float *in, float *out) {
+    TRY(edgellm_quantize_activations(in, w.cols, e->xq, e->xds, e->stream));
+    return edgellm_gemv(&w, e->xq, e->xds, out, e->stream);
+}
+
+// Q, K and V share one activation quantization.
+int qkv(edgellm_engine *e, const edgellm_layer &L) {
+    TRY(edgellm_quantize_activations(e->h, e->cfg.dim, e->xq, e->xds, e->stream));
+    TRY(edgellm_gemv(&L.wq, e->xq, e->xds, e->q, e->stream));
+    TRY(edgellm_gemv(&L.wk, e->xq, e->xds, e->k, e->stream));
+    return edgellm_gemv(&L.wv, e->xq, e->xds, e->v, e->stream);
+}
+
+int layer(edgellm_engine *e, int i) {
+    const edgellm_model_config &c = e->cfg;
+    const edgellm_layer &L = e->layers[i];
+    const int qdim = c.n_heads * c.head_dim, kvdim = c.n_kv_heads * c.head_dim;
+    TRY(edgellm_rmsnorm(e->x, L.attn_norm, e->h, 1, c.dim, c.norm_eps, e->stream));
+    TRY(qkv(e, L));
+    if (L.bq) {
+        TRY(edgellm_add(e->q, L.bq, qdim, e->stream));
+        TRY(edgellm_add(e->k, L.bk, kvdim, e->stream));
+        TRY(edgellm_add(e->v, L.bv, kvdim, e->stream));
+    }
+    TRY(edgellm_rope(e->q, 1, c.n_heads, c.head_dim, qdim, e->pos, c.rope_base, e->rope_factors, c.rope_neox, e->stream));
+    TRY(edgellm_rope(e->k, 1, c.n_kv_heads, c.head_dim, kvdim, e->pos, c.rope_base, e->rope_factors, c.rope_neox,
+                     e->stream));
+    TRY(edgellm_kv_append(e->k, e->kcache[i], 1, kvdim, kvdim, e->pos, e->stream));
+    TRY(edgellm_kv_append(e->v, e->vcache[i], 1, kvdim, kvdim, e->pos, e->stream));
+    edgellm_decode_args a{};
+    a.q = e->q, a.k = e->kcache[i], a.v = e->vcache[i], a.o = e->att;
+    a.q_layout = a.o_layout = edgellm_layout{qdim, qdim, c.head_dim};
+    a.k_layout = a.v_layout = edgellm_layout{(int64_t)c.max_context * kvdim, kvdim, c.head_dim};
+    a.batch = 1, a.seq_k = c.max_context, a.n_heads = c.n_heads, a.n_kv_heads = c.n_kv_heads, a.head_dim = c.head_dim;
+    a.softmax_scale = 1.f / sqrtf((float)c.head_dim);
+    TRY(edgellm_attention_decode_at(&a, EDGELLM_F16, e->pos, e->splits, e->workspace, e->workspace_bytes, e->stream));
+    TRY(linear(e, L.wo, e->att, e->tmp));
+    TRY(edgellm_add(e->x, e->tmp, c.dim, e->stream));
+    TRY(edgellm_rmsnorm(e->x, L.ffn_norm, e->h, 1, c.dim, c.norm_eps, e->stream));
+    TRY(edgellm_quantize_activations(e->h, c.dim, e->xq, e->xds, e->stream));
+    TRY(edgellm_gemv(&L.w_gate, e->xq, e->xds, e->gate_up, e->stream));
+    TRY(edgellm_gemv(&L.w_up, e->xq, e->xds, e->gate_up + c.hidden, e->stream));
+    TRY(edgellm_swiglu(e->gate_up, e->ffn, 1, c.hidden, e->stream));
+    TRY(linear(e, L.w_down, e->ffn, e->tmp));
+    return edgellm_add(e->x, e->tmp, c.dim, e->stream);
+}
+
+// Everything one step enqueues; the same sequence is captured into the graph.
+int enqueue_step(edgellm_engine *e) {
+    TRY(edgellm_embed(&e->embd, e->token, e->x, e->stream));
+    for (int i = 0; i < e->cfg.n_layers; ++i) TRY(layer(e, i));
+    TRY(edgellm_rmsnorm(e->x, e->output_norm, e->h, 1, e->cfg.dim, e->cfg.norm_eps, e->stream));
+    TRY(linear(e, e->output, e->h, e->logits));
+    TRY(edgellm_argmax(e->logits, e->cfg.vocab, e->token, e->stream));
+    advance_kernel<<<1, 1, 0, e->stream>>>(e->pos);
+    return edgellm::check_launch();
+}
+
+}  // namespace
+
+extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgellm_layer *layers,
+                                     const edgellm_qmatrix *embd, const edgellm_qmatrix *output,
+                                     const float *output_norm, const float *rope_factors, edgellm_engine **out) {
+    if (!c || !layers || !embd || !output || !output_norm || !out || c->n_layers <= 0 || c->dim % 32 ||
+        c->hidden % 32 || c->n_heads % c->n_kv_heads || (c->head_dim != 64 && c->head_dim != 128) ||
+        c->max_context < 1 || c->vocab < 1)
+        return EDGELLM_ERR_ARGUMENT;
+    edgellm_engine *e = new (std::nothrow) edgellm_engine();
+    if (!e) return EDGELLM_ERR_ARGUMENT;
+    e->cfg = *c;
+    e->layers.assign(layers, layers + c->n_layers);
+    e->embd = *embd, e->output = *output, e->output_norm = output_norm, e->rope_factors = rope_factors;
+    int rc = cuda_rc(cudaStreamCreateWithFlags(&e->stream, cudaStreamNonBlocking));
+    const int qdim = c->n_heads * c->head_dim, kvdim = c->n_kv_heads * c->head_dim;
+    const int widest = std::max(std::max(c->dim, c->hidden), qdim);
+    e->splits = std::min(EDGELLM_MAX_SPLITS, (c->max_context + kSplitLen - 1) / kSplitLen);
+    e->workspace_bytes = edgellm_decode_workspace_bytes(1, c->n_heads, c->head_dim, e->splits);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->x, c->dim);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->h, c->dim);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->tmp, c->dim);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->q, qdim);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->att, qdim);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->k, kvdim);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->v, kvdim);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->gate_up, 2 * (size_t)c->hidden);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->ffn, c->hidden);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->logits, c->vocab);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->xq, widest);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->xds, widest / 32);
+    if (rc == EDGELLM_OK) rc = alloc(e, reinterpret_cast<unsigned char **>(&e->workspace), e->workspace_bytes);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->pos, 1);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->token, 1);
+    for (int i = 0; rc == EDGELLM_OK && i < c->n_layers; ++i) {
+        __half *kc = nullptr, *vc = nullptr;
+        rc = alloc(e, &kc, (size_t)c->max_context * kvdim);
+        if (rc == EDGELLM_OK) rc = alloc(e, &vc, (size_t)c->max_context * kvdim);
+        e->kcache.push_back(kc), e->vcache.push_back(vc);
+    }
+    if (rc == EDGELLM_OK) rc = cuda_rc(cudaMallocHost(&e->host_token, sizeof(int)));
+    if (rc == EDGELLM_OK) rc = cuda_rc(cudaStreamSynchronize(e->stream));
+    if (rc != EDGELLM_OK) {
+        edgellm_engine_destroy(e);
+        return rc;
+    }
+    *out = e;
+    return EDGELLM_OK;
+}
+
+extern "C" int edgellm_engine_reset(edgellm_engine *e) {
+    if (!e) return EDGELLM_ERR_ARGUMENT;
+    TRY(cuda_rc(cudaMemsetAsync(e->pos, 0, sizeof(int), e->stream)));
+    return cuda_rc(cudaStreamSynchronize(e->stream));
+}
+
+extern "C" int edgellm_engine_step(edgellm_engine *e, int token, int *next) {
+    if (!e || !next) return EDGELLM_ERR_ARGUMENT;
+    if (token >= e->cfg.vocab) return EDGELLM_ERR_ARGUMENT;
+    if (token >= 0) {
+        *e->host_token = token;
+        TRY(cuda_rc(cudaMemcpyAsync(e->token, e->host_token, sizeof(int), cudaMemcpyHostToDevice, e->stream)));
+    }
+    if (e->exec) {
+        TRY(cuda_rc(cudaGraphLaunch(e->exec, e->stream)));
+    } else if (e->steps == 0) {
+        TRY(enqueue_step(e));  // the first step runs eagerly: kernels configure themselves outside any capture
+    } else {
+        TRY(cuda_rc(cudaStreamBeginCapture(e->stream, cudaStreamCaptureModeRelaxed)));
+        const int rc = enqueue_step(e);
+        cudaGraph_t graph = nullptr;
+        const int end_rc = cuda_rc(cudaStreamEndCapture(e->stream, &graph));
+        if (rc != EDGELLM_OK) return rc;
+        TRY(end_rc);
+        e->graph = graph;
+        TRY(cuda_rc(cudaGraphInstantiate(&e->exec, graph, 0)));
+        TRY(cuda_rc(cudaGraphLaunch(e->exec, e->stream)));
+    }
+    ++e->steps;
+    TRY(cuda_rc(cudaMemcpyAsync(e->host_token, e->token, sizeof(int), cudaMemcpyDeviceToHost, e->stream)));
+    TRY(cuda_rc(cudaStreamSynchronize(e->stream)));
+    *next = *e->host_token;
+    return EDGELLM_OK;
+}
+
+extern "C" int edgellm_engine_logits(edgellm_engine *e, float *host) {
+    if (!e || !host) return EDGELLM_ERR_ARGUMENT;
+    TRY(cuda_rc(cudaMemcpyAsync(host, e->logits, e->cfg.vocab * sizeof(float), cudaMemcpyDeviceToHost, e->stream)));
+    return cuda_rc(cudaStreamSynchronize(e->stream));
+}
+
+extern "C" void edgellm_engine_destroy(edgellm_engine *e) {
+    if (!e) return;
+    if (e->stream) cudaStreamSynchronize(e->stream);
+    if (e->exec) cudaGraphExecDestroy(e->exec);
+    if (e->graph) cudaGraphDestroy(e->graph);
+    for (void *p : e->owned) cudaFree(p);
+    if (e->host_token) cudaFreeHost(e->host_token);
+    if (e->stream) cudaStreamDestroy(e->stream);
+    delete e;
+}
+
+extern "C" int edgellm_device_alloc(size_t bytes, void **ptr) {
+    if (!ptr) return EDGELLM_ERR_ARGUMENT;
+    return cuda_rc(cudaMalloc(ptr, bytes ? bytes : 16));
+}
+
+extern "C" int edgellm_device_upload(void *dst, const void *src, size_t bytes) {
+    if (!dst || (!src && bytes)) return EDGELLM_ERR_ARGUMENT;
+    return cuda_rc(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
+extern "C" int edgellm_device_free(void *ptr) { return cuda_rc(cudaFree(ptr)); }

@@ -1,0 +1,71 @@
+"""EdgeLLM's CUDA decoder against its CPU engine on the real SmolLM2 GGUF (GPU only, marked `gpu`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def _cuda():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+
+
+@pytest.mark.gpu
+def test_gpu_decoder_agrees_with_the_cpu_engine_teacher_forced(kernel_library, smollm2_gguf):
+    _cuda()
+    from edgellm.cuda_attention import AttentionKernels
+    from edgellm.cuda_engine import CudaEngine
+    from edgellm.engine import Engine
+
+    gpu = CudaEngine(smollm2_gguf, max_context=256, kernels=AttentionKernels.load(kernel_library))
+    cpu = Engine.from_gguf(smollm2_gguf, quantized=False)
+    prompt = cpu.tokenizer.encode("Explain quantum computing in simple terms.")
+    generated = list(cpu.generate(prompt, 48, ignore_eos=True))
+    sequence = prompt + generated
+    ref = cpu.logits(sequence)  # [len, vocab], teacher-forced, float32 weights
+    gpu.reset()
+    agree, worst = 0, 0.0
+    for i, token in enumerate(sequence):
+        choice = gpu.step(token)
+        logits = gpu.logits()
+        agree += int(choice == int(np.argmax(ref[i])))
+        worst = max(worst, float(np.abs(logits - ref[i]).max()))
+    rate = agree / len(sequence)
+    print(f"top-1 agreement {rate:.3f} over {len(sequence)} positions, max |dlogit| {worst:.3f}")
+    assert rate >= 0.99
+    gpu.close()
+
+
+@pytest.mark.gpu
+def test_gpu_generation_is_the_replayed_graph_of_its_first_steps(kernel_library, smollm2_gguf):
+    _cuda()
+    from edgellm.cuda_attention import AttentionKernels
+    from edgellm.cuda_engine import CudaEngine
+
+    gpu = CudaEngine(smollm2_gguf, max_context=256, kernels=AttentionKernels.load(kernel_library))
+    prompt = [1, 9038, 2114, 314, 253]
+    first = list(gpu.generate(prompt, 32))
+    again = list(gpu.generate(prompt, 32))  # after a reset, through the captured graph from the start
+    assert first == again and len(first) == 32
+    gpu.close()
+
+
+def _has_gpu() -> bool:
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    return bool(smi) and subprocess.run([smi, "-L"], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_has_gpu(), reason="checks the message given where there is no GPU")
+def test_without_a_gpu_the_engine_says_so_in_one_line(kernel_library, smollm2_gguf):
+    from edgellm.cuda_attention import AttentionKernels
+    from edgellm.cuda_engine import CudaEngine
+    from edgellm.errors import KernelError
+
+    with pytest.raises(KernelError, match="device allocation: CUDA error: .*(no CUDA-capable device|driver)"):
+        CudaEngine(smollm2_gguf, max_context=64, kernels=AttentionKernels.load(kernel_library))
