@@ -102,6 +102,13 @@ __device__ float dequant_at(const edgellm_qmatrix &m, int64_t r, int c) {
         const __half2 dm = static_cast<const __half2 *>(m.d)[blk];
         return __low2float(dm) * n + __high2float(dm);
     }
+    case EDGELLM_Q5_0: {
+        const int64_t blk = r * (m.cols / 32) + c / 32;
+        const int e = c % 32;
+        const int lo = (qs[blk * 16 + e % 16] >> (e < 16 ? 0 : 4)) & 0x0F;
+        const int hi = (reinterpret_cast<const uint32_t *>(m.qh)[blk] >> e) & 1;
+        return __half2float(static_cast<const __half *>(m.d)[blk]) * ((lo | (hi << 4)) - 16);
+    }
     case EDGELLM_Q8_0: {
         const int64_t blk = r * (m.cols / 32) + c / 32;
         return __half2float(static_cast<const __half *>(m.d)[blk]) * reinterpret_cast<const int8_t *>(qs)[blk * 32 + c % 32];
@@ -185,12 +192,12 @@ extern "C" int edgellm_argmax(const float *logits, int n, int *out, void *stream
 extern "C" int edgellm_embed(const edgellm_qmatrix *m, const int *token, float *out, void *stream) {
     if (!m || !m->qs || !token || !out || m->cols <= 0) return EDGELLM_ERR_ARGUMENT;
     const int q = m->qtype;
-    if (q != 0 && q != 1 && q != EDGELLM_Q4_0 && q != EDGELLM_Q4_1 && q != EDGELLM_Q8_0 && q != EDGELLM_Q4_K &&
-        q != EDGELLM_Q6_K)
+    if (q != 0 && q != 1 && q != EDGELLM_Q4_0 && q != EDGELLM_Q4_1 && q != EDGELLM_Q5_0 && q != EDGELLM_Q8_0 &&
+        q != EDGELLM_Q4_K && q != EDGELLM_Q6_K)
         return EDGELLM_ERR_UNSUPPORTED;
     if (q > 1 && !m->d) return EDGELLM_ERR_ARGUMENT;
     if ((q == EDGELLM_Q4_K || q == EDGELLM_Q6_K) && (!m->scales || m->cols % 256)) return EDGELLM_ERR_ARGUMENT;
-    if (q == EDGELLM_Q6_K && !m->qh) return EDGELLM_ERR_ARGUMENT;
+    if ((q == EDGELLM_Q6_K || q == EDGELLM_Q5_0) && !m->qh) return EDGELLM_ERR_ARGUMENT;
     embed_kernel<<<blocks_for(m->cols, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(*m, token, out);
     return check_launch();
 }

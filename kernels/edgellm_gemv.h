@@ -20,6 +20,7 @@ extern "C" {
 typedef enum {
     EDGELLM_Q4_0 = 2,
     EDGELLM_Q4_1 = 3,
+    EDGELLM_Q5_0 = 6,
     EDGELLM_Q8_0 = 8,
     EDGELLM_Q4_K = 12,
     EDGELLM_Q6_K = 14,
@@ -27,6 +28,7 @@ typedef enum {
 
 /* A [rows, cols] matrix in planar quant blocks; per block (32 weights, 256 for the K types), row-major:
  *   Q4_0: qs 16 B, d fp16            Q4_1: qs 16 B, d (fp16 d, fp16 m)     Q8_0: qs 32 B (int8), d fp16
+ *   Q5_0: qs 16 B, qh 4 B (bit j: the fifth bit of weight j), d fp16
  *   Q4_K: qs 128 B, scales 12 B, d (fp16 d, fp16 dmin)                     Q6_K: qs = ql 128 B, qh 64 B,
  *   scales 16 B (int8), d fp16.  cols is a multiple of the block size. */
 typedef struct {

@@ -35,6 +35,11 @@ __device__ __forceinline__ float half_at(const void *d, int64_t i) {
     return __half2float(reinterpret_cast<const __half *>(d)[i]);
 }
 
+// Bits 0..3 of b moved to bit 4 of bytes 0..3 (the fifth bit of four 5-bit weights).
+__device__ __forceinline__ int fifth_bits(uint32_t b) {
+    return (int)(((b & 1) << 4) | ((b & 2) << 11) | ((b & 4) << 18) | ((b & 8) << 25));
+}
+
 // Contribution of weight chunk `chunk` (32 weights) of row `row`, for each quant type.
 template <int QT> __device__ float chunk_dot(const QMatrix &w, int row, int chunk, const XChunk &x);
 
@@ -65,6 +70,21 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_1>(const QMatr
     }
     const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[blk];
     return __low2float(dm) * x.ds.x * dot + __high2float(dm) * x.ds.y;
+}
+
+template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q5_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
+    // w = d * (n - 16), n = nibble | fifth bit << 4; bit j of qh belongs to weight j.
+    const int64_t blk = (int64_t)row * (w.cols / 32) + chunk;
+    const uint4 q = __ldg(reinterpret_cast<const uint4 *>(w.qs + blk * 16));
+    const uint32_t qh = __ldg(reinterpret_cast<const uint32_t *>(w.qh) + blk);
+    const int qv[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
+    int dot = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        dot = __dp4a((qv[i] & 0x0F0F0F0F) | fifth_bits(qh >> (4 * i)), x.v[i], dot);
+        dot = __dp4a(((qv[i] >> 4) & 0x0F0F0F0F) | fifth_bits(qh >> (16 + 4 * i)), x.v[4 + i], dot);
+    }
+    return half_at(w.d, blk) * (x.ds.x * dot - 16.f * x.ds.y);
 }
 
 template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q8_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
@@ -179,8 +199,8 @@ extern "C" int edgellm_gemv(const edgellm_qmatrix *m, const void *xq, const void
     const bool k_type = m->qtype == EDGELLM_Q4_K || m->qtype == EDGELLM_Q6_K;
     if (m->cols % (k_type ? 256 : 32)) return EDGELLM_ERR_ARGUMENT;
     if ((m->qtype == EDGELLM_Q4_K || m->qtype == EDGELLM_Q6_K) && !m->scales) return EDGELLM_ERR_ARGUMENT;
-    if (m->qtype == EDGELLM_Q6_K && !m->qh) return EDGELLM_ERR_ARGUMENT;
-    if (reinterpret_cast<uintptr_t>(m->qs) % 16 || (m->qh && reinterpret_cast<uintptr_t>(m->qh) % 16) ||
+    if ((m->qtype == EDGELLM_Q6_K || m->qtype == EDGELLM_Q5_0) && !m->qh) return EDGELLM_ERR_ARGUMENT;
+    if (reinterpret_cast<uintptr_t>(m->qs) % 16 || (m->qh && reinterpret_cast<uintptr_t>(m->qh) % 4) ||
         (m->scales && reinterpret_cast<uintptr_t>(m->scales) % 4) || reinterpret_cast<uintptr_t>(m->d) % 4 ||
         reinterpret_cast<uintptr_t>(xq) % 16 || reinterpret_cast<uintptr_t>(xds) % 8)
         return EDGELLM_ERR_ARGUMENT;
@@ -193,6 +213,7 @@ extern "C" int edgellm_gemv(const edgellm_qmatrix *m, const void *xq, const void
     switch (m->qtype) {
     case EDGELLM_Q4_0: gemv_kernel<EDGELLM_Q4_0><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
     case EDGELLM_Q4_1: gemv_kernel<EDGELLM_Q4_1><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
+    case EDGELLM_Q5_0: gemv_kernel<EDGELLM_Q5_0><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
     case EDGELLM_Q8_0: gemv_kernel<EDGELLM_Q8_0><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
     case EDGELLM_Q4_K: gemv_kernel<EDGELLM_Q4_K><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
     case EDGELLM_Q6_K: gemv_kernel<EDGELLM_Q6_K><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
