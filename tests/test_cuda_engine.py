@@ -69,3 +69,11 @@ def test_without_a_gpu_the_engine_says_so_in_one_line(kernel_library, smollm2_gg
 
     with pytest.raises(KernelError, match="device allocation: CUDA error: .*(no CUDA-capable device|driver)"):
         CudaEngine(smollm2_gguf, max_context=64, kernels=AttentionKernels.load(kernel_library))
+
+
+def test_auto_device_is_the_cpu_without_a_gpu(monkeypatch):
+    from edgebench.backends import edgellm as backend
+
+    monkeypatch.setattr("edgebench.monitor.gpu_identity", lambda: {"gpu_name": None})
+    assert backend.resolve_device("auto") == "cpu"
+    assert backend.resolve_device("cuda") == "cuda"  # asked for explicitly: the GPU engine says what is missing

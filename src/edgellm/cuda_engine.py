@@ -160,3 +160,30 @@ class CudaEngine:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+class CudaGenerator:
+    """CudaEngine with the file's tokenizer: the interface of edgellm.engine.Engine that the benchmark harness uses
+    (tokenizer, max_context, device, generate with EOS handling)."""
+
+    device = "cuda"
+
+    def __init__(self, engine: CudaEngine, tokenizer):
+        self.engine, self.tokenizer = engine, tokenizer
+        self.max_context = engine.max_context
+
+    @classmethod
+    def from_gguf(cls, path: str | Path, max_context: int = 2048) -> "CudaGenerator":
+        from .tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.from_gguf(open_gguf(path))
+        return cls(CudaEngine(path, max_context=max_context), tokenizer)
+
+    def generate(self, token_ids, max_new_tokens: int, ignore_eos: bool = False):
+        for token in self.engine.generate(list(token_ids), max_new_tokens):
+            yield token
+            if not ignore_eos and self.tokenizer.is_eog(token):
+                return
+
+    def close(self) -> None:
+        self.engine.close()

@@ -29,8 +29,8 @@ class Engine:
         fit in memory. quantized=False dequantizes every matrix to float32 (the plain reference path). Both compute
         with float32 activations."""
         if device != "cpu":
-            raise UnsupportedModelError(f"device {device!r} is not available in this build of EdgeLLM "
-                                        f"(available: cpu)")
+            raise UnsupportedModelError(f"device {device!r}: this engine runs on the CPU; the GPU engine is "
+                                        f"edgellm.cuda_engine.CudaGenerator")
         reader = open_gguf(path)
         config = read_config(reader)
         tokenizer = Tokenizer.from_gguf(reader)

@@ -18,11 +18,16 @@ class EdgeLLMBackend(Backend):
         self.engine = None
 
     def load(self, model: ModelRef, settings: GenerationSettings) -> None:
-        from edgellm.engine import Engine
-
         if model.gguf_path is None:
             raise EdgebenchError(f"the edgellm backend needs a GGUF file for model {model.name!r}")
-        device = "cpu" if self.requested_device == "auto" else self.requested_device
+        device = resolve_device(self.requested_device)
+        if device == "cuda":
+            from edgellm.cuda_engine import CudaGenerator
+
+            self.engine = CudaGenerator.from_gguf(model.gguf_path, max_context=settings.num_ctx)
+            return
+        from edgellm.engine import Engine
+
         self.engine = Engine.from_gguf(model.gguf_path, device=device, max_context=settings.num_ctx,
                                        threads=settings.threads, quantized=self.quantized)
 
@@ -43,16 +48,32 @@ class EdgeLLMBackend(Backend):
         return Completion(prompt_tokens=len(tokens), generated_tokens=n, done_reason=reason)
 
     def unload(self) -> None:
+        if self.engine is not None and hasattr(self.engine, "close"):
+            self.engine.close()
         self.engine = None
 
     def versions(self) -> dict:
-        import numba
-
         import edgellm
 
+        version = {"engine_name": "edgellm", "engine_version": f"edgellm {edgellm.__version__}"}
+        if self.device() == "cuda":
+            return {**version, "engine_build": "cuda kernels (libedgellm), GGUF blocks as stored, CUDA graph"}
+        import numba
+
         weights = "int8 (repacked GGUF blocks)" if self.quantized else "float32 (dequantized)"
-        return {"engine_name": "edgellm", "engine_version": f"edgellm {edgellm.__version__}",
+        return {**version,
                 "engine_build": f"cpu numba {numba.__version__}, {numba.get_num_threads()} threads, {weights}"}
 
     def device(self) -> str:
         return self.engine.device if self.engine is not None else "cpu"
+
+
+def resolve_device(requested: str) -> str:
+    """auto: the GPU when one is present and the CUDA kernels are built, else the CPU."""
+    if requested != "auto":
+        return requested
+    from edgellm.cuda_attention import DEFAULT_LIBRARY
+
+    from ..monitor import gpu_identity
+
+    return "cuda" if gpu_identity().get("gpu_name") and DEFAULT_LIBRARY.is_file() else "cpu"
