@@ -38,7 +38,7 @@ int edgellm_engine_create(const edgellm_model_config *config, const edgellm_laye
 /* Forget the sequence: the next step is position 0. */
 int edgellm_engine_reset(edgellm_engine *engine);
 /* One token through the model.  token >= 0: that token (prompt); token < 0: the previous step's choice.
- * *next: the greedy choice after it. */
+ * *next: the greedy choice after it.  Refused (EDGELLM_ERR_ARGUMENT) once max_context tokens are in the cache. */
 int edgellm_engine_step(edgellm_engine *engine, int token, int *next);
 /* The last step's logits (vocab floats) into host memory (tests and teacher-forced comparisons). */
 int edgellm_engine_logits(edgellm_engine *engine, float *host);

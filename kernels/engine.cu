@@ -42,6 +42,7 @@ struct edgellm_engine {
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;
     int steps = 0;
+    int position = 0;  // host copy of *pos: a step past the cache is refused before it could write past it
     std::vector<void *> owned;
 };
 
@@ -132,7 +133,7 @@ extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgell
                                      const edgellm_qmatrix *embd, const edgellm_qmatrix *output,
                                      const float *output_norm, const float *rope_factors, edgellm_engine **out) {
     if (!c || !layers || !embd || !output || !output_norm || !out || c->n_layers <= 0 || c->dim % 32 ||
-        c->hidden % 32 || c->n_heads % c->n_kv_heads || (c->head_dim != 64 && c->head_dim != 128) ||
+        c->hidden % 32 || c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads || (c->head_dim != 64 && c->head_dim != 128) ||
         c->max_context < 1 || c->vocab < 1)
         return EDGELLM_ERR_ARGUMENT;
     edgellm_engine *e = new (std::nothrow) edgellm_engine();
@@ -179,12 +180,13 @@ extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgell
 extern "C" int edgellm_engine_reset(edgellm_engine *e) {
     if (!e) return EDGELLM_ERR_ARGUMENT;
     TRY(cuda_rc(cudaMemsetAsync(e->pos, 0, sizeof(int), e->stream)));
+    e->position = 0;
     return cuda_rc(cudaStreamSynchronize(e->stream));
 }
 
 extern "C" int edgellm_engine_step(edgellm_engine *e, int token, int *next) {
     if (!e || !next) return EDGELLM_ERR_ARGUMENT;
-    if (token >= e->cfg.vocab) return EDGELLM_ERR_ARGUMENT;
+    if (token >= e->cfg.vocab || e->position >= e->cfg.max_context) return EDGELLM_ERR_ARGUMENT;
     if (token >= 0) {
         *e->host_token = token;
         TRY(cuda_rc(cudaMemcpyAsync(e->token, e->host_token, sizeof(int), cudaMemcpyHostToDevice, e->stream)));
@@ -204,7 +206,7 @@ extern "C" int edgellm_engine_step(edgellm_engine *e, int token, int *next) {
         TRY(cuda_rc(cudaGraphInstantiate(&e->exec, graph, 0)));
         TRY(cuda_rc(cudaGraphLaunch(e->exec, e->stream)));
     }
-    ++e->steps;
+    ++e->steps, ++e->position;
     TRY(cuda_rc(cudaMemcpyAsync(e->host_token, e->token, sizeof(int), cudaMemcpyDeviceToHost, e->stream)));
     TRY(cuda_rc(cudaStreamSynchronize(e->stream)));
     *next = *e->host_token;
