@@ -43,10 +43,10 @@ __device__ __forceinline__ int fifth_bits(uint32_t b) {
 // Contribution of weight chunk `chunk` (32 weights) of row `row`, for each quant type.
 template <int QT> __device__ float chunk_dot(const QMatrix &w, int row, int chunk, const XChunk &x);
 
-template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
-    // w = d * (n - 8), n the nibble; elements 0..15 are the low nibbles of the 16 bytes, 16..31 the high ones.
-    const int64_t blk = (int64_t)row * (w.cols / 32) + chunk;
-    const uint4 q = __ldg(reinterpret_cast<const uint4 *>(w.qs + blk * 16));
+// dp4a of a block's 32 nibbles (16 bytes: the low nibbles are weights 0..15, the high ones 16..31) with the chunk's
+// activations.
+__device__ __forceinline__ int nibble_dot(const uint8_t *qs, const XChunk &x) {
+    const uint4 q = __ldg(reinterpret_cast<const uint4 *>(qs));
     const int qv[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
     int dot = 0;
 #pragma unroll
@@ -54,22 +54,20 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_0>(const QMatr
         dot = __dp4a(qv[i] & 0x0F0F0F0F, x.v[i], dot);
         dot = __dp4a((qv[i] >> 4) & 0x0F0F0F0F, x.v[4 + i], dot);
     }
-    return half_at(w.d, blk) * (x.ds.x * dot - 8.f * x.ds.y);
+    return dot;
+}
+
+template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
+    // w = d * (n - 8), n the nibble.
+    const int64_t blk = (int64_t)row * (w.cols / 32) + chunk;
+    return half_at(w.d, blk) * (x.ds.x * nibble_dot(w.qs + blk * 16, x) - 8.f * x.ds.y);
 }
 
 template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_1>(const QMatrix &w, int row, int chunk, const XChunk &x) {
     // w = d * n + m.
     const int64_t blk = (int64_t)row * (w.cols / 32) + chunk;
-    const uint4 q = __ldg(reinterpret_cast<const uint4 *>(w.qs + blk * 16));
-    const int qv[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
-    int dot = 0;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        dot = __dp4a(qv[i] & 0x0F0F0F0F, x.v[i], dot);
-        dot = __dp4a((qv[i] >> 4) & 0x0F0F0F0F, x.v[4 + i], dot);
-    }
     const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[blk];
-    return __low2float(dm) * x.ds.x * dot + __high2float(dm) * x.ds.y;
+    return __low2float(dm) * x.ds.x * nibble_dot(w.qs + blk * 16, x) + __high2float(dm) * x.ds.y;
 }
 
 template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q5_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
