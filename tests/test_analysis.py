@@ -38,6 +38,20 @@ def test_reproducibility_uses_the_worst_coefficient_of_variation():
     assert row["status"] == "FAIL" and row["value"] == pytest.approx(0.07)
 
 
+def test_accuracy_reads_the_fp32_cases_of_the_kernel_accuracy_table():
+    empty = scaling_rows([]).reindex(columns=["testbed", "backend", "model", "decode_tok_s_mean", "loglog_slope",
+                                              "loglog_r2"])
+    # Columns as kernels/tests/attention_accuracy.cu writes them; relative-metric (fp16/bf16) rows do not count.
+    acc = pd.DataFrame({"metric": ["absolute", "absolute", "relative"], "max_abs_err": [2e-7, 6e-6, 1e-3]})
+    row = criteria_table(empty, summary_rows([("p", 0.01)]), kernel_accuracy=acc).query("criterion == 2").iloc[0]
+    assert row["status"] == "PASS" and row["value"] == pytest.approx(6e-6)
+    acc.loc[1, "max_abs_err"] = 3e-5
+    row = criteria_table(empty, summary_rows([("p", 0.01)]), kernel_accuracy=acc).query("criterion == 2").iloc[0]
+    assert row["status"] == "FAIL"
+    none = criteria_table(empty, summary_rows([("p", 0.01)])).query("criterion == 2").iloc[0]
+    assert none["status"] == "NOT MEASURED"
+
+
 def test_loglog_fit_recovers_a_power_law():
     params = np.array([1e8, 1e9, 1e10])
     slope, intercept, r2 = loglog_fit(params, 5e10 / params)

@@ -45,9 +45,8 @@ def test_planar_on_a_real_gguf_matrix(smollm2_gguf):
     cols, rows = (int(n) for n in tensor.shape[:2])
     raw = np.asarray(tensor.data).reshape(-1).view(np.uint8)
     fields = planar("Q4_1", raw, rows, cols)
+    assert sum(f.nbytes for f in fields.values()) == raw.nbytes
     assert np.array_equal(blocks("Q4_1", fields), raw)
-    assert np.array_equal(dequantize(blocks("Q4_1", fields), GGMLQuantizationType.Q4_1),
-                          dequantize(raw, GGMLQuantizationType.Q4_1))
 
 
 def test_unsupported_types_and_shapes_are_refused_by_name():

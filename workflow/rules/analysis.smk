@@ -3,6 +3,7 @@
 
 rule analysis:
     input:
+        unpack(kernel_accuracy_input),
         runs=f"{RESULTS}/{{testbed}}/runs.parquet",
         summary=f"{RESULTS}/{{testbed}}/summary.parquet",
     output:

@@ -96,6 +96,13 @@ KERNEL_SOURCES = sorted(
 KERNEL_BUILD = str(Path(workflow.basedir) / "build")
 
 
+def kernel_accuracy_input(wildcards):
+    """The kernels' accuracy table for the accuracy criterion, when the config runs the kernel gate."""
+    if not config["kernels"]["run"]:
+        return {}
+    return {"kernel_accuracy": f"{RESULTS}/{wildcards.testbed}/kernels/accuracy.parquet"}
+
+
 def kernel_outputs(testbed):
     return [f"{RESULTS}/{testbed}/kernels/{name}" for name in
             ("accuracy.parquet", "sanitizer.parquet", "bench.parquet", "figures/kernel_attention.png")]

@@ -12,7 +12,8 @@ with rule_context(smk):
     runs = pd.read_parquet(smk.input.runs)
     summary = pd.read_parquet(smk.input.summary)
     scaling = scaling_table(runs, summary, smk.params.baseline, dict(smk.params.bandwidths))
-    criteria = criteria_table(scaling, summary)
+    accuracy = pd.read_parquet(smk.input.kernel_accuracy) if "kernel_accuracy" in smk.input.keys() else None
+    criteria = criteria_table(scaling, summary, kernel_accuracy=accuracy)
     for frame, path in ((scaling, smk.output.scaling), (criteria, smk.output.criteria)):
         with atomic_path(path) as tmp:
             frame.to_parquet(tmp, index=False)
