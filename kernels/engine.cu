@@ -5,6 +5,7 @@
 // K, V appended to the fp16 cache -> split-KV decode attention over the cache -> output projection -> residual;
 // RMSNorm -> int8 -> gate, up -> SwiGLU -> int8 -> down -> residual.  Then the final norm, the LM head and argmax
 // on the device, the position advanced on the device.
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 #include <vector>
