@@ -87,6 +87,20 @@ __device__ __forceinline__ float fast_exp2(float x) {
 // The CUDA error of the last failed call, kept for edgellm_last_cuda_error().
 void set_cuda_error(cudaError_t err);
 
+// Sum of v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+__device__ __forceinline__ float block_sum(float v, float *scratch) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    __syncthreads();  // scratch may still be read from a previous call in this block
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : 0.f;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
 // Checks the launch just made (configuration errors surface here, not at the next sync).
 inline int check_launch() {
     cudaError_t err = cudaGetLastError();

@@ -19,6 +19,11 @@ struct DecodeParams {
 
 __device__ __forceinline__ int cache_rows(const DecodeParams &p) { return p.pos ? min(*p.pos + 1, p.seq_k) : p.seq_k; }
 
+// The weight of a split in the merge; an empty split (lse -inf) weighs nothing.
+__device__ __forceinline__ float split_weight(float lse, float mx) { return lse == -INFINITY ? 0.f : exp2f(lse - mx); }
+
+constexpr int kMaxMergeRows = 16;  // query heads merged by one block at most (the tensor-core decode's 16 rows)
+
 // Called by every thread of a split's block once its partials are written.  The last block of this (sequence, head
 // group) to arrive merges all the splits: partials are published with a fence before the ticket is taken and read
 // back past L1 (__ldcg); the counter is reset for the next call.  s_lse holds n_rows * num_splits floats.
@@ -36,30 +41,57 @@ __device__ void merge_if_last(const DecodeParams &p, int b, int h0, int n_rows, 
     __syncthreads();
     if (!s_last) return;
     __threadfence();
-    // Log-sum-exps of every split into shared memory (one parallel read), then each output element sums its splits
-    // with the loads of several splits in flight.
+    // Log-sum-exps of every split into shared memory (one parallel read), then per head the largest and the sum of
+    // the weights exp2(lse - max).
     for (int i = tid; i < n_rows * num_splits; i += kThreads)
         s_lse[i] = __ldcg(part_lse + ((int64_t)b * p.n_heads + h0) * num_splits + i);
     __syncthreads();
+    __shared__ float s_wsum[kMaxMergeRows];
     for (int h = tid; h < n_rows; h += kThreads) {
-        float mx = -INFINITY;
+        float mx = -INFINITY, sum = 0.f;
         for (int sp = 0; sp < num_splits; ++sp) mx = fmaxf(mx, s_lse[h * num_splits + sp]);
+        for (int sp = 0; sp < num_splits; ++sp) sum += split_weight(s_lse[h * num_splits + sp], mx);
         s_max[h] = mx;
+        s_wsum[h] = sum;
     }
     __syncthreads();
-    for (int idx = tid; idx < n_rows * D; idx += kThreads) {
-        const int h = idx / D, d = idx % D;
-        const int64_t row0 = ((int64_t)b * p.n_heads + h0 + h) * num_splits;
-        const float mx = s_max[h];
-        float sum = 0.f, num = 0.f;
+    // Each thread owns 4 consecutive output elements (one 16-byte load per split); where there are fewer such
+    // vectors than threads, the splits are shared among `parts` threads per vector and summed through shared memory.
+    // The partials are L2 reads with a latency each, so the more in flight per thread, the shorter the merge.
+    constexpr int V = 4;
+    const int vecs = n_rows * (D / V);
+    const int parts = vecs >= kThreads ? 1 : kThreads / vecs;
+    __shared__ float4 s_num[kThreads];
+    for (int v0 = 0; v0 < vecs; v0 += kThreads) {
+        const int v = v0 + tid % (parts == 1 ? kThreads : vecs), part = parts == 1 ? 0 : tid / vecs;
+        float4 num = make_float4(0.f, 0.f, 0.f, 0.f);
+        const int h = v / (D / V);
+        if (v < vecs && part < parts) {
+            const int64_t row0 = ((int64_t)b * p.n_heads + h0 + h) * num_splits;
+            const float mx = s_max[h];
 #pragma unroll 8
-        for (int sp = 0; sp < num_splits; ++sp) {
-            const float lse = s_lse[h * num_splits + sp];
-            const float w = lse == -INFINITY ? 0.f : exp2f(lse - mx);  // an empty split weighs nothing
-            sum += w;
-            num = fmaf(w, __ldcg(part_o + (row0 + sp) * D + d), num);
+            for (int sp = part; sp < num_splits; sp += parts) {
+                const float w = split_weight(s_lse[h * num_splits + sp], mx);
+                const float4 o = __ldcg(reinterpret_cast<const float4 *>(part_o + (row0 + sp) * D) + v % (D / V));
+                num.x = fmaf(w, o.x, num.x), num.y = fmaf(w, o.y, num.y);
+                num.z = fmaf(w, o.z, num.z), num.w = fmaf(w, o.w, num.w);
+            }
         }
-        p.o[b * p.ob + (int64_t)(h0 + h) * p.oh + d] = num / sum;
+        if (parts > 1) {
+            s_num[tid] = num;
+            __syncthreads();
+            if (tid < vecs) {
+                for (int q = 1; q < parts; ++q) {
+                    const float4 o = s_num[q * vecs + tid];
+                    num.x += o.x, num.y += o.y, num.z += o.z, num.w += o.w;
+                }
+            }
+        }
+        if (v < vecs && part == 0) {
+            const float sum = s_wsum[h];
+            float *out = p.o + b * p.ob + (int64_t)(h0 + h) * p.oh + (v % (D / V)) * V;
+            out[0] = num.x / sum, out[1] = num.y / sum, out[2] = num.z / sum, out[3] = num.w / sum;
+        }
     }
 }
 

@@ -4,19 +4,7 @@
 
 namespace edgellm {
 
-__device__ __forceinline__ float block_sum(float v, float *scratch) {  // blockDim.x a multiple of 32, <= 1024
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-    __syncthreads();  // scratch may still be read from a previous call in this block
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    v = lane < warps ? scratch[lane] : 0.f;
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    return v;
-}
-
+// 256 threads (edgellm_rmsnorm_quantize sums the same way).
 __global__ void rmsnorm_kernel(const float *x, const float *w, float *out, int n, float eps) {
     __shared__ float scratch[32];
     const float *xr = x + (int64_t)blockIdx.x * n;
@@ -28,21 +16,57 @@ __global__ void rmsnorm_kernel(const float *x, const float *w, float *out, int n
     for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * scale * w[i];
 }
 
+// The rotation of pair i of a head at position `position` (theta in double: positions up to 128k keep their
+// precision); returns the pair's two indices in the head and the rotated values.
+struct Rotated {
+    int a, b;
+    float xa, xb;
+};
+__device__ __forceinline__ Rotated rotate(const float *xh, int i, int D, int position, float base,
+                                          const float *factors, int neox) {
+    double inv_freq = pow((double)base, -2.0 * i / D);
+    if (factors) inv_freq /= (double)factors[i];
+    double s, c;
+    sincos((double)position * inv_freq, &s, &c);
+    const int a = neox ? i : 2 * i, b = neox ? i + D / 2 : 2 * i + 1;
+    const float xa = xh[a], xb = xh[b], cf = (float)c, sf = (float)s;
+    return Rotated{a, b, xa * cf - xb * sf, xa * sf + xb * cf};
+}
+
 __global__ void rope_kernel(float *x, int rows, int heads, int D, int64_t row_stride, const int *pos, float base,
                             const float *factors, int neox) {
     const int half = D / 2;
     const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (idx >= (int64_t)rows * heads * half) return;
     const int i = idx % half, h = (idx / half) % heads, t = idx / ((int64_t)half * heads);
-    double inv_freq = pow((double)base, -2.0 * i / D);
-    if (factors) inv_freq /= (double)factors[i];
-    double s, c;
-    sincos((double)(*pos + t) * inv_freq, &s, &c);
     float *xh = x + t * row_stride + (int64_t)h * D;
-    const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-    const float xa = xh[a], xb = xh[b], cf = (float)c, sf = (float)s;
-    xh[a] = xa * cf - xb * sf;
-    xh[b] = xa * sf + xb * cf;
+    const Rotated r = rotate(xh, i, D, *pos + t, base, factors, neox);
+    xh[r.a] = r.xa;
+    xh[r.b] = r.xb;
+}
+
+// Threads [0, q pairs) rotate q, the next kv pairs rotate k into the cache, the next kv pairs copy v.
+__global__ void rope_append_kernel(float *q, const float *k, const float *v, __half *kc, __half *vc, int n_heads,
+                                   int n_kv, int D, const int *pos, float base, const float *factors, int neox) {
+    const int half = D / 2, q_pairs = n_heads * half, kv_pairs = n_kv * half;
+    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    const int p = *pos;
+    const int64_t row = (int64_t)p * n_kv * D;
+    if (idx < q_pairs) {
+        float *xh = q + (idx / half) * D;
+        const Rotated r = rotate(xh, idx % half, D, p, base, factors, neox);
+        xh[r.a] = r.xa;
+        xh[r.b] = r.xb;
+    } else if (idx < q_pairs + kv_pairs) {
+        const int j = idx - q_pairs, h = j / half;
+        const Rotated r = rotate(k + h * D, j % half, D, p, base, factors, neox);
+        kc[row + h * D + r.a] = __float2half_rn(r.xa);
+        kc[row + h * D + r.b] = __float2half_rn(r.xb);
+    } else if (idx < q_pairs + 2 * kv_pairs) {
+        const int j = 2 * (idx - q_pairs - kv_pairs);
+        vc[row + j] = __float2half_rn(v[j]);
+        vc[row + j + 1] = __float2half_rn(v[j + 1]);
+    }
 }
 
 __global__ void swiglu_kernel(const float *gate_up, float *out, int rows, int hidden) {
@@ -58,7 +82,8 @@ __global__ void add_kernel(float *x, const float *y, int64_t n) {
     if (i < n) x[i] += y[i];
 }
 
-__global__ void argmax_kernel(const float *logits, int n, int *out) {
+// pos, when given, is advanced by the thread that writes the choice (the last kernel of a decode step).
+__global__ void argmax_kernel(const float *logits, int n, int *out, int *pos) {
     __shared__ float best_v[32];
     __shared__ int best_i[32];
     float v = -INFINITY;
@@ -83,7 +108,10 @@ __global__ void argmax_kernel(const float *logits, int n, int *out) {
             const int oi = __shfl_xor_sync(0xffffffffu, bi, off);
             if (ov > v || (ov == v && oi < bi)) v = ov, bi = oi;
         }
-        if (lane == 0) *out = bi < n ? bi : 0;  // all NaN: token 0, never an index past the vocabulary
+        if (lane == 0) {
+            *out = bi < n ? bi : 0;  // all NaN: token 0, never an index past the vocabulary
+            if (pos) *pos += 1;
+        }
     }
 }
 
@@ -185,7 +213,7 @@ extern "C" int edgellm_add(float *x, const float *y, int64_t n, void *stream) {
 
 extern "C" int edgellm_argmax(const float *logits, int n, int *out, void *stream) {
     if (!logits || !out || n <= 0) return EDGELLM_ERR_ARGUMENT;
-    argmax_kernel<<<1, 1024, 0, static_cast<cudaStream_t>(stream)>>>(logits, n, out);
+    argmax_kernel<<<1, 1024, 0, static_cast<cudaStream_t>(stream)>>>(logits, n, out, nullptr);
     return check_launch();
 }
 
@@ -207,5 +235,24 @@ extern "C" int edgellm_kv_append(const float *src, void *cache, int rows, int wi
     if (!src || !cache || !pos || rows <= 0 || width <= 0 || stride < width) return EDGELLM_ERR_ARGUMENT;
     kv_append_kernel<<<blocks_for((int64_t)rows * width, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
         src, static_cast<__half *>(cache), rows, width, stride, pos);
+    return check_launch();
+}
+
+extern "C" int edgellm_argmax_advance(const float *logits, int n, int *out, int *pos, void *stream) {
+    if (!logits || !out || !pos || n <= 0) return EDGELLM_ERR_ARGUMENT;
+    argmax_kernel<<<1, 1024, 0, static_cast<cudaStream_t>(stream)>>>(logits, n, out, pos);
+    return check_launch();
+}
+
+extern "C" int edgellm_rope_append(float *q, const float *k, const float *v, void *k_cache, void *v_cache, int n_heads,
+                                   int n_kv_heads, int head_dim, const int *pos, float base, const float *freq_factors,
+                                   int neox, void *stream) {
+    if (!q || !k || !v || !k_cache || !v_cache || !pos || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 ||
+        head_dim % 2)
+        return EDGELLM_ERR_ARGUMENT;
+    const int threads = (n_heads + 2 * n_kv_heads) * (head_dim / 2);
+    rope_append_kernel<<<blocks_for(threads, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
+        q, k, v, static_cast<__half *>(k_cache), static_cast<__half *>(v_cache), n_heads, n_kv_heads, head_dim, pos,
+        base, freq_factors, neox);
     return check_launch();
 }

@@ -20,6 +20,7 @@ typedef struct {
     int n_layers, dim, n_heads, n_kv_heads, head_dim, hidden, vocab, max_context;
     float norm_eps, rope_base;
     int rope_neox; /* qwen2: 1; llama: 0 */
+    int unfused;   /* 1: one launch per operation (the reference the fused step is tested against); 0: fused */
 } edgellm_model_config;
 
 typedef struct {

@@ -43,6 +43,18 @@ int edgellm_quantize_activations(const float *x, int cols, void *xq, void *xds, 
 /* y[rows] = W x, x given as edgellm_quantize_activations' output. */
 int edgellm_gemv(const edgellm_qmatrix *w, const void *xq, const void *xds, float *y, void *stream);
 
+/* Fused forms for the decoder, each one launch with the sums of edgellm_gemv in the same order:
+ * edgellm_gemv_many: y[j] = W[j] x (+ bias[j] where bias and bias[j] are given) (+ the old y[j] where accumulate),
+ *   for 1 to 3 matrices of one quant type and column count (Q, K and V; a residual added in the epilogue);
+ * edgellm_gemv_swiglu: y = silu(gate x) * (up x), gate and up of one type and shape;
+ * edgellm_rmsnorm_quantize: edgellm_rmsnorm of one row of n values followed by edgellm_quantize_activations. */
+int edgellm_gemv_many(const edgellm_qmatrix *const *w, float *const *y, const float *const *bias, int count,
+                      int accumulate, const void *xq, const void *xds, void *stream);
+int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qmatrix *up, const void *xq, const void *xds,
+                        float *y, void *stream);
+int edgellm_rmsnorm_quantize(const float *x, const float *weight, int n, float eps, void *xq, void *xds,
+                             void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -35,6 +35,15 @@ int edgellm_argmax(const float *logits, int n, int *out, void *stream);
  * dequantized: the token embedding. */
 int edgellm_embed(const edgellm_qmatrix *table, const int *token, float *out, void *stream);
 
+/* RoPE and the cache append of one decode step in one launch: q [n_heads * head_dim] rotated in place, k rotated
+ * and v copied into row *pos of the fp16 caches (row stride n_kv_heads * head_dim); the rotation is edgellm_rope's. */
+int edgellm_rope_append(float *q, const float *k, const float *v, void *k_cache, void *v_cache, int n_heads,
+                        int n_kv_heads, int head_dim, const int *pos, float base, const float *freq_factors, int neox,
+                        void *stream);
+
+/* edgellm_argmax, then *pos += 1 (the end of a decode step, one launch). */
+int edgellm_argmax_advance(const float *logits, int n, int *out, int *pos, void *stream);
+
 /* Appends rows of fp32 K or V [rows, kv_heads * head_dim] to an fp16 cache at rows *pos.. (cache row stride in
  * elements). */
 int edgellm_kv_append(const float *src, void *cache, int rows, int width, int64_t cache_row_stride, const int *pos,

@@ -5,6 +5,12 @@
 // K, V appended to the fp16 cache -> split-KV decode attention over the cache -> output projection -> residual;
 // RMSNorm -> int8 -> gate, up -> SwiGLU -> int8 -> down -> residual.  Then the final norm, the LM head and argmax
 // on the device, the position advanced on the device.
+//
+// Fused (the default), a layer is 10 launches: RMSNorm+int8, Q/K/V (+ biases) in one GEMV, RoPE+append,
+// attention, int8, output projection with the residual added in its epilogue, RMSNorm+int8, gate/up with SwiGLU in
+// the epilogue, int8, down projection + residual.  A small model's step is bound by launches, not bytes, so every
+// launch saved is time.  Each fused kernel computes exactly what the separate ones do, in the same order (the GPU
+// tests compare the two steps bit for bit).
 #include <algorithm>
 #include <cstdlib>
 #include <new>
@@ -83,7 +89,58 @@ int qkv(edgellm_engine *e, const edgellm_layer &L) {
     return edgellm_gemv(&L.wv, e->xq, e->xds, e->v, e->stream);
 }
 
+edgellm_decode_args attention_args(const edgellm_engine *e, int i) {
+    const edgellm_model_config &c = e->cfg;
+    const int qdim = c.n_heads * c.head_dim, kvdim = c.n_kv_heads * c.head_dim;
+    edgellm_decode_args a{};
+    a.q = e->q, a.k = e->kcache[i], a.v = e->vcache[i], a.o = e->att;
+    a.q_layout = a.o_layout = edgellm_layout{qdim, qdim, c.head_dim};
+    a.k_layout = a.v_layout = edgellm_layout{(int64_t)c.max_context * kvdim, kvdim, c.head_dim};
+    a.batch = 1, a.seq_k = c.max_context, a.n_heads = c.n_heads, a.n_kv_heads = c.n_kv_heads, a.head_dim = c.head_dim;
+    a.softmax_scale = 1.f / sqrtf((float)c.head_dim);
+    return a;
+}
+
+int attention(edgellm_engine *e, int i) {
+    const edgellm_decode_args a = attention_args(e, i);
+    return edgellm_attention_decode_at(&a, EDGELLM_F16, e->pos, e->splits, e->workspace, e->workspace_bytes, e->stream);
+}
+
+bool same_kind(const edgellm_qmatrix &a, const edgellm_qmatrix &b) { return a.qtype == b.qtype && a.cols == b.cols; }
+
+int fused_layer(edgellm_engine *e, int i) {
+    const edgellm_model_config &c = e->cfg;
+    const edgellm_layer &L = e->layers[i];
+    TRY(edgellm_rmsnorm_quantize(e->x, L.attn_norm, c.dim, c.norm_eps, e->xq, e->xds, e->stream));
+    const edgellm_qmatrix *w[3] = {&L.wq, &L.wk, &L.wv};
+    float *y[3] = {e->q, e->k, e->v};
+    const float *b[3] = {L.bq, L.bk, L.bv};
+    if (same_kind(L.wq, L.wk) && same_kind(L.wq, L.wv)) {
+        TRY(edgellm_gemv_many(w, y, b, 3, 0, e->xq, e->xds, e->stream));
+    } else {  // mixed quant types (Q4_K_M's V is often Q6_K): one launch each
+        for (int j = 0; j < 3; ++j) TRY(edgellm_gemv_many(&w[j], &y[j], &b[j], 1, 0, e->xq, e->xds, e->stream));
+    }
+    TRY(edgellm_rope_append(e->q, e->k, e->v, e->kcache[i], e->vcache[i], c.n_heads, c.n_kv_heads, c.head_dim, e->pos,
+                            c.rope_base, e->rope_factors, c.rope_neox, e->stream));
+    TRY(attention(e, i));
+    TRY(edgellm_quantize_activations(e->att, c.n_heads * c.head_dim, e->xq, e->xds, e->stream));
+    const edgellm_qmatrix *wo = &L.wo;
+    TRY(edgellm_gemv_many(&wo, &e->x, nullptr, 1, 1, e->xq, e->xds, e->stream));
+    TRY(edgellm_rmsnorm_quantize(e->x, L.ffn_norm, c.dim, c.norm_eps, e->xq, e->xds, e->stream));
+    if (same_kind(L.w_gate, L.w_up)) {
+        TRY(edgellm_gemv_swiglu(&L.w_gate, &L.w_up, e->xq, e->xds, e->ffn, e->stream));
+    } else {
+        TRY(edgellm_gemv(&L.w_gate, e->xq, e->xds, e->gate_up, e->stream));
+        TRY(edgellm_gemv(&L.w_up, e->xq, e->xds, e->gate_up + c.hidden, e->stream));
+        TRY(edgellm_swiglu(e->gate_up, e->ffn, 1, c.hidden, e->stream));
+    }
+    TRY(edgellm_quantize_activations(e->ffn, c.hidden, e->xq, e->xds, e->stream));
+    const edgellm_qmatrix *wd = &L.w_down;
+    return edgellm_gemv_many(&wd, &e->x, nullptr, 1, 1, e->xq, e->xds, e->stream);
+}
+
 int layer(edgellm_engine *e, int i) {
+    if (!e->cfg.unfused) return fused_layer(e, i);
     const edgellm_model_config &c = e->cfg;
     const edgellm_layer &L = e->layers[i];
     const int qdim = c.n_heads * c.head_dim, kvdim = c.n_kv_heads * c.head_dim;
@@ -99,13 +156,7 @@ int layer(edgellm_engine *e, int i) {
                      e->stream));
     TRY(edgellm_kv_append(e->k, e->kcache[i], 1, kvdim, kvdim, e->pos, e->stream));
     TRY(edgellm_kv_append(e->v, e->vcache[i], 1, kvdim, kvdim, e->pos, e->stream));
-    edgellm_decode_args a{};
-    a.q = e->q, a.k = e->kcache[i], a.v = e->vcache[i], a.o = e->att;
-    a.q_layout = a.o_layout = edgellm_layout{qdim, qdim, c.head_dim};
-    a.k_layout = a.v_layout = edgellm_layout{(int64_t)c.max_context * kvdim, kvdim, c.head_dim};
-    a.batch = 1, a.seq_k = c.max_context, a.n_heads = c.n_heads, a.n_kv_heads = c.n_kv_heads, a.head_dim = c.head_dim;
-    a.softmax_scale = 1.f / sqrtf((float)c.head_dim);
-    TRY(edgellm_attention_decode_at(&a, EDGELLM_F16, e->pos, e->splits, e->workspace, e->workspace_bytes, e->stream));
+    TRY(attention(e, i));
     TRY(linear(e, L.wo, e->att, e->tmp));
     TRY(edgellm_add(e->x, e->tmp, c.dim, e->stream));
     TRY(edgellm_rmsnorm(e->x, L.ffn_norm, e->h, 1, c.dim, c.norm_eps, e->stream));
@@ -121,6 +172,11 @@ int layer(edgellm_engine *e, int i) {
 int enqueue_step(edgellm_engine *e) {
     TRY(edgellm_embed(&e->embd, e->token, e->x, e->stream));
     for (int i = 0; i < e->cfg.n_layers; ++i) TRY(layer(e, i));
+    if (!e->cfg.unfused) {
+        TRY(edgellm_rmsnorm_quantize(e->x, e->output_norm, e->cfg.dim, e->cfg.norm_eps, e->xq, e->xds, e->stream));
+        TRY(edgellm_gemv(&e->output, e->xq, e->xds, e->logits, e->stream));
+        return edgellm_argmax_advance(e->logits, e->cfg.vocab, e->token, e->pos, e->stream);
+    }
     TRY(edgellm_rmsnorm(e->x, e->output_norm, e->h, 1, e->cfg.dim, e->cfg.norm_eps, e->stream));
     TRY(linear(e, e->output, e->h, e->logits));
     TRY(edgellm_argmax(e->logits, e->cfg.vocab, e->token, e->stream));

@@ -287,17 +287,31 @@ static bool decode_args_ok(const edgellm_decode_args *a) {
 static int cuda_core_splits(const edgellm_decode_args *a, edgellm_dtype kv_dtype) {
     const int G = group_width(a->n_heads / a->n_kv_heads);
     const int chunks = (a->n_heads / a->n_kv_heads + G - 1) / G;
-    int dev = 0, sms = 0, per_sm = 0, step = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-        return 1;
+    // The SM count and each instance's occupancy are asked once: a decode call is a few microseconds of GPU time,
+    // and the occupancy query alone costs the host about as much.
+    static int sms = 0;
+    if (sms == 0) {
+        int dev = 0, count = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            return 1;
+        sms = count;
+    }
+    int per_sm = 0, step = 0;
     with_instance(kv_dtype, a->head_dim, G, [&](auto tt, auto dd, auto gg) {
         using T = typename decltype(tt)::type;
         step = kHalfWarps * keys_per_step<T, decltype(gg)::value>();
         constexpr int D = decltype(dd)::value, GW = decltype(gg)::value;
-        auto kernel = decode_split_kernel<T, D, GW>;
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, decode_smem_bytes<T, D, GW>());
-        return (int)cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kDecodeThreads,
-                                                                  decode_smem_bytes<T, D, GW>());
+        static int occupancy = -1;  // one per kernel instance
+        if (occupancy < 0) {
+            auto kernel = decode_split_kernel<T, D, GW>;
+            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, decode_smem_bytes<T, D, GW>());
+            if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, kDecodeThreads,
+                                                              decode_smem_bytes<T, D, GW>()) != cudaSuccess)
+                occupancy = 1;
+        }
+        per_sm = occupancy;
+        return 0;
     });
     const int blocks_per_split = a->batch * a->n_kv_heads * chunks;
     int splits = std::min(std::max(1, per_sm), 2) * sms / blocks_per_split;

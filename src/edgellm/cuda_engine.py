@@ -24,7 +24,8 @@ P = ctypes.c_void_p
 class ModelConfig(ctypes.Structure):
     _fields_ = [(n, ctypes.c_int) for n in ("n_layers", "dim", "n_heads", "n_kv_heads", "head_dim", "hidden",
                                              "vocab", "max_context")] + \
-               [("norm_eps", ctypes.c_float), ("rope_base", ctypes.c_float), ("rope_neox", ctypes.c_int)]
+               [("norm_eps", ctypes.c_float), ("rope_base", ctypes.c_float), ("rope_neox", ctypes.c_int),
+                ("unfused", ctypes.c_int)]
 
 
 class Layer(ctypes.Structure):
@@ -35,7 +36,10 @@ class Layer(ctypes.Structure):
 class CudaEngine:
     """Greedy generation on the GPU: `generate(prompt_ids, n)`; `step(token)` for one token at a time."""
 
-    def __init__(self, path: str | Path, max_context: int = 2048, kernels: AttentionKernels | None = None):
+    def __init__(self, path: str | Path, max_context: int = 2048, kernels: AttentionKernels | None = None,
+                 fused: bool = True):
+        """fused=False runs one launch per operation: the reference the fused step is tested against."""
+        self.fused = fused
         self.kernels = kernels or AttentionKernels.load()
         lib = self.lib = self.kernels.lib
         lib.edgellm_device_alloc.argtypes = [ctypes.c_size_t, ctypes.POINTER(P)]
@@ -110,7 +114,7 @@ class CudaEngine:
             raise UnsupportedModelError("an unquantized LM head has no GPU kernel yet")
         factors = self._vector("rope_freqs.weight") if "rope_freqs.weight" in self._tensors else None
         cfg = ModelConfig(c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.hidden_dim, c.vocab_size,
-                          self.max_context, c.norm_eps, c.rope_base, int(c.rope_style == "neox"))
+                          self.max_context, c.norm_eps, c.rope_base, int(c.rope_style == "neox"), int(not self.fused))
         self._keep = (layers, embd, output)  # the engine keeps pointers into these structs' values, not the structs
         self.kernels._check(self.lib.edgellm_engine_create(ctypes.byref(cfg), layers, ctypes.byref(embd),
                                                            ctypes.byref(output), self._vector("output_norm.weight"),

@@ -1,0 +1,77 @@
+"""Time per decode step of EdgeLLM's CUDA engine itself, fused and unfused, without the harness.
+
+    python benchmarks/gpu_step.py [--presets smollm-135m,...] [--quant Q4_0] [--tokens 128] [--dir D]
+
+For each preset (the synthetic files of benchmarks/gpu_decode.py) and each engine build: a warm-up generation,
+then `--repeats` greedy generations of `--tokens` tokens from a 5-token prompt; prints the median milliseconds per
+generated token and the GGUF bytes per token over that time (against the card's copy bandwidth). Separates what
+fusion gains from the harness's own per-token cost, which gpu_decode.py includes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from edgebench import EdgebenchError
+from edgebench.synthetic import write_synthetic
+
+sys.path.insert(0, str(Path(__file__).parent))
+from gpu_decode import DEFAULT_PRESETS, copy_bandwidth_gbs  # noqa: E402
+
+PROMPT = [1, 9038, 2114, 314, 253]
+
+
+def ms_per_token(engine, tokens: int, repeats: int) -> float:
+    list(engine.generate(PROMPT, tokens))  # warm-up: the first step runs eagerly, the second captures the graph
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        gen = engine.generate(PROMPT, tokens)
+        next(gen)  # after the prompt
+        t1 = time.perf_counter()
+        for _ in gen:
+            pass
+        times.append((time.perf_counter() - t1) * 1e3 / (tokens - 1))
+    return statistics.median(times)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", default=DEFAULT_PRESETS)
+    p.add_argument("--quant", default="Q4_0")
+    p.add_argument("--tokens", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--dir", default="models/synthetic")
+    args = p.parse_args()
+    try:
+        from edgellm.cuda_engine import CudaEngine
+
+        bandwidth = copy_bandwidth_gbs()
+        print(f"copy bandwidth {bandwidth or float('nan'):.0f} GB/s, {args.tokens} tokens, quant {args.quant}")
+        print(f"{'preset':<14} {'engine':<8} {'ms/token':>9} {'tok/s':>8} {'GB/s':>7} {'of copy':>8}")
+        for preset in args.presets.split(","):
+            path = Path(args.dir) / f"{preset}-{args.quant}.gguf"
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_synthetic(preset, path, quant=args.quant)
+            size = path.stat().st_size
+            for fused in (True, False):
+                engine = CudaEngine(path, max_context=512, fused=fused)
+                ms = ms_per_token(engine, args.tokens, args.repeats)
+                engine.close()
+                gbs = size / (ms * 1e-3) / 1e9
+                share = f"{gbs / bandwidth:.1%}" if bandwidth else "-"
+                print(f"{preset:<14} {'fused' if fused else 'unfused':<8} {ms:9.3f} {1e3 / ms:8.1f} {gbs:7.0f} "
+                      f"{share:>8}", flush=True)
+    except EdgebenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
