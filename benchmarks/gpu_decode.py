@@ -52,6 +52,7 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--tokens", type=int, default=128)
     p.add_argument("--dir", default="models/synthetic", help="where the synthetic GGUF files are kept")
+    p.add_argument("--backends", default="edgellm,llamacpp", help="which engines to run (both by default)")
     args = p.parse_args()
     try:
         settings = GenerationSettings(max_new_tokens=args.tokens, ignore_eos=True, prompt_format="raw", num_ctx=512)
@@ -64,7 +65,11 @@ def main() -> int:
                 write_synthetic(preset, path, quant=args.quant)
             model = ModelRef(name=preset, gguf_path=str(path),
                              info=record_for_gguf(preset, str(path), {"kind": "synthetic"}, with_sha256=False))
-            for name, options in (("edgellm", {"device": "cuda"}), ("llamacpp", {})):
+            engines = {"edgellm": {"device": "cuda"}, "llamacpp": {}}
+            for name in args.backends.split(","):
+                if name not in engines:
+                    raise EdgebenchError(f"unknown backend {name!r}: choose from {', '.join(engines)}")
+                options = engines[name]
                 for row in run_benchmark(create_backend(name, **options), model, prompts, settings, args.runs,
                                          args.warmup):
                     rows.append({**row, "preset": preset, "file_bytes": path.stat().st_size})
@@ -84,7 +89,9 @@ def main() -> int:
           f"tokens per run: {args.tokens}   quant: {args.quant}")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     wide = table.decode_tok_s.unstack("backend")
-    print((wide["edgellm"] / wide["llamacpp"]).rename("EdgeLLM / llama.cpp").to_string(float_format=lambda v: f"{v:.2f}x"))
+    if {"edgellm", "llamacpp"} <= set(wide.columns):
+        ratio = (wide["edgellm"] / wide["llamacpp"]).rename("EdgeLLM / llama.cpp")
+        print(ratio.to_string(float_format=lambda v: f"{v:.2f}x"))
     return 0
 
 

@@ -87,6 +87,10 @@ __device__ __forceinline__ float fast_exp2(float x) {
 // The CUDA error of the last failed call, kept for edgellm_last_cuda_error().
 void set_cuda_error(cudaError_t err);
 
+// Threads of the row-normalising kernels (rmsnorm_kernel, rmsnorm_quantize_kernel): one block per row, the same
+// count in both so that they sum in the same order.
+constexpr int kNormThreads = 1024;
+
 // Sum of v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
 __device__ __forceinline__ float block_sum(float v, float *scratch) {
 #pragma unroll

@@ -4,7 +4,7 @@
 
 namespace edgellm {
 
-// 256 threads (edgellm_rmsnorm_quantize sums the same way).
+// kNormThreads threads (edgellm_rmsnorm_quantize sums the same way).
 __global__ void rmsnorm_kernel(const float *x, const float *w, float *out, int n, float eps) {
     __shared__ float scratch[32];
     const float *xr = x + (int64_t)blockIdx.x * n;
@@ -88,7 +88,8 @@ __global__ void argmax_kernel(const float *logits, int n, int *out, int *pos) {
     __shared__ int best_i[32];
     float v = -INFINITY;
     int bi = n;  // past the end: loses every tie against a real index
-    for (int i = threadIdx.x; i < n; i += blockDim.x)
+#pragma unroll 8
+    for (int i = threadIdx.x; i < n; i += blockDim.x)  // unrolled: several loads in flight, compared in order
         if (logits[i] > v) v = logits[i], bi = i;
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) {
@@ -184,7 +185,7 @@ using namespace edgellm;
 
 extern "C" int edgellm_rmsnorm(const float *x, const float *w, float *out, int rows, int n, float eps, void *stream) {
     if (!x || !w || !out || rows <= 0 || n <= 0) return EDGELLM_ERR_ARGUMENT;
-    rmsnorm_kernel<<<rows, 256, 0, static_cast<cudaStream_t>(stream)>>>(x, w, out, n, eps);
+    rmsnorm_kernel<<<rows, kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, w, out, n, eps);
     return check_launch();
 }
 

@@ -151,14 +151,46 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q6_K>(const QMatr
 
 constexpr int kGemvWarps = 4;
 
+// A lane's share of row . x: chunks lane, lane + 32, ... summed in that order, kUnroll of them at a time so that their
+// loads are all in flight before the first is used (a decode GEMV is a few such rounds per warp; one load at a time
+// leaves the memory system idle).  Chunks past the row add an exact 0, so the sum is that of one chunk at a time.
+constexpr int kUnroll = 4;
+template <int QT, int N>
+__device__ __forceinline__ void lane_dots(const QMatrix *const (&w)[N], int row, const int8_t *xq, const float2 *xds,
+                                          int lane, float (&acc)[N]) {
+    const int n = w[0]->cols / 32;
+    for (int c0 = lane; c0 < n; c0 += 32 * kUnroll) {
+        float part[kUnroll][N];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+            // Past the row, chunk n - 1 is read again and its product dropped: unconditional loads can all be issued
+            // before the first product (loads behind a branch would wait for it).
+            const int chunk = min(c0 + 32 * u, n - 1);
+            const bool inside = c0 + 32 * u < n;
+            const XChunk x = load_x(xq, xds, chunk);
+#pragma unroll
+            for (int m = 0; m < N; ++m) {
+                const float d = chunk_dot<QT>(*w[m], row, chunk, x);
+                part[u][m] = inside ? d : 0.f;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+            for (int m = 0; m < N; ++m) acc[m] += part[u][m];
+    }
+}
+
 template <int QT>
 __global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(QMatrix w, const int8_t *xq, const float2 *xds,
                                                                float *y) {
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
     if (row >= w.rows) return;  // whole warps leave together: the shuffles below stay full
-    float acc = 0.f;
-    for (int chunk = lane; chunk < w.cols / 32; chunk += 32) acc += chunk_dot<QT>(w, row, chunk, load_x(xq, xds, chunk));
+    const QMatrix *m[1] = {&w};
+    float a[1] = {0.f};
+    lane_dots<QT>(m, row, xq, xds, lane, a);
+    float acc = a[0];
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
     if (lane == 0) y[row] = acc;
@@ -186,20 +218,32 @@ __global__ void quantize_kernel(const float *x, int chunks, int8_t *xq, float2 *
     quantize_chunk(x[chunk * 32 + lane], chunk, lane, xq, xds);
 }
 
-// RMSNorm and quantization in one block: the same sum of squares as rmsnorm_kernel (decoder_ops.cu, also 256
-// threads), so the values quantized are bit for bit those of the two separate kernels.
-constexpr int kNormThreads = 256;
+// RMSNorm and quantization in one block of kNormThreads: thread t holds elements t, t + kNormThreads, ... (at most
+// kNormValues of them, loaded at once, so the block waits for memory once), so that lane l of warp w holds element l
+// of chunks w, w + 32, ...  The sum of squares runs in the order of rmsnorm_kernel (decoder_ops.cu, launched with as
+// many threads): the values quantized are bit for bit those of the two separate kernels.
+constexpr int kNormValues = 8;  // rows of up to kNormThreads * kNormValues = 8192 values
 __global__ void __launch_bounds__(kNormThreads) rmsnorm_quantize_kernel(const float *x, const float *w, int n,
                                                                         float eps, int8_t *xq, float2 *xds) {
     __shared__ float scratch[32];
+    float v[kNormValues], wv[kNormValues];
+#pragma unroll
+    for (int k = 0; k < kNormValues; ++k) {
+        const int i = threadIdx.x + k * kNormThreads;
+        v[k] = i < n ? x[i] : 0.f;
+        wv[k] = i < n ? w[i] : 0.f;
+    }
     float ss = 0.f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(x[i], x[i], ss);
+#pragma unroll
+    for (int k = 0; k < kNormValues; ++k)
+        if (threadIdx.x + k * kNormThreads < n) ss = fmaf(v[k], v[k], ss);
     ss = block_sum(ss, scratch);
     const float scale = rsqrtf(ss / n + eps);
-    const int lane = threadIdx.x & 31;
-    for (int chunk = threadIdx.x >> 5; chunk < n / 32; chunk += blockDim.x >> 5) {
-        const int i = chunk * 32 + lane;
-        quantize_chunk(x[i] * scale * w[i], chunk, lane, xq, xds);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int k = 0; k < kNormValues; ++k) {
+        const int chunk = warp + k * (kNormThreads / 32);
+        if (chunk < n / 32) quantize_chunk(v[k] * scale * wv[k], chunk, lane, xq, xds);  // whole warps: n % 32 == 0
     }
 }
 
@@ -223,9 +267,10 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_jobs_kernel(const __grid
     if (row >= jobs.row_end[jobs.count - 1]) return;
     const int j = row < jobs.row_end[0] ? 0 : row < jobs.row_end[1] ? 1 : 2;
     if (j > 0) row -= jobs.row_end[j - 1];
-    const QMatrix &w = jobs.w[j];
-    float acc = 0.f;
-    for (int chunk = lane; chunk < w.cols / 32; chunk += 32) acc += chunk_dot<QT>(w, row, chunk, load_x(xq, xds, chunk));
+    const QMatrix *m[1] = {&jobs.w[j]};
+    float a[1] = {0.f};
+    lane_dots<QT>(m, row, xq, xds, lane, a);
+    float acc = a[0];
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
     if (lane == 0) {
@@ -243,12 +288,10 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_swiglu_kernel(QMatrix ga
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
     if (row >= gate.rows) return;
-    float g = 0.f, u = 0.f;
-    for (int chunk = lane; chunk < gate.cols / 32; chunk += 32) {
-        const XChunk x = load_x(xq, xds, chunk);
-        g += chunk_dot<QT>(gate, row, chunk, x);
-        u += chunk_dot<QT>(up, row, chunk, x);
-    }
+    const QMatrix *m[2] = {&gate, &up};
+    float a[2] = {0.f, 0.f};
+    lane_dots<QT>(m, row, xq, xds, lane, a);
+    float g = a[0], u = a[1];
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) {
         g += __shfl_xor_sync(0xffffffffu, g, off);
@@ -356,7 +399,8 @@ extern "C" int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qm
 
 extern "C" int edgellm_rmsnorm_quantize(const float *x, const float *weight, int n, float eps, void *xq, void *xds,
                                         void *stream) {
-    if (!x || !weight || n <= 0 || n % 32 || !activations_ok(xq, xds)) return EDGELLM_ERR_ARGUMENT;
+    if (!x || !weight || n <= 0 || n % 32 || n > kNormThreads * kNormValues || !activations_ok(xq, xds))
+        return EDGELLM_ERR_ARGUMENT;
     rmsnorm_quantize_kernel<<<1, kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         x, weight, n, eps, static_cast<int8_t *>(xq), static_cast<float2 *>(xds));
     return check_launch();
