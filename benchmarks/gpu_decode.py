@@ -53,6 +53,7 @@ def main() -> int:
     p.add_argument("--tokens", type=int, default=128)
     p.add_argument("--dir", default="models/synthetic", help="where the synthetic GGUF files are kept")
     p.add_argument("--backends", default="edgellm,llamacpp", help="which engines to run (both by default)")
+    p.add_argument("--out", help="also write every run's row here (CSV)")
     args = p.parse_args()
     try:
         settings = GenerationSettings(max_new_tokens=args.tokens, ignore_eos=True, prompt_format="raw", num_ctx=512)
@@ -70,13 +71,18 @@ def main() -> int:
                 if name not in engines:
                     raise EdgebenchError(f"unknown backend {name!r}: choose from {', '.join(engines)}")
                 options = engines[name]
-                for row in run_benchmark(create_backend(name, **options), model, prompts, settings, args.runs,
-                                         args.warmup):
-                    rows.append({**row, "preset": preset, "file_bytes": path.stat().st_size})
+                runs = run_benchmark(create_backend(name, **options), model, prompts, settings, args.runs, args.warmup)
+                rows += [{**row, "preset": preset, "file_bytes": path.stat().st_size} for row in runs]
+                timed = [r["decode_tok_s"] for r in runs if not r["is_warmup"]]
+                # As each engine finishes, so that a run cut short still leaves its numbers.
+                print(f"{preset:<14} {name:<9} median decode {pd.Series(timed).median():8.1f} tok/s "
+                      f"({len(timed)} runs)", flush=True)
     except EdgebenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     df = pd.DataFrame(rows)
+    if args.out:
+        df.to_csv(args.out, index=False)
     timed = df[~df["is_warmup"]]
     table = timed.groupby(["preset", "backend"], sort=False).agg(
         decode_tok_s=("decode_tok_s", "median"), itl_p50_ms=("itl_p50_ms", "median"),

@@ -29,7 +29,6 @@ def ms_per_token(engine, tokens: int, repeats: int) -> float:
     list(engine.generate(PROMPT, tokens))  # warm-up: the first step runs eagerly, the second captures the graph
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
         gen = engine.generate(PROMPT, tokens)
         next(gen)  # after the prompt
         t1 = time.perf_counter()

@@ -7,6 +7,7 @@
 // benchmarks and of the SDPA numbers compared against).  Decode bandwidth is the K and V bytes read per call over its
 // time; every timing cycles through enough copies of the inputs to defeat the L2 cache.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 
@@ -139,11 +140,13 @@ static void decode(Csv &csv, edgellm_dtype t, int D, int H, int KVH, int S, cons
 int main(int argc, char **argv) {
     const char *path = nullptr;
     bool quick = false;
+    int decode_only = 0;  // --decode S: only the fp16 decode of the Llama shape over S keys (for a profiler)
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) path = argv[++i];
         else if (!std::strcmp(argv[i], "--quick")) quick = true;
+        else if (!std::strcmp(argv[i], "--decode") && i + 1 < argc && std::atoi(argv[i + 1]) > 0) decode_only = std::atoi(argv[++i]);
         else {
-            std::fprintf(stderr, "usage: %s [--csv PATH] [--quick]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--csv PATH] [--quick] [--decode SEQ]\n", argv[0]);
             return 2;
         }
     }
@@ -154,6 +157,11 @@ int main(int argc, char **argv) {
     }
     Csv csv(out);
     copy_bandwidth(csv);
+    if (decode_only) {
+        decode(csv, EDGELLM_F16, 128, 32, 8, decode_only, {0});
+        if (path) std::fclose(out);
+        return 0;
+    }
     const std::vector<int> seqs = quick ? std::vector<int>{1024, 8192} : std::vector<int>{512, 1024, 2048, 4096, 8192, 16384};
     for (edgellm_dtype t : {EDGELLM_F16, EDGELLM_BF16})
         for (int S : seqs) {
