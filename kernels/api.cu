@@ -1,9 +1,22 @@
-// Error reporting of the C API.
+// Error reporting of the C API, and the launch mode every kernel shares.
+#include <cstdlib>
+
 #include "attention_common.cuh"
 
 namespace edgellm {
 static thread_local cudaError_t last_cuda_error = cudaSuccess;
 void set_cuda_error(cudaError_t err) { last_cuda_error = err; }
+
+bool chained_launches_enabled() {
+    static const bool enabled = [] {
+        const char *off = std::getenv("EDGELLM_NO_PDL");
+        if (off && *off && *off != '0') return false;
+        int dev = 0, major = 0;
+        return cudaGetDevice(&dev) == cudaSuccess &&
+               cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+    }();
+    return enabled;
+}
 }  // namespace edgellm
 
 extern "C" const char *edgellm_error_string(int code) {

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include <cmath>
+#include <utility>
 
 #include "edgellm_attention.h"
 
@@ -103,6 +104,34 @@ __device__ __forceinline__ float block_sum(float v, float *scratch) {
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
     return v;
+}
+
+// Programmatic dependent launch (Hopper and newer): a kernel launched with launch_chained() may be scheduled while
+// the kernel before it in the stream still runs, and waits on the device, before its first memory access, for that
+// kernel to finish and its writes to be visible (chained_start(), the first statement of every such kernel).  A
+// decode step is hundreds of short kernels; this hides most of the gap between them.  Set EDGELLM_NO_PDL=1 to
+// launch them one after the other (the ordering then comes from the stream alone; results are the same).
+__device__ __forceinline__ void chained_start() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+bool chained_launches_enabled();  // compute capability 9.0 or newer, and EDGELLM_NO_PDL unset
+
+// kernel<<<grid, block, smem, stream>>>(args...), allowed to start early where chained launches are enabled.
+// Errors surface through check_launch().
+template <typename... Params, typename... Args>
+inline void launch_chained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                           Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr, cfg.numAttrs = chained_launches_enabled() ? 1 : 0;
+    cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
 // Checks the launch just made (configuration errors surface here, not at the next sync).

@@ -48,6 +48,7 @@ __global__ void rope_kernel(float *x, int rows, int heads, int D, int64_t row_st
 // Threads [0, q pairs) rotate q, the next kv pairs rotate k into the cache, the next kv pairs copy v.
 __global__ void rope_append_kernel(float *q, const float *k, const float *v, __half *kc, __half *vc, int n_heads,
                                    int n_kv, int D, const int *pos, float base, const float *factors, int neox) {
+    chained_start();
     const int half = D / 2, q_pairs = n_heads * half, kv_pairs = n_kv * half;
     const int idx = blockIdx.x * blockDim.x + threadIdx.x;
     const int p = *pos;
@@ -84,6 +85,7 @@ __global__ void add_kernel(float *x, const float *y, int64_t n) {
 
 // pos, when given, is advanced by the thread that writes the choice (the last kernel of a decode step).
 __global__ void argmax_kernel(const float *logits, int n, int *out, int *pos) {
+    chained_start();
     __shared__ float best_v[32];
     __shared__ int best_i[32];
     float v = -INFINITY;
@@ -165,6 +167,7 @@ __device__ float dequant_at(const edgellm_qmatrix &m, int64_t r, int c) {
 }
 
 __global__ void embed_kernel(edgellm_qmatrix m, const int *token, float *out) {
+    chained_start();
     const int64_t r = *token;
     for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < m.cols; c += gridDim.x * blockDim.x)
         out[c] = dequant_at(m, r, c);
@@ -214,7 +217,7 @@ extern "C" int edgellm_add(float *x, const float *y, int64_t n, void *stream) {
 
 extern "C" int edgellm_argmax(const float *logits, int n, int *out, void *stream) {
     if (!logits || !out || n <= 0) return EDGELLM_ERR_ARGUMENT;
-    argmax_kernel<<<1, 1024, 0, static_cast<cudaStream_t>(stream)>>>(logits, n, out, nullptr);
+    launch_chained(argmax_kernel, 1, 1024, 0, static_cast<cudaStream_t>(stream), logits, n, out, nullptr);
     return check_launch();
 }
 
@@ -227,7 +230,7 @@ extern "C" int edgellm_embed(const edgellm_qmatrix *m, const int *token, float *
     if (q > 1 && !m->d) return EDGELLM_ERR_ARGUMENT;
     if ((q == EDGELLM_Q4_K || q == EDGELLM_Q6_K) && (!m->scales || m->cols % 256)) return EDGELLM_ERR_ARGUMENT;
     if ((q == EDGELLM_Q6_K || q == EDGELLM_Q5_0) && !m->qh) return EDGELLM_ERR_ARGUMENT;
-    embed_kernel<<<blocks_for(m->cols, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(*m, token, out);
+    launch_chained(embed_kernel, blocks_for(m->cols, 256), 256, 0, static_cast<cudaStream_t>(stream), *m, token, out);
     return check_launch();
 }
 
@@ -241,7 +244,7 @@ extern "C" int edgellm_kv_append(const float *src, void *cache, int rows, int wi
 
 extern "C" int edgellm_argmax_advance(const float *logits, int n, int *out, int *pos, void *stream) {
     if (!logits || !out || !pos || n <= 0) return EDGELLM_ERR_ARGUMENT;
-    argmax_kernel<<<1, 1024, 0, static_cast<cudaStream_t>(stream)>>>(logits, n, out, pos);
+    launch_chained(argmax_kernel, 1, 1024, 0, static_cast<cudaStream_t>(stream), logits, n, out, pos);
     return check_launch();
 }
 
@@ -252,8 +255,8 @@ extern "C" int edgellm_rope_append(float *q, const float *k, const float *v, voi
         head_dim % 2)
         return EDGELLM_ERR_ARGUMENT;
     const int threads = (n_heads + 2 * n_kv_heads) * (head_dim / 2);
-    rope_append_kernel<<<blocks_for(threads, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
-        q, k, v, static_cast<__half *>(k_cache), static_cast<__half *>(v_cache), n_heads, n_kv_heads, head_dim, pos,
-        base, freq_factors, neox);
+    launch_chained(rope_append_kernel, blocks_for(threads, 256), 256, 0, static_cast<cudaStream_t>(stream), q, k, v,
+                   static_cast<__half *>(k_cache), static_cast<__half *>(v_cache), n_heads, n_kv_heads, head_dim, pos,
+                   base, freq_factors, neox);
     return check_launch();
 }

@@ -68,6 +68,12 @@ typedef struct {
 int edgellm_attention_decode(const edgellm_decode_args *args, edgellm_dtype kv_dtype, int num_splits,
                              void *workspace, size_t workspace_bytes, void *stream);
 
+/* Decode for a step captured in a CUDA graph: the cache holds *pos + 1 rows (pos in device memory, read at every
+ * replay, at most args->seq_k, the capacity, which fixes the split length); num_splits >= 1 must be given.  While the
+ * rows fit in the first split, that split alone computes the output. */
+int edgellm_attention_decode_at(const edgellm_decode_args *args, edgellm_dtype kv_dtype, const int *pos,
+                                int num_splits, void *workspace, size_t workspace_bytes, void *stream);
+
 /* The workspace decode needs for num_splits (partial outputs, their log-sum-exp, arrival counters); 0 when
  * num_splits == 1.  Zero it once (cudaMemset) before its first use: every call leaves its counters at zero again.
  * Calls that may run concurrently need workspaces of their own. */

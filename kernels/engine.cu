@@ -19,14 +19,13 @@
 #include "attention_common.cuh"
 #include "edgellm_engine.h"
 
-extern "C" int edgellm_attention_decode_at(const edgellm_decode_args *a, edgellm_dtype kv_dtype, const int *pos,
-                                           int num_splits, void *workspace, size_t workspace_bytes, void *stream);
-
 namespace {
 
 __global__ void advance_kernel(int *pos) { *pos += 1; }
 
-constexpr int kSplitLen = 128;  // keys per decode split: the grid is fixed for graph replay, empty splits exit early
+// Keys per decode split: the grid is fixed for graph replay (sized for max_context); while the cache is shorter than
+// one split, the first split's block alone computes attention (no merge).
+constexpr int kSplitLen = 256;
 
 }  // namespace
 

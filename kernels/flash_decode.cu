@@ -66,6 +66,7 @@ __host__ __device__ constexpr int decode_smem_bytes() {
 template <typename T, int D, int G>
 __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodeParams p, int num_splits, int split_len,
                                                                       float *part_o, float *part_lse, int *counters) {
+    chained_start();
     constexpr int E = D / 16;                        // elements of a row per lane
     constexpr int U = keys_per_step<T, G>();         // keys per half-warp per step (loads in flight)
     constexpr int STEP = kHalfWarps * U;             // keys per block per step
@@ -76,7 +77,14 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int half = lane >> 4, sub = lane & 15;
     const int hw = warp * 2 + half;  // half-warp index in the block
-    const int start = split * split_len, end = min(cache_rows(p), start + split_len);
+    const int rows = cache_rows(p);
+    // A cache length read from the device (a replayed graph) runs a grid sized for the longest cache: while the cache
+    // fits in the first split, that split's block writes the output itself and the others leave (no partials, no
+    // merge, no counter touched).  The choice is uniform across the grid.
+    const bool first_only = num_splits > 1 && rows <= split_len;
+    if (first_only && split > 0) return;
+    const bool direct = num_splits == 1 || first_only;  // this block writes the final output
+    const int start = split * split_len, end = min(rows, start + split_len);
 
     float q[G][E], acc[G][E], m[G], l[G];
 #pragma unroll
@@ -223,7 +231,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
             lse = mx + log2f(sum);
         }
         const int head = h0 + h;
-        if (num_splits == 1) {
+        if (direct) {
             p.o[b * p.ob + (int64_t)head * p.oh + d] = out;
         } else {
             const int64_t row = ((int64_t)b * p.n_heads + head) * num_splits + split;
@@ -231,7 +239,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
             if (d == 0) part_lse[row] = lse;
         }
     }
-    if (num_splits == 1) return;
+    if (direct) return;
     __shared__ float s_lse[G * EDGELLM_MAX_SPLITS], s_max[G];
     merge_if_last<D, kDecodeThreads>(p, b, h0, n_heads_here, num_splits, part_o, part_lse,
                                      counters + (int64_t)b * gridDim.y + blockIdx.y, s_lse, s_max);
@@ -403,8 +411,8 @@ static int decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_
             }
             configured = true;
         }
-        decode_split_kernel<T, D, GW><<<grid, kDecodeThreads, smem, s>>>(p, num_splits, split_len, part_o, part_lse,
-                                                                          counters);
+        launch_chained(decode_split_kernel<T, D, GW>, grid, kDecodeThreads, smem, s, p, num_splits, split_len, part_o,
+                       part_lse, counters);
         return check_launch();
     });
 }
@@ -427,8 +435,6 @@ extern "C" int edgellm_decode_splits_impl(const edgellm_decode_args *a, edgellm_
     return splits_for(a, kv_dtype, impl);
 }
 
-// Decode for a captured step (not part of the public header): the cache holds *pos + 1 rows, read on the device;
-// args->seq_k is the most it may hold, which fixes the split length; num_splits must be given.
 extern "C" int edgellm_attention_decode_at(const edgellm_decode_args *a, edgellm_dtype kv_dtype, const int *pos,
                                            int num_splits, void *workspace, size_t workspace_bytes, void *stream) {
     if (!pos || num_splits <= 0) return EDGELLM_ERR_ARGUMENT;

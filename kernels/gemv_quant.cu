@@ -184,6 +184,7 @@ __device__ __forceinline__ void lane_dots(const QMatrix *const (&w)[N], int row,
 template <int QT>
 __global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(QMatrix w, const int8_t *xq, const float2 *xds,
                                                                float *y) {
+    chained_start();
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
     if (row >= w.rows) return;  // whole warps leave together: the shuffles below stay full
@@ -213,6 +214,7 @@ __device__ __forceinline__ void quantize_chunk(float v, int chunk, int lane, int
 
 // One warp per chunk of 32.
 __global__ void quantize_kernel(const float *x, int chunks, int8_t *xq, float2 *xds) {
+    chained_start();
     const int chunk = blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (chunk >= chunks) return;
     quantize_chunk(x[chunk * 32 + lane], chunk, lane, xq, xds);
@@ -225,6 +227,7 @@ __global__ void quantize_kernel(const float *x, int chunks, int8_t *xq, float2 *
 constexpr int kNormValues = 8;  // rows of up to kNormThreads * kNormValues = 8192 values
 __global__ void __launch_bounds__(kNormThreads) rmsnorm_quantize_kernel(const float *x, const float *w, int n,
                                                                         float eps, int8_t *xq, float2 *xds) {
+    chained_start();
     __shared__ float scratch[32];
     float v[kNormValues], wv[kNormValues];
 #pragma unroll
@@ -262,6 +265,7 @@ struct GemvJobs {
 template <int QT>
 __global__ void __launch_bounds__(32 * kGemvWarps) gemv_jobs_kernel(const __grid_constant__ GemvJobs jobs,
                                                                     const int8_t *xq, const float2 *xds) {
+    chained_start();
     const int lane = threadIdx.x & 31;
     int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
     if (row >= jobs.row_end[jobs.count - 1]) return;
@@ -285,6 +289,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_jobs_kernel(const __grid
 template <int QT>
 __global__ void __launch_bounds__(32 * kGemvWarps) gemv_swiglu_kernel(QMatrix gate, QMatrix up, const int8_t *xq,
                                                                       const float2 *xds, float *y) {
+    chained_start();
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
     if (row >= gate.rows) return;
@@ -308,8 +313,8 @@ extern "C" int edgellm_quantize_activations(const float *x, int cols, void *xq, 
     if (!x || !xq || !xds || cols <= 0 || cols % 32) return EDGELLM_ERR_ARGUMENT;
     if (reinterpret_cast<uintptr_t>(xq) % 16 || reinterpret_cast<uintptr_t>(xds) % 8) return EDGELLM_ERR_ARGUMENT;
     const int chunks = cols / 32, per_block = 8;
-    quantize_kernel<<<(chunks + per_block - 1) / per_block, 32 * per_block, 0, static_cast<cudaStream_t>(stream)>>>(
-        x, chunks, static_cast<int8_t *>(xq), static_cast<float2 *>(xds));
+    launch_chained(quantize_kernel, (chunks + per_block - 1) / per_block, 32 * per_block, 0,
+                   static_cast<cudaStream_t>(stream), x, chunks, static_cast<int8_t *>(xq), static_cast<float2 *>(xds));
     return check_launch();
 }
 
@@ -356,8 +361,8 @@ extern "C" int edgellm_gemv(const edgellm_qmatrix *m, const void *xq, const void
     const int8_t *xq8 = static_cast<const int8_t *>(xq);
     const float2 *ds = static_cast<const float2 *>(xds);
     return with_qtype(m->qtype, [&](auto qt) {
-        gemv_kernel<decltype(qt)::value><<<gemv_blocks(m->rows), 32 * kGemvWarps, 0, static_cast<cudaStream_t>(stream)>>>(
-            w, xq8, ds, y);
+        launch_chained(gemv_kernel<decltype(qt)::value>, gemv_blocks(m->rows), 32 * kGemvWarps, 0,
+                       static_cast<cudaStream_t>(stream), w, xq8, ds, y);
     });
 }
 
@@ -378,8 +383,8 @@ extern "C" int edgellm_gemv_many(const edgellm_qmatrix *const *m, float *const *
     const int8_t *xq8 = static_cast<const int8_t *>(xq);
     const float2 *ds = static_cast<const float2 *>(xds);
     return with_qtype(m[0]->qtype, [&](auto qt) {
-        gemv_jobs_kernel<decltype(qt)::value><<<gemv_blocks(rows), 32 * kGemvWarps, 0, static_cast<cudaStream_t>(stream)>>>(
-            jobs, xq8, ds);
+        launch_chained(gemv_jobs_kernel<decltype(qt)::value>, gemv_blocks(rows), 32 * kGemvWarps, 0,
+                       static_cast<cudaStream_t>(stream), jobs, xq8, ds);
     });
 }
 
@@ -392,8 +397,8 @@ extern "C" int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qm
     const int8_t *xq8 = static_cast<const int8_t *>(xq);
     const float2 *ds = static_cast<const float2 *>(xds);
     return with_qtype(gate->qtype, [&](auto qt) {
-        gemv_swiglu_kernel<decltype(qt)::value><<<gemv_blocks(gate->rows), 32 * kGemvWarps, 0,
-                                                   static_cast<cudaStream_t>(stream)>>>(g, u, xq8, ds, y);
+        launch_chained(gemv_swiglu_kernel<decltype(qt)::value>, gemv_blocks(gate->rows), 32 * kGemvWarps, 0,
+                       static_cast<cudaStream_t>(stream), g, u, xq8, ds, y);
     });
 }
 
@@ -401,7 +406,7 @@ extern "C" int edgellm_rmsnorm_quantize(const float *x, const float *weight, int
                                         void *stream) {
     if (!x || !weight || n <= 0 || n % 32 || n > kNormThreads * kNormValues || !activations_ok(xq, xds))
         return EDGELLM_ERR_ARGUMENT;
-    rmsnorm_quantize_kernel<<<1, kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-        x, weight, n, eps, static_cast<int8_t *>(xq), static_cast<float2 *>(xds));
+    launch_chained(rmsnorm_quantize_kernel, 1, kNormThreads, 0, static_cast<cudaStream_t>(stream), x, weight, n, eps,
+                   static_cast<int8_t *>(xq), static_cast<float2 *>(xds));
     return check_launch();
 }

@@ -170,6 +170,20 @@ static void decode_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B
     EDGELLM_CHECK(edgellm_attention_decode(&a, t, 0, ws.ptr, ws.bytes, nullptr));
     CUDA_CHECK(cudaDeviceSynchronize());
     w.row("decode-api", t, D, H, KVH, B, 1, sk, 0, 0, compare(ref, fetch(o.ptr, EDGELLM_F32, nq)), false, 1e-5);
+    // As the engine calls it: a cache of a larger capacity holding *pos + 1 = sk rows (the position on the device),
+    // at split counts where the rows fit in the first split (it writes the output alone) and where they do not.
+    DeviceBuffer pos(sizeof(int));
+    const int last = sk - 1;
+    CUDA_CHECK(cudaMemcpy(pos.ptr, &last, sizeof(int), cudaMemcpyHostToDevice));
+    edgellm_decode_args cap = a;
+    cap.seq_k = 4 * sk + 64;  // only split lengths depend on it: rows past *pos + 1 are never read
+    for (int s : {1, 2, 4, 8}) {
+        if (s > EDGELLM_MAX_SPLITS) break;
+        CUDA_CHECK(cudaMemset(o.ptr, 0xff, nq * 4));
+        EDGELLM_CHECK(edgellm_attention_decode_at(&cap, t, pos.as<int>(), s, ws.ptr, ws.bytes, nullptr));
+        CUDA_CHECK(cudaDeviceSynchronize());
+        w.row("decode-at", t, D, H, KVH, B, 1, sk, 0, s, compare(ref, fetch(o.ptr, EDGELLM_F32, nq)), false, 1e-5);
+    }
 }
 
 #include <chrono>
