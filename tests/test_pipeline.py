@@ -38,6 +38,18 @@ def test_plan_dag_builds_without_ollama(tmp_path):
     assert jobs["bench"] == 10 * 2 * 4  # models x backends (ollama, edgellm) x prompts
 
 
+@pytest.mark.parametrize("device, builds", [("cuda", True), ("cpu", False)])
+def test_edgellm_on_a_gpu_builds_the_kernels_before_its_benchmarks(tmp_path, tiny_gguf, device, builds):
+    cfg = tmp_path / "gpu.yaml"
+    cfg.write_text(yaml.safe_dump({"models": {"tiny": {"path": str(tiny_gguf)}}, "prompts": {"p": "Hello"},
+                                   "backends": {"edgellm": {"device": device}}, "runs": 1, "warmup": 0}))
+    proc = smk(tmp_path, "-n", "all", "--configfile", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    jobs = jobs_of(proc)
+    assert jobs["bench"] == 1
+    assert ("compile_kernels" in jobs) == builds
+
+
 def test_bad_config_is_one_clear_error(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml.safe_dump({"models": {"m": {"path": "/x.gguf"}}, "backends": {"llamacpp": {}},

@@ -1,4 +1,5 @@
 # Configuration, validation and every input function of the workflow.
+import functools
 import os
 import re
 import sys
@@ -37,6 +38,31 @@ def constraint(names):
 
 def model_record(wildcards):
     return f"{RESULTS}/models/{wildcards.model}.json"
+
+
+@functools.lru_cache(maxsize=None)
+def this_machine_has_a_gpu():
+    from edgebench.monitor import gpu_identity
+
+    return bool(gpu_identity().get("gpu_name"))
+
+
+def edgellm_on_gpu(backend, testbed):
+    """Whether this testbed's edgellm jobs run the CUDA engine, which needs the kernels built first: device cuda, or
+    auto (the default) on a testbed that expects a GPU or, without testbeds, on this machine when it has one."""
+    if backend != "edgellm":
+        return False
+    device = config["backends"][backend].get("device", "auto")
+    if device != "auto":
+        return device == "cuda"
+    return bool(testbed_spec(testbed).get("expect_gpu")) or (not config.get("testbeds") and this_machine_has_a_gpu())
+
+
+def bench_inputs(wildcards):
+    inputs = {"record": model_record(wildcards)}
+    if edgellm_on_gpu(wildcards.backend, wildcards.testbed):
+        inputs["kernels"] = f"{KERNEL_BUILD}/libedgellm.so"
+    return inputs
 
 
 def testbed_spec(testbed):

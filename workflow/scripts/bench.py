@@ -1,5 +1,7 @@
 """Benchmark one backend on one model and one prompt; write one Parquet row per run."""
 
+import os
+
 from edgebench import EdgebenchError
 from edgebench.backends import GenerationSettings, create_backend
 from edgebench.models import load_record, ref_from_record
@@ -25,6 +27,11 @@ with rule_context(smk):
                                   num_ctx=s["num_ctx"], prompt_format=s["prompt_format"], ignore_eos=ignore_eos,
                                   threads=s["threads"])
     model = ref_from_record(load_record(smk.input.record))
+    if "kernels" in smk.input.keys():
+        # Built for this job's GPU by compile_kernels: the CUDA engine, never a silent fall-back to the CPU.
+        os.environ["EDGELLM_LIB"] = os.path.abspath(smk.input.kernels)
+        if options.get("device", "auto") == "auto":
+            options["device"] = "cuda"
     backend = create_backend(smk.wildcards.backend, **options)
 
     def progress(row):
