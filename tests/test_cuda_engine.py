@@ -106,6 +106,21 @@ def test_without_a_gpu_the_engine_says_so_in_one_line(kernel_library, smollm2_gg
         CudaEngine(smollm2_gguf, max_context=64, kernels=AttentionKernels.load(kernel_library))
 
 
+def test_shapes_the_gpu_kernels_lack_are_refused_by_name_before_any_device_work(kernel_library, tmp_path,
+                                                                             monkeypatch):
+    from edgebench import synthetic
+    from edgellm.cuda_attention import AttentionKernels
+    from edgellm.cuda_engine import CudaEngine
+    from edgellm.errors import UnsupportedModelError
+
+    wide_heads = synthetic.Preset("llama", 512, 1, 2, 2, 512, 256, True, 0, head_dim=256)
+    monkeypatch.setitem(synthetic.PRESETS, "wide-heads", wide_heads)
+    path = tmp_path / "wide.gguf"
+    synthetic.write_synthetic("wide-heads", path, quant="Q8_0")
+    with pytest.raises(UnsupportedModelError, match="head dim 256"):
+        CudaEngine(path, max_context=64, kernels=AttentionKernels.load(kernel_library))
+
+
 def test_auto_device_is_the_cpu_without_a_gpu(monkeypatch):
     from edgebench.backends import edgellm as backend
 

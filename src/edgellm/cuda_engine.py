@@ -98,6 +98,11 @@ class CudaEngine:
 
     def _create(self) -> None:
         c = self.config
+        if c.head_dim not in (64, 128):
+            raise UnsupportedModelError(f"head dim {c.head_dim}: EdgeLLM's GPU attention has head dims 64 and 128")
+        if c.dim % 32 or c.hidden_dim % 32 or c.dim > 8192:
+            raise UnsupportedModelError(f"model width {c.dim} / FFN width {c.hidden_dim}: the GPU kernels take "
+                                        f"multiples of 32, widths up to 8192")
         layers = (Layer * c.n_layers)()
         for i in range(c.n_layers):
             p = f"blk.{i}."
