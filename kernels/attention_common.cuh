@@ -106,6 +106,21 @@ __device__ __forceinline__ float block_sum(float v, float *scratch) {
     return v;
 }
 
+// int8 activations (edgellm_gemv.h): quantizes one chunk of 32 values held one per lane: scale = max |x| / 127, q = round(x / scale), and the sum of
+// the q.  Called by all 32 lanes of a warp.
+__device__ __forceinline__ void quantize_chunk(float v, int chunk, int lane, int8_t *xq, float2 *xds) {
+    float amax = fabsf(v);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    const float d = amax / 127.f;
+    const int q = amax == 0.f ? 0 : __float2int_rn(v / d);
+    int sum = q;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    xq[chunk * 32 + lane] = (int8_t)q;
+    if (lane == 0) xds[chunk] = make_float2(d, d * sum);
+}
+
 // Programmatic dependent launch (Hopper and newer): a kernel launched with launch_chained() may be scheduled while
 // the kernel before it in the stream still runs, and waits on the device, before its first memory access, for that
 // kernel to finish and its writes to be visible (chained_start(), the first statement of every such kernel).  A

@@ -15,7 +15,30 @@ struct DecodeParams {
     // When set, the cache holds *pos + 1 rows (at most seq_k): read on the device, so that a decode step captured in
     // a CUDA graph attends to one more row at every replay.
     const int *pos;
+    // When set, the output is also written as int8 activations (edgellm_gemv.h) of the [batch, n_heads * head_dim]
+    // rows, exactly as edgellm_quantize_activations would make them from o: the next projection reads them.
+    int8_t *xq;
+    float2 *xds;
 };
+
+// Quantized output of 4 consecutive elements held by each of 8 consecutive lanes (one chunk of 32 per 8 lanes);
+// every lane of the warp calls it.  The arithmetic of quantize_chunk: the same scale, rounding and sum.
+__device__ __forceinline__ void quantize_chunk_x4(float4 v, int64_t chunk, int sub, bool writer, int8_t *xq,
+                                                  float2 *xds) {
+    float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+#pragma unroll
+    for (int off = 4; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    const float d = amax / 127.f;
+    const int q0 = amax == 0.f ? 0 : __float2int_rn(v.x / d), q1 = amax == 0.f ? 0 : __float2int_rn(v.y / d);
+    const int q2 = amax == 0.f ? 0 : __float2int_rn(v.z / d), q3 = amax == 0.f ? 0 : __float2int_rn(v.w / d);
+    int sum = q0 + q1 + q2 + q3;
+#pragma unroll
+    for (int off = 4; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    if (!writer) return;
+    char4 q = make_char4((signed char)q0, (signed char)q1, (signed char)q2, (signed char)q3);
+    reinterpret_cast<char4 *>(xq + chunk * 32)[sub] = q;
+    if (sub == 0) xds[chunk] = make_float2(d, d * sum);
+}
 
 __device__ __forceinline__ int cache_rows(const DecodeParams &p) { return p.pos ? min(*p.pos + 1, p.seq_k) : p.seq_k; }
 
@@ -87,10 +110,17 @@ __device__ void merge_if_last(const DecodeParams &p, int b, int h0, int n_rows, 
                 }
             }
         }
-        if (v < vecs && part == 0) {
+        const bool writer = v < vecs && part == 0;
+        float4 out = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (writer) {
             const float sum = s_wsum[h];
-            float *out = p.o + b * p.ob + (int64_t)(h0 + h) * p.oh + (v % (D / V)) * V;
-            out[0] = num.x / sum, out[1] = num.y / sum, out[2] = num.z / sum, out[3] = num.w / sum;
+            out = make_float4(num.x / sum, num.y / sum, num.z / sum, num.w / sum);
+            float *o = p.o + b * p.ob + (int64_t)(h0 + h) * p.oh + (v % (D / V)) * V;
+            o[0] = out.x, o[1] = out.y, o[2] = out.z, o[3] = out.w;
+        }
+        if (p.xq) {  // uniform: every lane of every warp takes part in the chunk's shuffles
+            const int64_t element = ((int64_t)b * p.n_heads + h0 + h) * D + (v % (D / V)) * V;
+            quantize_chunk_x4(out, element / 32, (element % 32) / V, writer, p.xq, p.xds);
         }
     }
 }

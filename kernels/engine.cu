@@ -6,9 +6,9 @@
 // RMSNorm -> int8 -> gate, up -> SwiGLU -> int8 -> down -> residual.  Then the final norm, the LM head and argmax
 // on the device, the position advanced on the device.
 //
-// Fused (the default), a layer is 10 launches: RMSNorm+int8, Q/K/V (+ biases) in one GEMV, RoPE+append,
-// attention, int8, output projection with the residual added in its epilogue, RMSNorm+int8, gate/up with SwiGLU in
-// the epilogue, int8, down projection + residual.  A small model's step is bound by launches, not bytes, so every
+// Fused (the default), a layer is 9 launches: RMSNorm+int8, Q/K/V (+ biases) in one GEMV, RoPE+append,
+// attention writing int8 activations, output projection with the residual added in its epilogue, RMSNorm+int8,
+// gate/up with SwiGLU in the epilogue, int8, down projection + residual.  A small model's step is bound by launches, not bytes, so every
 // launch saved is time.  Each fused kernel computes exactly what the separate ones do, in the same order (the GPU
 // tests compare the two steps bit for bit).
 #include <algorithm>
@@ -100,9 +100,11 @@ edgellm_decode_args attention_args(const edgellm_engine *e, int i) {
     return a;
 }
 
-int attention(edgellm_engine *e, int i) {
+// Attention of layer i into e->att; with `quantized`, also into e->xq / e->xds for the output projection.
+int attention(edgellm_engine *e, int i, bool quantized) {
     const edgellm_decode_args a = attention_args(e, i);
-    return edgellm_attention_decode_at(&a, EDGELLM_F16, e->pos, e->splits, e->workspace, e->workspace_bytes, e->stream);
+    return edgellm_attention_decode_at(&a, EDGELLM_F16, e->pos, e->splits, e->workspace, e->workspace_bytes,
+                                       quantized ? e->xq : nullptr, quantized ? e->xds : nullptr, e->stream);
 }
 
 bool same_kind(const edgellm_qmatrix &a, const edgellm_qmatrix &b) { return a.qtype == b.qtype && a.cols == b.cols; }
@@ -121,8 +123,7 @@ int fused_layer(edgellm_engine *e, int i) {
     }
     TRY(edgellm_rope_append(e->q, e->k, e->v, e->kcache[i], e->vcache[i], c.n_heads, c.n_kv_heads, c.head_dim, e->pos,
                             c.rope_base, e->rope_factors, c.rope_neox, e->stream));
-    TRY(attention(e, i));
-    TRY(edgellm_quantize_activations(e->att, c.n_heads * c.head_dim, e->xq, e->xds, e->stream));
+    TRY(attention(e, i, true));
     const edgellm_qmatrix *wo = &L.wo;
     TRY(edgellm_gemv_many(&wo, &e->x, nullptr, 1, 1, e->xq, e->xds, e->stream));
     TRY(edgellm_rmsnorm_quantize(e->x, L.ffn_norm, c.dim, c.norm_eps, e->xq, e->xds, e->stream));
@@ -155,7 +156,7 @@ int layer(edgellm_engine *e, int i) {
                      e->stream));
     TRY(edgellm_kv_append(e->k, e->kcache[i], 1, kvdim, kvdim, e->pos, e->stream));
     TRY(edgellm_kv_append(e->v, e->vcache[i], 1, kvdim, kvdim, e->pos, e->stream));
-    TRY(attention(e, i));
+    TRY(attention(e, i, false));
     TRY(linear(e, L.wo, e->att, e->tmp));
     TRY(edgellm_add(e->x, e->tmp, c.dim, e->stream));
     TRY(edgellm_rmsnorm(e->x, L.ffn_norm, e->h, 1, c.dim, c.norm_eps, e->stream));

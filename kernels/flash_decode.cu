@@ -231,6 +231,8 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
             lse = mx + log2f(sum);
         }
         const int head = h0 + h;
+        if (direct && p.xq)  // whole warps: one chunk of 32 per warp and iteration (D is a multiple of 32)
+            quantize_chunk(out, (int)((((int64_t)b * p.n_heads + head) * D + d) / 32), lane, p.xq, p.xds);
         if (direct) {
             p.o[b * p.ob + (int64_t)head * p.oh + d] = out;
         } else {
@@ -351,12 +353,13 @@ extern "C" int edgellm_decode_splits(const edgellm_decode_args *a, edgellm_dtype
 }
 
 static int decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_splits, void *workspace,
-                  size_t workspace_bytes, int impl, void *stream, const int *pos = nullptr) {
+                  size_t workspace_bytes, int impl, void *stream, const int *pos = nullptr, void *xq = nullptr,
+                  void *xds = nullptr) {
     if (!decode_args_ok(a)) return EDGELLM_ERR_ARGUMENT;
     if (a->head_dim != 64 && a->head_dim != 128) return EDGELLM_ERR_UNSUPPORTED;
     if (kv_dtype != EDGELLM_F32 && kv_dtype != EDGELLM_F16 && kv_dtype != EDGELLM_BF16) return EDGELLM_ERR_UNSUPPORTED;
     const bool tc = uses_tensor_cores(kv_dtype, impl);
-    if (tc && kv_dtype == EDGELLM_F32) return EDGELLM_ERR_UNSUPPORTED;
+    if (tc && (kv_dtype == EDGELLM_F32 || xq)) return EDGELLM_ERR_UNSUPPORTED;
     // The tensor-core kernel reads Q as float4.
     if (tc && (reinterpret_cast<uintptr_t>(a->q) % 16 || a->q_layout.batch_stride % 4 || a->q_layout.head_stride % 4))
         return EDGELLM_ERR_ARGUMENT;
@@ -383,6 +386,7 @@ static int decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_
     p.seq_k = a->seq_k, p.n_heads = a->n_heads, p.group = a->n_heads / a->n_kv_heads;
     p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
     p.pos = pos;
+    p.xq = static_cast<int8_t *>(xq), p.xds = static_cast<float2 *>(xds);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     if (tc) {
         p.head_chunks = tc_head_chunks(a);
@@ -436,7 +440,10 @@ extern "C" int edgellm_decode_splits_impl(const edgellm_decode_args *a, edgellm_
 }
 
 extern "C" int edgellm_attention_decode_at(const edgellm_decode_args *a, edgellm_dtype kv_dtype, const int *pos,
-                                           int num_splits, void *workspace, size_t workspace_bytes, void *stream) {
-    if (!pos || num_splits <= 0) return EDGELLM_ERR_ARGUMENT;
-    return decode(a, kv_dtype, num_splits, workspace, workspace_bytes, 0, stream, pos);
+                                           int num_splits, void *workspace, size_t workspace_bytes, void *xq,
+                                           void *xds, void *stream) {
+    if (!pos || num_splits <= 0 || !xq != !xds) return EDGELLM_ERR_ARGUMENT;
+    // The int8 output is [batch, n_heads * head_dim] like o's contiguous layout, 16-byte rows of 4 per lane.
+    if (xq && (reinterpret_cast<uintptr_t>(xq) % 16 || reinterpret_cast<uintptr_t>(xds) % 8)) return EDGELLM_ERR_ARGUMENT;
+    return decode(a, kv_dtype, num_splits, workspace, workspace_bytes, 0, stream, pos, xq, xds);
 }

@@ -197,21 +197,6 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(QMatrix w, const 
     if (lane == 0) y[row] = acc;
 }
 
-// Quantizes one chunk of 32 values held one per lane: scale = max |x| / 127, q = round(x / scale), and the sum of
-// the q.  Called by all 32 lanes of a warp.
-__device__ __forceinline__ void quantize_chunk(float v, int chunk, int lane, int8_t *xq, float2 *xds) {
-    float amax = fabsf(v);
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-    const float d = amax / 127.f;
-    const int q = amax == 0.f ? 0 : __float2int_rn(v / d);
-    int sum = q;
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
-    xq[chunk * 32 + lane] = (int8_t)q;
-    if (lane == 0) xds[chunk] = make_float2(d, d * sum);
-}
-
 // One warp per chunk of 32.
 __global__ void quantize_kernel(const float *x, int chunks, int8_t *xq, float2 *xds) {
     chained_start();

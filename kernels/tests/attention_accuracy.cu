@@ -5,7 +5,8 @@
 // fp32 arithmetic (prefill's fp32 path, and decode on CUDA cores for every KV dtype) within 1e-5 absolute;
 // tensor-core paths with fp16 inputs within 2e-3 relative (max |error| / max |reference|), with bf16,
 // whose 8-bit mantissa rounds P and the output at 2^-9, within 1e-2 relative.  Decode at every split count from 1
-// to min(seq_k, 256), and at its default.
+// to min(seq_k, 256), and at its default; the graph-replay entry point (cache length on the device) at several split
+// counts, with its int8 output required to equal, bit for bit, the quantization of its float output.
 // --quick keeps short sequences (every code path: partial tiles, masks, several tiles, splits); --sanitize is a
 // smaller set still covering every kernel instance and code path, for compute-sanitizer's slow tools.
 // One CSV row per case; exit status 1 when any case fails, 2 on a CUDA or argument error.
@@ -13,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "../edgellm_gemv.h"
 #include "common_host.cuh"
 #include "reference_attention.cuh"
 
@@ -127,6 +129,19 @@ static void prefill_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int 
     w.row("prefill", t, D, H, KVH, B, sq, sk, causal, 0, compare(ref, got), relative, tol);
 }
 
+// int8 activations on the device as doubles, for an exact comparison: every value q * scale, then every chunk's
+// scale * sum(q) (the second field of xds).
+static std::vector<double> dequantized(const DeviceBuffer &xq, const DeviceBuffer &xds, size_t n) {
+    std::vector<int8_t> q(n);
+    std::vector<float> ds(n / 32 * 2);
+    CUDA_CHECK(cudaMemcpy(q.data(), xq.ptr, n, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(ds.data(), xds.ptr, ds.size() * 4, cudaMemcpyDeviceToHost));
+    std::vector<double> out(n + n / 32);
+    for (size_t i = 0; i < n; ++i) out[i] = (double)q[i] * ds[i / 32 * 2];
+    for (size_t c = 0; c < n / 32; ++c) out[n + c] = ds[c * 2 + 1];
+    return out;
+}
+
 static void decode_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B, int sk, int max_splits, uint64_t seed) {
     const int sk_cap = sk + 5;
     const size_t nq = (size_t)B * H * D, nkv = (size_t)B * sk_cap * KVH * D;
@@ -171,18 +186,22 @@ static void decode_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B
     CUDA_CHECK(cudaDeviceSynchronize());
     w.row("decode-api", t, D, H, KVH, B, 1, sk, 0, 0, compare(ref, fetch(o.ptr, EDGELLM_F32, nq)), false, 1e-5);
     // As the engine calls it: a cache of a larger capacity holding *pos + 1 = sk rows (the position on the device),
-    // at split counts where the rows fit in the first split (it writes the output alone) and where they do not.
-    DeviceBuffer pos(sizeof(int));
+    // at split counts where the rows fit in the first split (it writes the output alone) and where they do not; its
+    // int8 output must be exactly edgellm_quantize_activations of its float output.
+    DeviceBuffer pos(sizeof(int)), xq(nq), xds(nq / 32 * 8), xq_ref(nq), xds_ref(nq / 32 * 8);
     const int last = sk - 1;
     CUDA_CHECK(cudaMemcpy(pos.ptr, &last, sizeof(int), cudaMemcpyHostToDevice));
     edgellm_decode_args cap = a;
     cap.seq_k = 4 * sk + 64;  // only split lengths depend on it: rows past *pos + 1 are never read
     for (int s : {1, 2, 4, 8}) {
-        if (s > EDGELLM_MAX_SPLITS) break;
         CUDA_CHECK(cudaMemset(o.ptr, 0xff, nq * 4));
-        EDGELLM_CHECK(edgellm_attention_decode_at(&cap, t, pos.as<int>(), s, ws.ptr, ws.bytes, nullptr));
+        EDGELLM_CHECK(edgellm_attention_decode_at(&cap, t, pos.as<int>(), s, ws.ptr, ws.bytes, xq.ptr, xds.ptr, nullptr));
+        EDGELLM_CHECK(edgellm_quantize_activations(o.as<float>(), (int)nq, xq_ref.ptr, xds_ref.ptr, nullptr));
         CUDA_CHECK(cudaDeviceSynchronize());
         w.row("decode-at", t, D, H, KVH, B, 1, sk, 0, s, compare(ref, fetch(o.ptr, EDGELLM_F32, nq)), false, 1e-5);
+        w.row("decode-at-int8", t, D, H, KVH, B, 1, sk, 0, s, compare(dequantized(xq_ref, xds_ref, nq),
+                                                                    dequantized(xq, xds, nq)),
+              false, 1e-300);  // exact: the same bytes dequantize to the same values
     }
 }
 
