@@ -55,6 +55,11 @@ def main() -> int:
     p.add_argument("--backends", default="edgellm,llamacpp", help="which engines to run (both by default)")
     p.add_argument("--out", help="also write every run's row here (CSV)")
     args = p.parse_args()
+    engines = {"edgellm": {"device": "cuda"}, "llamacpp": {}}
+    unknown = [name for name in args.backends.split(",") if name not in engines]
+    if unknown:
+        print(f"error: unknown backend {unknown[0]!r}: choose from {', '.join(engines)}", file=sys.stderr)
+        return 2
     try:
         settings = GenerationSettings(max_new_tokens=args.tokens, ignore_eos=True, prompt_format="raw", num_ctx=512)
         prompts = {"short": PLAN_PROMPTS["short"]}
@@ -66,10 +71,7 @@ def main() -> int:
                 write_synthetic(preset, path, quant=args.quant)
             model = ModelRef(name=preset, gguf_path=str(path),
                              info=record_for_gguf(preset, str(path), {"kind": "synthetic"}, with_sha256=False))
-            engines = {"edgellm": {"device": "cuda"}, "llamacpp": {}}
             for name in args.backends.split(","):
-                if name not in engines:
-                    raise EdgebenchError(f"unknown backend {name!r}: choose from {', '.join(engines)}")
                 options = engines[name]
                 runs = run_benchmark(create_backend(name, **options), model, prompts, settings, args.runs, args.warmup)
                 rows += [{**row, "preset": preset, "file_bytes": path.stat().st_size} for row in runs]
