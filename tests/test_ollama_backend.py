@@ -25,10 +25,14 @@ def test_measured_ttft_and_inter_token_latencies_match_the_servers_delays():
         rows = _bench(server, runs=6, warmup=1, tokens=1 + len(itl))
     timed = [r for r in rows if not r["is_warmup"]]
     assert len(timed) == 6 and len(rows) == 7
-    # TTFT includes the HTTP round trip (about 1.5 ms here), as it does for any client of Ollama.
+    # TTFT includes the HTTP round trip (about 1.5 ms here), as it does for any client of Ollama; on a busy 2-core
+    # machine single runs come up to ~12 ms late (scheduling). A harness that stamped the first token wrongly would
+    # be off in every run: early (t0 taken after the request) or late by at least the first interval (10 ms, the
+    # first token stamped with the second), so the best run must be within the round trip.
     ttft_err = np.array([r["ttft_ms"] - 60.0 for r in timed])
     assert (ttft_err > -0.5).all(), ttft_err  # never earlier than the server sent it
-    assert abs(np.median(ttft_err)) < 2.0, ttft_err
+    assert ttft_err.min() < 2.0, ttft_err
+    assert np.median(ttft_err) < 8.0, ttft_err
     itl_err = np.concatenate([np.array(r["itl_ms"]) - np.array(itl) * 1e3 for r in timed])
     # A 2-core test machine is shared with the server process: a token delivered late by the scheduler now and then
     # (about 2% of tokens on an idle machine, over 20% with a compiler running beside) shifts two intervals by the
