@@ -1,0 +1,44 @@
+"""benchmarks/truncate_gguf.py: a real model's first blocks, byte for byte, in a smaller file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gguf import GGUFReader
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "truncate_gguf.py"
+
+
+@pytest.mark.slow
+def test_the_kept_blocks_are_the_files_bytes_and_the_model_still_runs(smollm2_gguf, tmp_path):
+    from edgellm.engine import Engine
+
+    out = tmp_path / "two.gguf"
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(smollm2_gguf), str(out), "--layers", "2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    src, dst = GGUFReader(str(smollm2_gguf)), GGUFReader(str(out))
+    assert int(dst.fields["llama.block_count"].contents()) == 2
+    kept = {t.name: t for t in dst.tensors}
+    expected = [t for t in src.tensors if not t.name.startswith("blk.") or int(t.name.split(".")[1]) < 2]
+    assert sorted(kept) == sorted(t.name for t in expected)
+    for t in expected:
+        assert kept[t.name].tensor_type == t.tensor_type
+        assert np.array_equal(np.asarray(kept[t.name].data), np.asarray(t.data))
+    assert dst.fields["tokenizer.ggml.tokens"].contents() == src.fields["tokenizer.ggml.tokens"].contents()
+    engine = Engine.from_gguf(out, max_context=64)
+    assert engine.config.n_layers == 2
+    assert len(list(engine.generate(engine.tokenizer.encode("Hello"), 4, ignore_eos=True))) == 4
+
+
+def test_a_block_count_out_of_range_is_one_line_and_no_file(smollm2_gguf, tmp_path):
+    out = tmp_path / "none.gguf"
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(smollm2_gguf), str(out), "--layers", "31"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --layers must be between 1 and 30 (the model's block count), not 31"
+    assert not out.exists() and not out.with_name(out.name + ".part").exists()
