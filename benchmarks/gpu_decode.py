@@ -4,8 +4,9 @@
 
 For each preset (shape-exact random-weight models of the plan's sizes, written by `edgebench synth`) both engines
 decode fixed-length greedy runs through the same harness (harness-stamped token times, batch 1); the table gives
-decode tok/s, ITL p50/p99 and memory-bandwidth utilisation (GGUF bytes per token over the time per token, against the
-card's measured device-to-device copy bandwidth), and the EdgeLLM / llama.cpp ratio per size.
+decode tok/s, ITL p50/p99 and memory-bandwidth utilisation (the whole file's bytes per token over the time per token,
+against the card's measured device-to-device copy bandwidth; a step reads a little less, one row of an untied
+embedding table), and the EdgeLLM / llama.cpp ratio per size.
 """
 
 from __future__ import annotations

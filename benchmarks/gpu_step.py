@@ -4,7 +4,8 @@
 
 For each preset (the synthetic files of benchmarks/gpu_decode.py) and each engine build: a warm-up generation,
 then `--repeats` greedy generations of `--tokens` tokens from a 5-token prompt; prints the median milliseconds per
-generated token and the GGUF bytes per token over that time (against the card's copy bandwidth). Separates what
+generated token and the whole file's bytes per token over that time (against the card's copy bandwidth; a step
+reads a little less, one row of an untied embedding table). Separates what
 fusion gains from the harness's own per-token cost, which gpu_decode.py includes.
 """
 

@@ -2,8 +2,8 @@
 
     python benchmarks/truncate_gguf.py IN.gguf OUT.gguf --layers 12
 
-A real model's weights in a file small enough to carry to a GPU machine (SmolLM2-135M at 12 of its 30 blocks is
-57 MB): the blocks kept are byte for byte the original's and the block count is rewritten, so every engine reads it
+A real model's weights in a file small enough to carry to a GPU machine (SmolLM2-135M at 11 of its 30 blocks is
+56 MB): the blocks kept are byte for byte the original's and the block count is rewritten, so every engine reads it
 as a shallower model of the same architecture. Written to a temporary file and renamed, never half-written.
 """
 
@@ -68,7 +68,7 @@ def main() -> int:
         return 2
     try:
         n = truncate(args.src, args.dst, args.layers)
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, OSError) as exc:  # a file that is not a GGUF, a model without blocks, a bad path
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{args.dst}: {args.layers} blocks, {n} tensors, {args.dst.stat().st_size / 1e6:.1f} MB")

@@ -41,6 +41,8 @@ int edgellm_engine_reset(edgellm_engine *engine);
 /* One token through the model.  token >= 0: that token (prompt); token < 0: the previous step's choice.
  * *next: the greedy choice after it.  Refused (EDGELLM_ERR_ARGUMENT) once max_context tokens are in the cache. */
 int edgellm_engine_step(edgellm_engine *engine, int token, int *next);
+/* The number of kernels (and other nodes) in the captured step graph; 0 before the second step captures it. */
+int edgellm_engine_graph_nodes(edgellm_engine *engine, size_t *count);
 /* The last step's logits (vocab floats) into host memory (tests and teacher-forced comparisons). */
 int edgellm_engine_logits(edgellm_engine *engine, float *host);
 void edgellm_engine_destroy(edgellm_engine *engine);

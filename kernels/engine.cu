@@ -270,6 +270,12 @@ extern "C" int edgellm_engine_step(edgellm_engine *e, int token, int *next) {
     return EDGELLM_OK;
 }
 
+extern "C" int edgellm_engine_graph_nodes(edgellm_engine *e, size_t *count) {
+    if (!e || !count) return EDGELLM_ERR_ARGUMENT;
+    *count = 0;
+    return e->graph ? cuda_rc(cudaGraphGetNodes(e->graph, nullptr, count)) : EDGELLM_OK;
+}
+
 extern "C" int edgellm_engine_logits(edgellm_engine *e, float *host) {
     if (!e || !host) return EDGELLM_ERR_ARGUMENT;
     TRY(cuda_rc(cudaMemcpyAsync(host, e->logits, e->cfg.vocab * sizeof(float), cudaMemcpyDeviceToHost, e->stream)));

@@ -21,6 +21,11 @@ ERR_CUDA = 4
 DEFAULT_LIBRARY = Path(__file__).resolve().parents[2] / "build" / "libedgellm.so"
 
 
+def library_path() -> Path:
+    """The library to load: EDGELLM_LIB where set, else where `make kernels` puts it."""
+    return Path(os.environ.get("EDGELLM_LIB") or DEFAULT_LIBRARY)
+
+
 class Layout(ctypes.Structure):
     _fields_ = [("batch_stride", ctypes.c_int64), ("row_stride", ctypes.c_int64), ("head_stride", ctypes.c_int64)]
 
@@ -83,7 +88,7 @@ class AttentionKernels:
     def load(cls, path: str | os.PathLike | None = None) -> AttentionKernels:
         if path is None and cls._instance is not None:
             return cls._instance
-        path = path or os.environ.get("EDGELLM_LIB") or DEFAULT_LIBRARY
+        path = path or library_path()
         if not Path(path).is_file():
             raise KernelError(f"the EdgeLLM CUDA kernels are not built ({path} is missing): run `make kernels`")
         kernels = cls(path)

@@ -51,6 +51,7 @@ class CudaEngine:
         lib.edgellm_engine_step.argtypes = [P, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
         lib.edgellm_engine_reset.argtypes = [P]
         lib.edgellm_engine_logits.argtypes = [P, P]
+        lib.edgellm_engine_graph_nodes.argtypes = [P, ctypes.POINTER(ctypes.c_size_t)]
         lib.edgellm_engine_destroy.argtypes = [P]
         lib.edgellm_engine_destroy.restype = None
         self._buffers: list[int] = []
@@ -135,6 +136,12 @@ class CudaEngine:
         self.kernels._check(self.lib.edgellm_engine_step(self.engine, -1 if token is None else int(token),
                                                          ctypes.byref(nxt)), "decode step")
         return nxt.value
+
+    def graph_nodes(self) -> int:
+        """Nodes (kernel launches, mostly) of the captured step; 0 until the second step has captured it."""
+        n = ctypes.c_size_t()
+        self.kernels._check(self.lib.edgellm_engine_graph_nodes(self.engine, ctypes.byref(n)), "graph inspection")
+        return n.value
 
     def logits(self) -> np.ndarray:
         out = np.empty(self.config.vocab_size, np.float32)

@@ -72,8 +72,8 @@ def resolve_device(requested: str) -> str:
     """auto: the GPU when one is present and the CUDA kernels are built, else the CPU."""
     if requested != "auto":
         return requested
-    from edgellm.cuda_attention import DEFAULT_LIBRARY
+    from edgellm.cuda_attention import library_path
 
     from ..monitor import gpu_identity
 
-    return "cuda" if gpu_identity().get("gpu_name") and DEFAULT_LIBRARY.is_file() else "cpu"
+    return "cuda" if gpu_identity().get("gpu_name") and library_path().is_file() else "cpu"
