@@ -9,7 +9,7 @@ agreement, the largest logit difference, and the reference's top-2 gap wherever 
 References:
 - cpu: EdgeLLM's CPU engine with float32 weights and activations (the model's exact arithmetic, to float rounding);
 - llamacpp: llama.cpp (llama-cpp-python; its CUDA build on a GPU machine), every token evaluated on its own as in
-  decoding, so that it takes the same int8-activation matrix-vector path as EdgeLLM's GPU decoder. Also prints how
+  decoding, so that it takes its matrix-vector path for decoding (int8 activations; EdgeLLM's are 16-bit). Also prints how
   often llama.cpp's own batched logits agree with its token-by-token ones: the reference's noise floor.
 """
 

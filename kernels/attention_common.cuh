@@ -106,19 +106,36 @@ __device__ __forceinline__ float block_sum(float v, float *scratch) {
     return v;
 }
 
-// int8 activations (edgellm_gemv.h): quantizes one chunk of 32 values held one per lane: scale = max |x| / 127, q = round(x / scale), and the sum of
-// the q.  Called by all 32 lanes of a warp.
+// Activations for the quantized GEMV (edgellm_gemv.h), 16 bits per value in two int8 digits: per chunk of 32 values
+// the scale s = max |x| / kActMax, u = round(x / s) and u = 254 hi + lo with |hi|, |lo| <= 127; the chunk is stored as
+// its 32 hi bytes then its 32 lo bytes, with (s, s * sum of u).  Int8 digits keep the products on dp4a (two per four
+// weights); 16-bit resolution keeps the rounding of the activations ~250x below int8's, where top-1 choices between
+// near-tied logits no longer flip against a float engine.
+// 32384: |u| / 254 then rounds to at most 127 (at 32385 = 127.5 * 254 it could round to 128).
+constexpr float kActMax = 254.f * 127.f + 126.f;
+constexpr int kActChunkBytes = 64;               // bytes of xq per chunk of 32 values
+
+// The two digits of u (|u| <= kActMax): hi = round(u / 254), lo = u - 254 hi.
+__device__ __forceinline__ int2 act_digits(int u) {
+    const int hi = __float2int_rn((float)u * (1.f / 254.f));
+    return make_int2(hi, u - 254 * hi);
+}
+__device__ __forceinline__ int act_round(float v, float s) { return s == 0.f ? 0 : __float2int_rn(v / s); }
+
+// Quantizes one chunk of 32 values held one per lane.  Called by all 32 lanes of a warp.
 __device__ __forceinline__ void quantize_chunk(float v, int chunk, int lane, int8_t *xq, float2 *xds) {
     float amax = fabsf(v);
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-    const float d = amax / 127.f;
-    const int q = amax == 0.f ? 0 : __float2int_rn(v / d);
-    int sum = q;
+    const float s = amax / kActMax;
+    const int u = act_round(v, s);
+    int sum = u;
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
-    xq[chunk * 32 + lane] = (int8_t)q;
-    if (lane == 0) xds[chunk] = make_float2(d, d * sum);
+    const int2 dg = act_digits(u);
+    xq[chunk * kActChunkBytes + lane] = (int8_t)dg.x;
+    xq[chunk * kActChunkBytes + 32 + lane] = (int8_t)dg.y;
+    if (lane == 0) xds[chunk] = make_float2(s, s * sum);
 }
 
 // Programmatic dependent launch (Hopper and newer): a kernel launched with launch_chained() may be scheduled while

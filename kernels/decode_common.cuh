@@ -15,29 +15,30 @@ struct DecodeParams {
     // When set, the cache holds *pos + 1 rows (at most seq_k): read on the device, so that a decode step captured in
     // a CUDA graph attends to one more row at every replay.
     const int *pos;
-    // When set, the output is also written as int8 activations (edgellm_gemv.h) of the [batch, n_heads * head_dim]
+    // When set, the output is also written as quantized activations (edgellm_gemv.h) of the [batch, n_heads * head_dim]
     // rows, exactly as edgellm_quantize_activations would make them from o: the next projection reads them.
     int8_t *xq;
     float2 *xds;
 };
 
 // Quantized output of 4 consecutive elements held by each of 8 consecutive lanes (one chunk of 32 per 8 lanes);
-// every lane of the warp calls it.  The arithmetic of quantize_chunk: the same scale, rounding and sum.
+// every lane of the warp calls it.  The arithmetic of quantize_chunk: the same scale, rounding, digits and sum.
 __device__ __forceinline__ void quantize_chunk_x4(float4 v, int64_t chunk, int sub, bool writer, int8_t *xq,
                                                   float2 *xds) {
     float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
 #pragma unroll
     for (int off = 4; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-    const float d = amax / 127.f;
-    const int q0 = amax == 0.f ? 0 : __float2int_rn(v.x / d), q1 = amax == 0.f ? 0 : __float2int_rn(v.y / d);
-    const int q2 = amax == 0.f ? 0 : __float2int_rn(v.z / d), q3 = amax == 0.f ? 0 : __float2int_rn(v.w / d);
-    int sum = q0 + q1 + q2 + q3;
+    const float s = amax / kActMax;
+    const int u0 = act_round(v.x, s), u1 = act_round(v.y, s), u2 = act_round(v.z, s), u3 = act_round(v.w, s);
+    int sum = u0 + u1 + u2 + u3;
 #pragma unroll
     for (int off = 4; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
     if (!writer) return;
-    char4 q = make_char4((signed char)q0, (signed char)q1, (signed char)q2, (signed char)q3);
-    reinterpret_cast<char4 *>(xq + chunk * 32)[sub] = q;
-    if (sub == 0) xds[chunk] = make_float2(d, d * sum);
+    const int2 d0 = act_digits(u0), d1 = act_digits(u1), d2 = act_digits(u2), d3 = act_digits(u3);
+    int8_t *c = xq + chunk * kActChunkBytes;
+    reinterpret_cast<char4 *>(c)[sub] = make_char4((signed char)d0.x, (signed char)d1.x, (signed char)d2.x, (signed char)d3.x);
+    reinterpret_cast<char4 *>(c + 32)[sub] = make_char4((signed char)d0.y, (signed char)d1.y, (signed char)d2.y, (signed char)d3.y);
+    if (sub == 0) xds[chunk] = make_float2(s, s * sum);
 }
 
 __device__ __forceinline__ int cache_rows(const DecodeParams &p) { return p.pos ? min(*p.pos + 1, p.seq_k) : p.seq_k; }

@@ -2,8 +2,9 @@
  *
  * Weights stay as compact as in the GGUF file: the bytes of its quant blocks, split by field into separate arrays
  * (edgellm.gpu_layout.planar) so that every field is read with aligned, coalesced loads; no byte is added or lost.
- * Activations are quantized to int8 per 32 values with an fp32 scale, as llama.cpp does for its GPU matrix-vector
- * products, and the products run on dp4a with fp32 accumulation.
+ * Activations are quantized per 32 values with an fp32 scale, like llama.cpp's GPU matrix-vector products, but to 16
+ * bits instead of 8: each value is two int8 digits, so the products still run on dp4a (two per four weights) with
+ * fp32 accumulation, and the rounding of the activations no longer flips top-1 choices between near-tied logits.
  * All pointers are device pointers; calls enqueue on `stream` and return EDGELLM_OK or an EDGELLM_ERR_* code
  * (edgellm_attention.h).
  */
@@ -36,8 +37,10 @@ typedef struct {
     int qtype, rows, cols;
 } edgellm_qmatrix;
 
-/* x (fp32, cols values, cols a multiple of 32) -> xq (int8, cols) and xds (float2 per 32: scale d and d * sum of
- * the 32 int8 values). */
+/* x (fp32, cols values, cols a multiple of 32) -> xq (EDGELLM_ACT_BYTES(cols) bytes) and xds (float2 per 32 values).
+ * Per chunk of 32 values: s = max |x| / 32384, u = round(x / s), u = 254 hi + lo with hi, lo int8; xq holds the
+ * chunk's 32 hi then its 32 lo, xds (s, s * sum of the 32 u). */
+#define EDGELLM_ACT_BYTES(cols) (2 * (size_t)(cols))
 int edgellm_quantize_activations(const float *x, int cols, void *xq, void *xds, void *stream);
 
 /* y[rows] = W x, x given as edgellm_quantize_activations' output. */

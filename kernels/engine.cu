@@ -1,14 +1,15 @@
 // EdgeLLM's decoder on the GPU (edgellm_engine.h): one token per step through every layer, all on the device, the
 // step captured once in a CUDA graph and replayed.
 //
-// Per layer: RMSNorm -> int8 activations -> Q, K, V (quantized GEMV, + biases) -> RoPE at the device position ->
-// K, V appended to the fp16 cache -> split-KV decode attention over the cache -> output projection -> residual;
-// RMSNorm -> int8 -> gate, up -> SwiGLU -> int8 -> down -> residual.  Then the final norm, the LM head and argmax
+// Per layer: RMSNorm -> quantized activations (16 bits as two int8 digits, edgellm_gemv.h) -> Q, K, V (quantized
+// GEMV, + biases) -> RoPE at the device position -> K, V appended to the fp16 cache -> split-KV decode attention over
+// the cache -> output projection -> residual; RMSNorm -> quantize -> gate, up -> SwiGLU -> quantize -> down ->
+// residual.  Then the final norm, the LM head and argmax
 // on the device, the position advanced on the device.
 //
-// Fused (the default), a layer is 9 launches: RMSNorm+int8, Q/K/V (+ biases) in one GEMV, RoPE+append,
-// attention writing int8 activations, output projection with the residual added in its epilogue, RMSNorm+int8,
-// gate/up with SwiGLU in the epilogue, int8, down projection + residual.  A small model's step is bound by launches, not bytes, so every
+// Fused (the default), a layer is 9 launches: RMSNorm+quantize, Q/K/V (+ biases) in one GEMV, RoPE+append,
+// attention writing quantized activations, output projection with the residual added in its epilogue,
+// RMSNorm+quantize, gate/up with SwiGLU in the epilogue, quantize, down projection + residual.  A small model's step is bound by launches, not bytes, so every
 // launch saved is time.  Each fused kernel computes exactly what the separate ones do, in the same order (the GPU
 // tests compare the two steps bit for bit).
 #include <algorithm>
@@ -213,7 +214,7 @@ extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgell
     if (rc == EDGELLM_OK) rc = alloc(e, &e->gate_up, 2 * (size_t)c->hidden);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->ffn, c->hidden);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->logits, c->vocab);
-    if (rc == EDGELLM_OK) rc = alloc(e, &e->xq, widest);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->xq, EDGELLM_ACT_BYTES(widest));
     if (rc == EDGELLM_OK) rc = alloc(e, &e->xds, widest / 32);
     if (rc == EDGELLM_OK) rc = alloc(e, reinterpret_cast<unsigned char **>(&e->workspace), e->workspace_bytes);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->pos, 1);

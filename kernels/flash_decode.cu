@@ -45,8 +45,23 @@ struct KvVector {  // E consecutive elements of one K or V row, loaded with the 
     }
 };
 
-constexpr int kDecodeThreads = 128;
+// Block size, pipeline depth and resident blocks per SM are build-time settings (make EXTRA=-D...) so that a card
+// can be swept with kernels/bench (attention_bench --decode S).  The defaults are the fastest measured on an H200 for
+// a 16k fp16 cache, 32/8 heads: 256 threads, 2 stages, one block per SM (16 splits) read 2663 GB/s, where 128
+// threads with 4 stages and two blocks per SM (33 splits) read 2067; the kernel is bound by instruction issue, and 8
+// warps of one block per SM issue better than two blocks of 4 with their extra splits to merge.
+#ifndef EDGELLM_DECODE_THREADS
+#define EDGELLM_DECODE_THREADS 256
+#endif
+#ifndef EDGELLM_DECODE_STAGES
+#define EDGELLM_DECODE_STAGES 2
+#endif
+#ifndef EDGELLM_DECODE_BLOCKS_PER_SM
+#define EDGELLM_DECODE_BLOCKS_PER_SM 1
+#endif
+constexpr int kDecodeThreads = EDGELLM_DECODE_THREADS;
 constexpr int kHalfWarps = kDecodeThreads / 16;
+constexpr int kDecodeBlocksPerSm = EDGELLM_DECODE_BLOCKS_PER_SM;
 
 // Keys a half-warp holds in registers per step, twice over (the step computed and the next one loading): as many as
 // the registers left by the G heads' query and accumulator rows allow.
@@ -57,7 +72,7 @@ __host__ __device__ constexpr int keys_per_step() {
 
 // Steps in flight: each thread copies the very row chunks it will read into its own slots of shared memory
 // (cp.async), kStages - 1 steps ahead of the one it computes, so no barrier is needed, only its own wait.
-constexpr int kStages = 4;
+constexpr int kStages = EDGELLM_DECODE_STAGES;
 template <typename T, int D, int G>
 __host__ __device__ constexpr int decode_smem_bytes() {
     return kStages * keys_per_step<T, G>() * 2 * kDecodeThreads * (D / 16) * (int)sizeof(T);
@@ -291,9 +306,9 @@ static bool decode_args_ok(const edgellm_decode_args *a) {
            a->n_kv_heads >= 1 && a->n_heads % a->n_kv_heads == 0;
 }
 
-// Split count for the CUDA-core kernel: at most two resident blocks per SM, each streaming its chunk with loads in
-// flight (measured on an H200 with kernels/bench: two blocks per SM beat a full wave of maximum occupancy, and chunks
-// shorter than 128 keys cost more in merging than they gain in parallelism).
+// Split count for the CUDA-core kernel: at most kDecodeBlocksPerSm resident blocks per SM, each streaming its chunk
+// with loads in flight (measured on an H200 with kernels/bench: a single wave beats more splits, and chunks shorter
+// than 128 keys cost more in merging than they gain in parallelism).
 static int cuda_core_splits(const edgellm_decode_args *a, edgellm_dtype kv_dtype) {
     const int G = group_width(a->n_heads / a->n_kv_heads);
     const int chunks = (a->n_heads / a->n_kv_heads + G - 1) / G;
@@ -324,7 +339,7 @@ static int cuda_core_splits(const edgellm_decode_args *a, edgellm_dtype kv_dtype
         return 0;
     });
     const int blocks_per_split = a->batch * a->n_kv_heads * chunks;
-    int splits = std::min(std::max(1, per_sm), 2) * sms / blocks_per_split;
+    int splits = std::min(std::max(1, per_sm), kDecodeBlocksPerSm) * sms / blocks_per_split;
     splits = std::min(splits, (a->seq_k + std::max(128, step) - 1) / std::max(128, step));
     return std::max(1, std::min(splits, EDGELLM_MAX_SPLITS));
 }
@@ -443,7 +458,7 @@ extern "C" int edgellm_attention_decode_at(const edgellm_decode_args *a, edgellm
                                            int num_splits, void *workspace, size_t workspace_bytes, void *xq,
                                            void *xds, void *stream) {
     if (!pos || num_splits <= 0 || !xq != !xds) return EDGELLM_ERR_ARGUMENT;
-    // The int8 output is [batch, n_heads * head_dim] like o's contiguous layout, 16-byte rows of 4 per lane.
+    // The quantized output is [batch, n_heads * head_dim] like o's contiguous layout, 4 values per lane.
     if (xq && (reinterpret_cast<uintptr_t>(xq) % 16 || reinterpret_cast<uintptr_t>(xds) % 8)) return EDGELLM_ERR_ARGUMENT;
     return decode(a, kv_dtype, num_splits, workspace, workspace_bytes, 0, stream, pos, xq, xds);
 }

@@ -1,8 +1,9 @@
 // Quantized matrix-vector products on GGUF quant blocks (planar layout, see edgellm_gemv.h).
 //
 // One warp computes one output row.  Its lanes walk the row in chunks of 32 weights (lane i takes chunks i, i+32,
-// ...): each chunk's weights are unpacked four at a time into bytes and multiplied with the int8 activations by
-// dp4a, then scaled in fp32 by the block's scale(s) and the activations' scale.  The warp's partial sums are reduced
+// ...): each chunk's weights are unpacked four at a time into bytes and multiplied by dp4a with both int8 digits of
+// the 16-bit activations (quantize_chunk, attention_common.cuh), the two integer sums joined as 254 hi + lo, then
+// scaled in fp32 by the block's scale(s) and the activations' scale.  The warp's partial sums are reduced
 // with shuffles that all 32 lanes execute.
 #include <type_traits>
 
@@ -19,19 +20,33 @@ struct QMatrix {
 
 __device__ __forceinline__ int load_int(const uint8_t *p) { return *reinterpret_cast<const int *>(p); }
 
-// The chunk's 32 int8 activations as 8 ints, and its (scale, scale * sum).
+// The chunk's 32 activations as the 8 ints of their high digits and the 8 of their low digits, and its
+// (scale, scale * sum).
 struct XChunk {
-    int v[8];
+    int hi[8], lo[8];
     float2 ds;
 };
 __device__ __forceinline__ XChunk load_x(const int8_t *xq, const float2 *xds, int chunk) {
     XChunk x;
-    const uint4 a = __ldg(reinterpret_cast<const uint4 *>(xq + chunk * 32));
-    const uint4 b = __ldg(reinterpret_cast<const uint4 *>(xq + chunk * 32 + 16));
-    x.v[0] = a.x, x.v[1] = a.y, x.v[2] = a.z, x.v[3] = a.w, x.v[4] = b.x, x.v[5] = b.y, x.v[6] = b.z, x.v[7] = b.w;
+    const uint4 *c = reinterpret_cast<const uint4 *>(xq + (int64_t)chunk * kActChunkBytes);
+    const uint4 a = __ldg(c), b = __ldg(c + 1), e = __ldg(c + 2), f = __ldg(c + 3);
+    x.hi[0] = a.x, x.hi[1] = a.y, x.hi[2] = a.z, x.hi[3] = a.w, x.hi[4] = b.x, x.hi[5] = b.y, x.hi[6] = b.z, x.hi[7] = b.w;
+    x.lo[0] = e.x, x.lo[1] = e.y, x.lo[2] = e.z, x.lo[3] = e.w, x.lo[4] = f.x, x.lo[5] = f.y, x.lo[6] = f.z, x.lo[7] = f.w;
     x.ds = __ldg(xds + chunk);
     return x;
 }
+
+// An integer dot product of weights with the 16-bit activations: both digits' sums, joined at the end.  Exact: a
+// chunk's |sum of w * u| is at most 32 * 128 * 32384, inside int32.
+struct IDot {
+    int hi = 0, lo = 0;
+    // Four weight bytes w with the activations of int i (0..7) of the chunk.
+    __device__ __forceinline__ void add(int w, const XChunk &x, int i) {
+        hi = __dp4a(w, x.hi[i], hi);
+        lo = __dp4a(w, x.lo[i], lo);
+    }
+    __device__ __forceinline__ int value() const { return 254 * hi + lo; }
+};
 
 __device__ __forceinline__ float half_at(const void *d, int64_t i) {
     return __half2float(reinterpret_cast<const __half *>(d)[i]);
@@ -50,13 +65,13 @@ template <int QT> __device__ float chunk_dot(const QMatrix &w, int row, int chun
 __device__ __forceinline__ int nibble_dot(const uint8_t *qs, const XChunk &x) {
     const uint4 q = __ldg(reinterpret_cast<const uint4 *>(qs));
     const int qv[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
-    int dot = 0;
+    IDot dot;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        dot = __dp4a(qv[i] & 0x0F0F0F0F, x.v[i], dot);
-        dot = __dp4a((qv[i] >> 4) & 0x0F0F0F0F, x.v[4 + i], dot);
+        dot.add(qv[i] & 0x0F0F0F0F, x, i);
+        dot.add((qv[i] >> 4) & 0x0F0F0F0F, x, 4 + i);
     }
-    return dot;
+    return dot.value();
 }
 
 template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
@@ -78,13 +93,13 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q5_0>(const QMatr
     const uint4 q = __ldg(reinterpret_cast<const uint4 *>(w.qs + blk * 16));
     const uint32_t qh = __ldg(reinterpret_cast<const uint32_t *>(w.qh) + blk);
     const int qv[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
-    int dot = 0;
+    IDot dot;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        dot = __dp4a((qv[i] & 0x0F0F0F0F) | fifth_bits(qh >> (4 * i)), x.v[i], dot);
-        dot = __dp4a(((qv[i] >> 4) & 0x0F0F0F0F) | fifth_bits(qh >> (16 + 4 * i)), x.v[4 + i], dot);
+        dot.add((qv[i] & 0x0F0F0F0F) | fifth_bits(qh >> (4 * i)), x, i);
+        dot.add(((qv[i] >> 4) & 0x0F0F0F0F) | fifth_bits(qh >> (16 + 4 * i)), x, 4 + i);
     }
-    return half_at(w.d, blk) * (x.ds.x * dot - 16.f * x.ds.y);
+    return half_at(w.d, blk) * (x.ds.x * dot.value() - 16.f * x.ds.y);
 }
 
 template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q8_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
@@ -92,10 +107,10 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q8_0>(const QMatr
     const uint4 a = __ldg(reinterpret_cast<const uint4 *>(w.qs + blk * 32));
     const uint4 b = __ldg(reinterpret_cast<const uint4 *>(w.qs + blk * 32 + 16));
     const int qv[8] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w, (int)b.x, (int)b.y, (int)b.z, (int)b.w};
-    int dot = 0;
+    IDot dot;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) dot = __dp4a(qv[i], x.v[i], dot);
-    return half_at(w.d, blk) * x.ds.x * dot;
+    for (int i = 0; i < 8; ++i) dot.add(qv[i], x, i);
+    return half_at(w.d, blk) * x.ds.x * dot.value();
 }
 
 template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_K>(const QMatrix &w, int row, int chunk, const XChunk &x) {
@@ -108,9 +123,9 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_K>(const QMatr
     const uint4 b = __ldg(reinterpret_cast<const uint4 *>(qs + 16));
     const int qv[8] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w, (int)b.x, (int)b.y, (int)b.z, (int)b.w};
     const int shift = (j & 1) * 4;
-    int dot = 0;
+    IDot dot;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) dot = __dp4a((qv[i] >> shift) & 0x0F0F0F0F, x.v[i], dot);
+    for (int i = 0; i < 8; ++i) dot.add((qv[i] >> shift) & 0x0F0F0F0F, x, i);
     const uint8_t *s = w.scales + sb * 12;
     int sc, mn;
     if (j < 4) {
@@ -121,7 +136,7 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_K>(const QMatr
         mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
     }
     const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[sb];
-    return __low2float(dm) * sc * x.ds.x * dot - __high2float(dm) * mn * x.ds.y;
+    return __low2float(dm) * sc * x.ds.x * dot.value() - __high2float(dm) * mn * x.ds.y;
 }
 
 template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q6_K>(const QMatrix &w, int row, int chunk, const XChunk &x) {
@@ -137,16 +152,20 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q6_K>(const QMatr
     const int lv[8] = {(int)la.x, (int)la.y, (int)la.z, (int)la.w, (int)lb.x, (int)lb.y, (int)lb.z, (int)lb.w};
     const int hv[8] = {(int)ha.x, (int)ha.y, (int)ha.z, (int)ha.w, (int)hb.x, (int)hb.y, (int)hb.z, (int)hb.w};
     const int lshift = (qd >> 1) * 4, hshift = 2 * qd;
-    int dot[2] = {0, 0}, sum[2] = {0, 0};
+    IDot dot[2], sum[2];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
         const int q = ((lv[i] >> lshift) & 0x0F0F0F0F) | (((hv[i] >> hshift) & 0x03030303) << 4);
-        dot[i / 4] = __dp4a(q, x.v[i], dot[i / 4]);
-        sum[i / 4] = __dp4a(0x01010101, x.v[i], sum[i / 4]);  // for the -32 offset of each half
+        dot[i / 4].add(q, x, i);
+        sum[i / 4].add(0x01010101, x, i);  // for the -32 offset of each half
     }
     const int8_t *sc = reinterpret_cast<const int8_t *>(w.scales + sb * 16) + 2 * j;
     const float d = half_at(w.d, sb);
-    return d * x.ds.x * (sc[0] * (dot[0] - 32 * sum[0]) + sc[1] * (dot[1] - 32 * sum[1]));
+    // Each half's integer sum fits int32 (16 * 63 * 32384 plus the offset's 32 * 16 * 32384); times its int8 scale it
+    // may not, so the scales multiply in float.
+    const float first = (float)(dot[0].value() - 32 * sum[0].value());
+    const float second = (float)(dot[1].value() - 32 * sum[1].value());
+    return d * x.ds.x * (sc[0] * first + sc[1] * second);
 }
 
 constexpr int kGemvWarps = 4;

@@ -39,10 +39,10 @@ def test_gpu_decoder_agrees_with_the_cpu_engine_teacher_forced(kernel_library, s
     rate = agree / len(sequence)
     print(f"top-1 agreement {rate:.3f} over {len(sequence)} positions, max |dlogit| {worst:.3f}, "
           f"CPU top-2 gaps of the misses {sorted(misses)}")
-    # int8 activations (as llama.cpp's GPU path) against float32 ones flip only near-ties: every miss must be one,
-    # and most positions must agree.
-    assert all(gap < 0.25 for gap in misses), misses
-    assert rate >= 0.95
+    # 16-bit activations against float32 ones: with int8 ones (llama.cpp's GPU path) 2 of these 55 positions flipped
+    # (CPU top-2 gaps 0.04 and 0.07) and the logits differed by up to 1.15; now a flip may only be a much closer tie.
+    assert all(gap < 0.02 for gap in misses), misses
+    assert rate >= 0.98 and worst < 0.5
     gpu.close()
 
 

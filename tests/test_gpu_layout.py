@@ -87,7 +87,7 @@ def test_gemv_matches_float64_on_the_quantized_activations(gemv, qtype):
     raw = random_blocks(qtype, rows, cols, seed=1)
     fields = {k: torch.from_numpy(v.copy()).cuda() for k, v in planar(qtype, raw, rows, cols).items()}
     x = torch.randn(cols, device="cuda", dtype=torch.float32)
-    xq = torch.empty(cols, device="cuda", dtype=torch.int8)
+    xq = torch.empty(2 * cols, device="cuda", dtype=torch.int8)  # two int8 digits per value
     xds = torch.empty(cols // 32, 2, device="cuda", dtype=torch.float32)
     y = torch.empty(rows, device="cuda", dtype=torch.float32)
     gemv.quantize(x.data_ptr(), cols, xq.data_ptr(), xds.data_ptr())
@@ -95,12 +95,14 @@ def test_gemv_matches_float64_on_the_quantized_activations(gemv, qtype):
     gemv.gemv(m, xq.data_ptr(), xds.data_ptr(), y.data_ptr())
     torch.cuda.synchronize()
     w = dequantize(raw, GGMLQuantizationType[qtype]).reshape(rows, cols).astype(np.float64)
-    xq_np = xq.cpu().numpy().astype(np.float64).reshape(-1, 32)
-    scale = xds.cpu().numpy()[:, 0].astype(np.float64)
-    assert np.abs(xq_np).max() <= 127
-    x_used = (xq_np * scale[:, None]).reshape(-1)  # the activations the kernel multiplies
+    digits = xq.cpu().numpy().astype(np.float64).reshape(-1, 2, 32)  # per chunk: 32 high digits, then 32 low
+    u = 254 * digits[:, 0] + digits[:, 1]
+    scale, scaled_sum = xds.cpu().numpy().astype(np.float64).T
+    assert np.abs(u).max() <= 32384
+    x_used = (u * scale[:, None]).reshape(-1)  # the activations the kernel multiplies
+    np.testing.assert_allclose(scaled_sum, u.sum(axis=1) * scale, rtol=1e-6)
     ref = w @ x_used
     err = np.abs(y.cpu().numpy() - ref).max() / np.abs(ref).max()
     assert err < 1e-5, f"{qtype}: relative error {err:.3g}"
-    # And the activation quantization itself is within int8's resolution of the float input.
+    # And the activation quantization itself is within 16-bit resolution of the float input: half a step of s.
     assert np.abs(x_used - x.cpu().numpy()).max() <= scale.max() / 2 + 1e-7

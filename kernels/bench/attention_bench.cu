@@ -158,7 +158,7 @@ int main(int argc, char **argv) {
     Csv csv(out);
     copy_bandwidth(csv);
     if (decode_only) {
-        decode(csv, EDGELLM_F16, 128, 32, 8, decode_only, {0});
+        decode(csv, EDGELLM_F16, 128, 32, 8, decode_only, {0, 16, 33, 48, 66, 99, 132});
         if (path) std::fclose(out);
         return 0;
     }

@@ -6,7 +6,7 @@
 // tensor-core paths with fp16 inputs within 2e-3 relative (max |error| / max |reference|), with bf16,
 // whose 8-bit mantissa rounds P and the output at 2^-9, within 1e-2 relative.  Decode at every split count from 1
 // to min(seq_k, 256), and at its default; the graph-replay entry point (cache length on the device) at several split
-// counts, with its int8 output required to equal, bit for bit, the quantization of its float output.
+// counts, with its quantized output required to equal, bit for bit, the quantization of its float output.
 // --quick keeps short sequences (every code path: partial tiles, masks, several tiles, splits); --sanitize is a
 // smaller set still covering every kernel instance and code path, for compute-sanitizer's slow tools.
 // One CSV row per case; exit status 1 when any case fails, 2 on a CUDA or argument error.
@@ -129,15 +129,19 @@ static void prefill_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int 
     w.row("prefill", t, D, H, KVH, B, sq, sk, causal, 0, compare(ref, got), relative, tol);
 }
 
-// int8 activations on the device as doubles, for an exact comparison: every value q * scale, then every chunk's
-// scale * sum(q) (the second field of xds).
+// Quantized activations (edgellm_gemv.h) on the device as doubles, for an exact comparison: every value
+// (254 hi + lo) * scale, then every chunk's scale * sum(u) (the second field of xds).
 static std::vector<double> dequantized(const DeviceBuffer &xq, const DeviceBuffer &xds, size_t n) {
-    std::vector<int8_t> q(n);
+    std::vector<int8_t> q(EDGELLM_ACT_BYTES(n));
     std::vector<float> ds(n / 32 * 2);
-    CUDA_CHECK(cudaMemcpy(q.data(), xq.ptr, n, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(q.data(), xq.ptr, q.size(), cudaMemcpyDeviceToHost));
     CUDA_CHECK(cudaMemcpy(ds.data(), xds.ptr, ds.size() * 4, cudaMemcpyDeviceToHost));
     std::vector<double> out(n + n / 32);
-    for (size_t i = 0; i < n; ++i) out[i] = (double)q[i] * ds[i / 32 * 2];
+    for (size_t i = 0; i < n; ++i) {
+        const size_t chunk = i / 32, lane = i % 32;
+        const int u = 254 * q[chunk * 64 + lane] + q[chunk * 64 + 32 + lane];
+        out[i] = (double)u * ds[chunk * 2];
+    }
     for (size_t c = 0; c < n / 32; ++c) out[n + c] = ds[c * 2 + 1];
     return out;
 }
@@ -187,8 +191,9 @@ static void decode_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B
     w.row("decode-api", t, D, H, KVH, B, 1, sk, 0, 0, compare(ref, fetch(o.ptr, EDGELLM_F32, nq)), false, 1e-5);
     // As the engine calls it: a cache of a larger capacity holding *pos + 1 = sk rows (the position on the device),
     // at split counts where the rows fit in the first split (it writes the output alone) and where they do not; its
-    // int8 output must be exactly edgellm_quantize_activations of its float output.
-    DeviceBuffer pos(sizeof(int)), xq(nq), xds(nq / 32 * 8), xq_ref(nq), xds_ref(nq / 32 * 8);
+    // quantized output must be exactly edgellm_quantize_activations of its float output.
+    DeviceBuffer pos(sizeof(int)), xq(EDGELLM_ACT_BYTES(nq)), xds(nq / 32 * 8), xq_ref(EDGELLM_ACT_BYTES(nq)),
+        xds_ref(nq / 32 * 8);
     const int last = sk - 1;
     CUDA_CHECK(cudaMemcpy(pos.ptr, &last, sizeof(int), cudaMemcpyHostToDevice));
     edgellm_decode_args cap = a;

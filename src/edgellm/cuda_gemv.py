@@ -27,7 +27,8 @@ class GemvKernels:
                                      ctypes.c_void_p]
 
     def quantize(self, x: int, cols: int, xq: int, xds: int, stream: int = 0) -> None:
-        """x: fp32 [cols] -> xq: int8 [cols], xds: float2 [cols / 32] (scale, scale * sum)."""
+        """x: fp32 [cols] -> xq: 2 * cols bytes (per 32 values, their 32 high then 32 low int8 digits of
+        u = round(x / scale) = 254 hi + lo), xds: float2 [cols / 32] (scale, scale * sum of u). edgellm_gemv.h."""
         self.kernels._check(self.lib.edgellm_quantize_activations(x, cols, xq, xds, stream), "activation quantize")
 
     @staticmethod

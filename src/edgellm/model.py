@@ -33,7 +33,7 @@ class RunState:
 
 
 def linear(x: np.ndarray, w: Matrix) -> np.ndarray:
-    """x @ w.T. Quantized weights: int8 activations and integer dot products (edgellm.quant). float32 weights:
+    """x @ w.T. Quantized weights: their int8 repacking times float32 activations (edgellm.quant). float32 weights:
     one token through numba's parallel matrix-vector kernel, several through BLAS."""
     if isinstance(w, QTensor):
         return linear_q(x, w)
