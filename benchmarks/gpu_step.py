@@ -1,12 +1,14 @@
 """Time per decode step of EdgeLLM's CUDA engine itself, fused and unfused, without the harness.
 
     python benchmarks/gpu_step.py [--presets smollm-135m,...] [--quant Q4_0] [--tokens 128] [--dir D]
+                                  [--builds fused,unfused]
 
 For each preset (the synthetic files of benchmarks/gpu_decode.py) and each engine build: a warm-up generation,
 then `--repeats` greedy generations of `--tokens` tokens from a 5-token prompt; prints the median milliseconds per
 generated token and the whole file's bytes per token over that time (against the card's copy bandwidth; a step
 reads a little less, one row of an untied embedding table). Separates what
-fusion gains from the harness's own per-token cost, which gpu_decode.py includes.
+fusion gains from the harness's own per-token cost, which gpu_decode.py includes. The library is the one
+EDGELLM_LIB names, else the default build, so that build settings can be compared one library at a time.
 """
 
 from __future__ import annotations
@@ -46,7 +48,12 @@ def main() -> int:
     p.add_argument("--tokens", type=int, default=128)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dir", default="models/synthetic")
+    p.add_argument("--builds", default="fused,unfused", help="which steps to time: fused, unfused or both")
     args = p.parse_args()
+    builds = args.builds.split(",")
+    if not builds or set(builds) - {"fused", "unfused"}:
+        print(f"error: --builds takes fused and/or unfused, not {args.builds!r}", file=sys.stderr)
+        return 2
     try:
         from edgellm.cuda_engine import CudaEngine
 
@@ -59,7 +66,7 @@ def main() -> int:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_synthetic(preset, path, quant=args.quant)
             size = path.stat().st_size
-            for fused in (True, False):
+            for fused in (build == "fused" for build in builds):
                 engine = CudaEngine(path, max_context=512, fused=fused)
                 ms = ms_per_token(engine, args.tokens, args.repeats)
                 engine.close()

@@ -53,7 +53,8 @@ def tiny_gguf(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def kernel_library(tmp_path_factory) -> Path:
-    """libedgellm.so built once for the session by kernels/Makefile (nvcc only, no GPU needed)."""
+    """libedgellm.so built once for the session by kernels/Makefile (nvcc only, no GPU needed), with the build
+    settings of EDGELLM_KERNEL_EXTRA where set (e.g. -DEDGELLM_GEMV_ROWS=2), so that every test runs on a variant."""
     import shutil
     import subprocess
 
@@ -62,5 +63,6 @@ def kernel_library(tmp_path_factory) -> Path:
     build = tmp_path_factory.mktemp("kernels")
     root = Path(__file__).resolve().parents[1]
     subprocess.run(["make", "-C", str(root / "kernels"), f"-j{os.cpu_count() or 2}", f"BUILD={build}", "ARCH=90",
-                    f"{build}/libedgellm.so"], check=True, capture_output=True)
+                    f"EXTRA={os.environ.get('EDGELLM_KERNEL_EXTRA', '')}", f"{build}/libedgellm.so"],
+                   check=True, capture_output=True)
     return build / "libedgellm.so"
