@@ -27,6 +27,21 @@ from edgebench.synthetic import write_synthetic
 DEFAULT_PRESETS = "smollm-135m,qwen2.5-0.5b,llama3.2-1b,llama3.2-3b,llama3.1-8b"
 
 
+def at_least(minimum: int):
+    """An argparse type: an integer no smaller than `minimum` (a clear usage error otherwise, not a traceback later)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse
+
+
 def copy_bandwidth_gbs() -> float | None:
     """Device-to-device copy bandwidth (read + write) of 1 GiB, the yardstick of the facts' anchors."""
     try:
@@ -49,9 +64,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", default=DEFAULT_PRESETS)
     p.add_argument("--quant", default="Q4_0", help="quant mix of the synthetic files (Q4_0, Q4_K_M, Q8_0)")
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--tokens", type=int, default=128)
+    p.add_argument("--runs", type=at_least(1), default=5)
+    p.add_argument("--warmup", type=at_least(0), default=1)
+    p.add_argument("--tokens", type=at_least(1), default=128)
     p.add_argument("--dir", default="models/synthetic", help="where the synthetic GGUF files are kept")
     p.add_argument("--backends", default="edgellm,llamacpp", help="which engines to run (both by default)")
     p.add_argument("--out", help="also write every run's row here (CSV)")

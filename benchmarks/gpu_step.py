@@ -23,7 +23,7 @@ from edgebench import EdgebenchError
 from edgebench.synthetic import write_synthetic
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gpu_decode import DEFAULT_PRESETS, copy_bandwidth_gbs  # noqa: E402
+from gpu_decode import DEFAULT_PRESETS, at_least, copy_bandwidth_gbs  # noqa: E402
 
 PROMPT = [1, 9038, 2114, 314, 253]
 
@@ -45,8 +45,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", default=DEFAULT_PRESETS)
     p.add_argument("--quant", default="Q4_0")
-    p.add_argument("--tokens", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--tokens", type=at_least(2), default=128, help="at least 2: the first follows the prompt")
+    p.add_argument("--repeats", type=at_least(1), default=5)
     p.add_argument("--dir", default="models/synthetic")
     p.add_argument("--builds", default="fused,unfused", help="which steps to time: fused, unfused or both")
     args = p.parse_args()

@@ -204,7 +204,7 @@ static void decode_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B
         EDGELLM_CHECK(edgellm_quantize_activations(o.as<float>(), (int)nq, xq_ref.ptr, xds_ref.ptr, nullptr));
         CUDA_CHECK(cudaDeviceSynchronize());
         w.row("decode-at", t, D, H, KVH, B, 1, sk, 0, s, compare(ref, fetch(o.ptr, EDGELLM_F32, nq)), false, 1e-5);
-        w.row("decode-at-int8", t, D, H, KVH, B, 1, sk, 0, s, compare(dequantized(xq_ref, xds_ref, nq),
+        w.row("decode-at-quantized", t, D, H, KVH, B, 1, sk, 0, s, compare(dequantized(xq_ref, xds_ref, nq),
                                                                     dequantized(xq, xds, nq)),
               false, 1e-300);  // exact: the same bytes dequantize to the same values
     }
