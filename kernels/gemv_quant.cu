@@ -170,13 +170,25 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q6_K>(const QMatr
 
 constexpr int kGemvWarps = 4;
 
-// A lane's share of row . x: chunks lane, lane + 32, ... summed in that order, kUnroll of them at a time so that their
-// loads are all in flight before the first is used (a decode GEMV is a few such rounds per warp; one load at a time
-// leaves the memory system idle).  Chunks past the row add an exact 0, so the sum is that of one chunk at a time.
-constexpr int kUnroll = 4;
+// Output rows per warp (a build setting: make EXTRA=-DEDGELLM_GEMV_ROWS=2): a warp's rows share every load of the
+// activations, which with 16-bit activations are 72 bytes per chunk against a Q4_0 block's 18.  Each row's sums run
+// in the same order whatever the setting, so results are bit for bit the same.
+#ifndef EDGELLM_GEMV_ROWS
+#define EDGELLM_GEMV_ROWS 1
+#endif
+constexpr int kRowsPerWarp = EDGELLM_GEMV_ROWS;
+static_assert(kRowsPerWarp >= 1 && kRowsPerWarp <= 4, "1 to 4 rows per warp");
+constexpr int kRowsPerBlock = kGemvWarps * kRowsPerWarp;
+
+// A lane's share of N dot products (row[m] of *w[m]) with x: chunks lane, lane + 32, ... summed in that order,
+// unroll of them at a time so that their loads are all in flight before the first is used (a decode GEMV is a few
+// such rounds per warp; one load at a time leaves the memory system idle).  Chunks past the row add an exact 0, so
+// every sum is that of one chunk at a time, whatever N and the unroll.
 template <int QT, int N>
-__device__ __forceinline__ void lane_dots(const QMatrix *const (&w)[N], int row, const int8_t *xq, const float2 *xds,
-                                          int lane, float (&acc)[N]) {
+__device__ __forceinline__ void lane_dots(const QMatrix *const (&w)[N], const int (&row)[N], const int8_t *xq,
+                                          const float2 *xds, int lane, float (&acc)[N]) {
+    // Four chunks in flight for one or two rows; fewer for more rows, whose weight loads fill the registers.
+    constexpr int kUnroll = N <= 2 ? 4 : N <= 4 ? 2 : 1;
     const int n = w[0]->cols / 32;
     for (int c0 = lane; c0 < n; c0 += 32 * kUnroll) {
         float part[kUnroll][N];
@@ -189,7 +201,7 @@ __device__ __forceinline__ void lane_dots(const QMatrix *const (&w)[N], int row,
             const XChunk x = load_x(xq, xds, chunk);
 #pragma unroll
             for (int m = 0; m < N; ++m) {
-                const float d = chunk_dot<QT>(*w[m], row, chunk, x);
+                const float d = chunk_dot<QT>(*w[m], row[m], chunk, x);
                 part[u][m] = inside ? d : 0.f;
             }
         }
@@ -200,23 +212,40 @@ __device__ __forceinline__ void lane_dots(const QMatrix *const (&w)[N], int row,
     }
 }
 
+template <int N> __device__ __forceinline__ void warp_sums(float (&a)[N]) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1)
+#pragma unroll
+        for (int m = 0; m < N; ++m) a[m] += __shfl_xor_sync(0xffffffffu, a[m], off);
+}
+
+// The first of this warp's kRowsPerWarp rows.
+__device__ __forceinline__ int warp_first_row() { return (blockIdx.x * kGemvWarps + (threadIdx.x >> 5)) * kRowsPerWarp; }
+// Row r of the warp's rows, or the last row where the matrix ends first (its product is computed and dropped).  The
+// first row is always inside: warps past the end have left.
+__device__ __forceinline__ int last_row_within(int first, int r, int rows) {
+    return r == 0 ? first : min(first + r, rows - 1);
+}
+
 template <int QT>
 __global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(QMatrix w, const int8_t *xq, const float2 *xds,
                                                                float *y) {
     chained_start();
-    const int lane = threadIdx.x & 31;
-    const int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
-    if (row >= w.rows) return;  // whole warps leave together: the shuffles below stay full
-    const QMatrix *m[1] = {&w};
-    float a[1] = {0.f};
-    lane_dots<QT>(m, row, xq, xds, lane, a);
-    float acc = a[0];
+    const int lane = threadIdx.x & 31, first = warp_first_row();
+    if (first >= w.rows) return;  // whole warps leave together: the shuffles below stay full
+    const QMatrix *m[kRowsPerWarp];
+    int rows[kRowsPerWarp];
+    float a[kRowsPerWarp];
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-    if (lane == 0) y[row] = acc;
+    for (int r = 0; r < kRowsPerWarp; ++r) m[r] = &w, rows[r] = last_row_within(first, r, w.rows), a[r] = 0.f;
+    lane_dots<QT>(m, rows, xq, xds, lane, a);
+    warp_sums(a);
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r)
+        if (lane == 0 && first + r < w.rows) y[first + r] = a[r];
 }
 
-// One warp per chunk of 32.
+// Quantizes the activations of one warp per chunk of 32.
 __global__ void quantize_kernel(const float *x, int chunks, int8_t *xq, float2 *xds) {
     chained_start();
     const int chunk = blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
@@ -270,19 +299,25 @@ template <int QT>
 __global__ void __launch_bounds__(32 * kGemvWarps) gemv_jobs_kernel(const __grid_constant__ GemvJobs jobs,
                                                                     const int8_t *xq, const float2 *xds) {
     chained_start();
-    const int lane = threadIdx.x & 31;
-    int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
-    if (row >= jobs.row_end[jobs.count - 1]) return;
-    const int j = row < jobs.row_end[0] ? 0 : row < jobs.row_end[1] ? 1 : 2;
-    if (j > 0) row -= jobs.row_end[j - 1];
-    const QMatrix *m[1] = {&jobs.w[j]};
-    float a[1] = {0.f};
-    lane_dots<QT>(m, row, xq, xds, lane, a);
-    float acc = a[0];
+    const int lane = threadIdx.x & 31, first = warp_first_row(), total = jobs.row_end[jobs.count - 1];
+    if (first >= total) return;
+    // A warp's rows may straddle two matrices: each row finds its own.
+    const QMatrix *m[kRowsPerWarp];
+    int rows[kRowsPerWarp], job[kRowsPerWarp];
+    float a[kRowsPerWarp];
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-    if (lane == 0) {
-        float v = acc;
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+        const int row = last_row_within(first, r, total);
+        const int j = row < jobs.row_end[0] ? 0 : row < jobs.row_end[1] ? 1 : 2;
+        job[r] = j, m[r] = &jobs.w[j], rows[r] = j > 0 ? row - jobs.row_end[j - 1] : row, a[r] = 0.f;
+    }
+    lane_dots<QT>(m, rows, xq, xds, lane, a);
+    warp_sums(a);
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+        if (lane != 0 || first + r >= total) continue;
+        const int j = job[r], row = rows[r];
+        float v = a[r];
         if (jobs.bias[j]) v += jobs.bias[j][row];
         if (jobs.accumulate) v = jobs.y[j][row] + v;
         jobs.y[j][row] = v;
@@ -294,19 +329,23 @@ template <int QT>
 __global__ void __launch_bounds__(32 * kGemvWarps) gemv_swiglu_kernel(QMatrix gate, QMatrix up, const int8_t *xq,
                                                                       const float2 *xds, float *y) {
     chained_start();
-    const int lane = threadIdx.x & 31;
-    const int row = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
-    if (row >= gate.rows) return;
-    const QMatrix *m[2] = {&gate, &up};
-    float a[2] = {0.f, 0.f};
-    lane_dots<QT>(m, row, xq, xds, lane, a);
-    float g = a[0], u = a[1];
+    const int lane = threadIdx.x & 31, first = warp_first_row();
+    if (first >= gate.rows) return;
+    const QMatrix *m[2 * kRowsPerWarp];
+    int rows[2 * kRowsPerWarp];
+    float a[2 * kRowsPerWarp];
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) {
-        g += __shfl_xor_sync(0xffffffffu, g, off);
-        u += __shfl_xor_sync(0xffffffffu, u, off);
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+        const int row = last_row_within(first, r, gate.rows);
+        m[2 * r] = &gate, m[2 * r + 1] = &up, rows[2 * r] = rows[2 * r + 1] = row, a[2 * r] = a[2 * r + 1] = 0.f;
     }
-    if (lane == 0) y[row] = g / (1.f + expf(-g)) * u;
+    lane_dots<QT>(m, rows, xq, xds, lane, a);
+    warp_sums(a);
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+        const float g = a[2 * r], u = a[2 * r + 1];
+        if (lane == 0 && first + r < gate.rows) y[first + r] = g / (1.f + expf(-g)) * u;
+    }
 }
 
 }  // namespace edgellm
@@ -357,7 +396,7 @@ static int with_qtype(int qtype, F &&f) {
     return check_launch();
 }
 
-static unsigned gemv_blocks(int rows) { return (unsigned)((rows + kGemvWarps - 1) / kGemvWarps); }
+static unsigned gemv_blocks(int rows) { return (unsigned)((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
 
 extern "C" int edgellm_gemv(const edgellm_qmatrix *m, const void *xq, const void *xds, float *y, void *stream) {
     if (!matrix_ok(m) || !activations_ok(xq, xds) || !y) return EDGELLM_ERR_ARGUMENT;
