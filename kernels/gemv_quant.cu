@@ -168,7 +168,11 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q6_K>(const QMatr
     return d * x.ds.x * (sc[0] * first + sc[1] * second);
 }
 
-constexpr int kGemvWarps = 4;
+// Warps per block (a build setting: make EXTRA=-DEDGELLM_GEMV_WARPS=8).
+#ifndef EDGELLM_GEMV_WARPS
+#define EDGELLM_GEMV_WARPS 4
+#endif
+constexpr int kGemvWarps = EDGELLM_GEMV_WARPS;
 
 // Output rows per warp (a build setting: make EXTRA=-DEDGELLM_GEMV_ROWS=2): a warp's rows share every load of the
 // activations, which with 16-bit activations are 72 bytes per chunk against a Q4_0 block's 18.  Each row's sums run
