@@ -90,9 +90,33 @@ __global__ void argmax_kernel(const float *logits, int n, int *out, int *pos) {
     __shared__ int best_i[32];
     float v = -INFINITY;
     int bi = n;  // past the end: loses every tie against a real index
-#pragma unroll 8
-    for (int i = threadIdx.x; i < n; i += blockDim.x)  // unrolled: several loads in flight, compared in order
-        if (logits[i] > v) v = logits[i], bi = i;
+    // Each thread sees its indices in increasing order, so `>` keeps the first of equal values.  The loads of a round
+    // are all issued before the first comparison: one load at a time made this kernel 52 us of an 8B model's
+    // 2.3 ms step on an H200 (a 128k vocabulary).
+    const auto consider = [&](float x, int i) {
+        if (x > v) v = x, bi = i;
+    };
+    int tail = 0;
+    if (reinterpret_cast<uintptr_t>(logits) % 16 == 0) {
+        constexpr int kLoads = 8;
+        const float4 *l4 = reinterpret_cast<const float4 *>(logits);
+        const int n4 = n / 4;
+        for (int base = threadIdx.x; base < n4; base += kLoads * blockDim.x) {
+            float4 c[kLoads];
+#pragma unroll
+            for (int u = 0; u < kLoads; ++u) {
+                const int j = base + u * blockDim.x;
+                c[u] = j < n4 ? l4[j] : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+            }
+#pragma unroll
+            for (int u = 0; u < kLoads; ++u) {
+                const int i = 4 * (base + u * blockDim.x);
+                consider(c[u].x, i), consider(c[u].y, i + 1), consider(c[u].z, i + 2), consider(c[u].w, i + 3);
+            }
+        }
+        tail = 4 * n4;
+    }
+    for (int i = tail + threadIdx.x; i < n; i += blockDim.x) consider(logits[i], i);
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) {
         const float ov = __shfl_xor_sync(0xffffffffu, v, off);

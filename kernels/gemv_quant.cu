@@ -174,11 +174,12 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q6_K>(const QMatr
 #endif
 constexpr int kGemvWarps = EDGELLM_GEMV_WARPS;
 
-// Output rows per warp (a build setting: make EXTRA=-DEDGELLM_GEMV_ROWS=2): a warp's rows share every load of the
+// Output rows per warp (a build setting: make EXTRA=-DEDGELLM_GEMV_ROWS=1): a warp's rows share every load of the
 // activations, which with 16-bit activations are 72 bytes per chunk against a Q4_0 block's 18.  Each row's sums run
-// in the same order whatever the setting, so results are bit for bit the same.
+// in the same order whatever the setting, so results are bit for bit the same.  Two rows took the 8B decode step on
+// an H200 from 2.80 to 2.32 ms; four (2.49 ms) leave too few warps per matrix.
 #ifndef EDGELLM_GEMV_ROWS
-#define EDGELLM_GEMV_ROWS 1
+#define EDGELLM_GEMV_ROWS 2
 #endif
 constexpr int kRowsPerWarp = EDGELLM_GEMV_ROWS;
 static_assert(kRowsPerWarp >= 1 && kRowsPerWarp <= 4, "1 to 4 rows per warp");
@@ -234,7 +235,6 @@ __device__ __forceinline__ int last_row_within(int first, int r, int rows) {
 template <int QT>
 __global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(QMatrix w, const int8_t *xq, const float2 *xds,
                                                                float *y) {
-    chained_start();
     const int lane = threadIdx.x & 31, first = warp_first_row();
     if (first >= w.rows) return;  // whole warps leave together: the shuffles below stay full
     const QMatrix *m[kRowsPerWarp];
@@ -242,6 +242,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(QMatrix w, const 
     float a[kRowsPerWarp];
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) m[r] = &w, rows[r] = last_row_within(first, r, w.rows), a[r] = 0.f;
+    chained_start();  // after the row arithmetic, which needs nothing of the previous kernel
     lane_dots<QT>(m, rows, xq, xds, lane, a);
     warp_sums(a);
 #pragma unroll
@@ -302,7 +303,6 @@ struct GemvJobs {
 template <int QT>
 __global__ void __launch_bounds__(32 * kGemvWarps) gemv_jobs_kernel(const __grid_constant__ GemvJobs jobs,
                                                                     const int8_t *xq, const float2 *xds) {
-    chained_start();
     const int lane = threadIdx.x & 31, first = warp_first_row(), total = jobs.row_end[jobs.count - 1];
     if (first >= total) return;
     // A warp's rows may straddle two matrices: each row finds its own.
@@ -315,6 +315,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_jobs_kernel(const __grid
         const int j = row < jobs.row_end[0] ? 0 : row < jobs.row_end[1] ? 1 : 2;
         job[r] = j, m[r] = &jobs.w[j], rows[r] = j > 0 ? row - jobs.row_end[j - 1] : row, a[r] = 0.f;
     }
+    chained_start();  // after the row arithmetic, which needs nothing of the previous kernel
     lane_dots<QT>(m, rows, xq, xds, lane, a);
     warp_sums(a);
 #pragma unroll
@@ -332,7 +333,6 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_jobs_kernel(const __grid
 template <int QT>
 __global__ void __launch_bounds__(32 * kGemvWarps) gemv_swiglu_kernel(QMatrix gate, QMatrix up, const int8_t *xq,
                                                                       const float2 *xds, float *y) {
-    chained_start();
     const int lane = threadIdx.x & 31, first = warp_first_row();
     if (first >= gate.rows) return;
     const QMatrix *m[2 * kRowsPerWarp];
@@ -343,6 +343,7 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_swiglu_kernel(QMatrix ga
         const int row = last_row_within(first, r, gate.rows);
         m[2 * r] = &gate, m[2 * r + 1] = &up, rows[2 * r] = rows[2 * r + 1] = row, a[2 * r] = a[2 * r + 1] = 0.f;
     }
+    chained_start();  // after the row arithmetic, which needs nothing of the previous kernel
     lane_dots<QT>(m, rows, xq, xds, lane, a);
     warp_sums(a);
 #pragma unroll

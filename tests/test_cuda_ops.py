@@ -83,10 +83,24 @@ def test_norm_rope_swiglu_add_argmax_match_the_cpu_engine(ops):
     logits[99999] = 100.0  # a tie: the lower index wins, as numpy's argmax
     best = torch.zeros(1, dtype=torch.int32, device="cuda")
     ops.argmax(logits.data_ptr(), logits.numel(), best.data_ptr())
+    # Off the 16-byte alignment of the vector loads and with a length that is no multiple of 4: the scalar path,
+    # maximum in the last element.
+    odd = torch.from_numpy(rng.standard_normal(1003).astype(np.float32)).cuda()
+    odd[1002] = 50.0
+    best_odd = torch.zeros(1, dtype=torch.int32, device="cuda")
+    ops.argmax(odd[1:].data_ptr(), 1002, best_odd.data_ptr())
+    # Aligned with a tail past the last whole group of 4: a maximum in the tail tied with one in the vector part
+    # (the lower index wins across the two paths).
+    tail = torch.from_numpy(rng.standard_normal(4099).astype(np.float32)).cuda()
+    tail[4097] = tail[4000] = 61.0
+    best_tail = torch.zeros(1, dtype=torch.int32, device="cuda")
+    ops.argmax(tail.data_ptr(), 4099, best_tail.data_ptr())
     torch.cuda.synchronize()
     assert np.abs(o.cpu().numpy() - ref).max() < 1e-5
     assert torch.equal(a.cpu(), 1 + torch.arange(1000, dtype=torch.float32))
     assert int(best.item()) == 77777
+    assert int(best_odd.item()) == 1001
+    assert int(best_tail.item()) == 4000
 
 
 @pytest.mark.gpu
