@@ -15,8 +15,8 @@ struct DecodeParams {
     // When set, the cache holds *pos + 1 rows (at most seq_k): read on the device, so that a decode step captured in
     // a CUDA graph attends to one more row at every replay.
     const int *pos;
-    // When set, the output is also written as quantized activations (edgellm_gemv.h) of the [batch, n_heads * head_dim]
-    // rows, exactly as edgellm_quantize_activations would make them from o: the next projection reads them.
+    // When set, the output is also written as quantized activations (edgellm_gemv.h) of the
+    // [batch, n_heads * head_dim] rows, exactly as edgellm_quantize_activations would make them from o: the next projection reads them.
     int8_t *xq;
     float2 *xds;
 };
@@ -36,8 +36,10 @@ __device__ __forceinline__ void quantize_chunk_x4(float4 v, int64_t chunk, int s
     if (!writer) return;
     const int2 d0 = act_digits(u0), d1 = act_digits(u1), d2 = act_digits(u2), d3 = act_digits(u3);
     int8_t *c = xq + chunk * kActChunkBytes;
-    reinterpret_cast<char4 *>(c)[sub] = make_char4((signed char)d0.x, (signed char)d1.x, (signed char)d2.x, (signed char)d3.x);
-    reinterpret_cast<char4 *>(c + 32)[sub] = make_char4((signed char)d0.y, (signed char)d1.y, (signed char)d2.y, (signed char)d3.y);
+    reinterpret_cast<char4 *>(c)[sub] =
+        make_char4((signed char)d0.x, (signed char)d1.x, (signed char)d2.x, (signed char)d3.x);
+    reinterpret_cast<char4 *>(c + 32)[sub] =
+        make_char4((signed char)d0.y, (signed char)d1.y, (signed char)d2.y, (signed char)d3.y);
     if (sub == 0) xds[chunk] = make_float2(s, s * sum);
 }
 

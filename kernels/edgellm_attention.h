@@ -71,8 +71,8 @@ int edgellm_attention_decode(const edgellm_decode_args *args, edgellm_dtype kv_d
 /* Decode for a step captured in a CUDA graph: the cache holds *pos + 1 rows (pos in device memory, read at every
  * replay, at most args->seq_k, the capacity, which fixes the split length); num_splits >= 1 must be given.  While the
  * rows fit in the first split, that split alone computes the output.  xq and xds (both or neither; 16- and 8-byte
- * aligned) also receive the output as quantized activations, as edgellm_quantize_activations (edgellm_gemv.h) would make
- * them from the contiguous [batch, n_heads * head_dim] output, bit for bit. */
+ * aligned) also receive the output as quantized activations, as edgellm_quantize_activations (edgellm_gemv.h) would
+ * make them from the contiguous [batch, n_heads * head_dim] output, bit for bit. */
 int edgellm_attention_decode_at(const edgellm_decode_args *args, edgellm_dtype kv_dtype, const int *pos,
                                 int num_splits, void *workspace, size_t workspace_bytes, void *xq, void *xds,
                                 void *stream);

@@ -4,13 +4,12 @@
 // Per layer: RMSNorm -> quantized activations (16 bits as two int8 digits, edgellm_gemv.h) -> Q, K, V (quantized
 // GEMV, + biases) -> RoPE at the device position -> K, V appended to the fp16 cache -> split-KV decode attention over
 // the cache -> output projection -> residual; RMSNorm -> quantize -> gate, up -> SwiGLU -> quantize -> down ->
-// residual.  Then the final norm, the LM head and argmax
-// on the device, the position advanced on the device.
+// residual.  Then the final norm, the LM head and argmax on the device, the position advanced on the device.
 //
 // Fused (the default), a layer is 9 launches: RMSNorm+quantize, Q/K/V (+ biases) in one GEMV, RoPE+append,
 // attention writing quantized activations, output projection with the residual added in its epilogue,
-// RMSNorm+quantize, gate/up with SwiGLU in the epilogue, quantize, down projection + residual.  A small model's step is bound by launches, not bytes, so every
-// launch saved is time.  Each fused kernel computes exactly what the separate ones do, in the same order (the GPU
+// RMSNorm+quantize, gate/up with SwiGLU in the epilogue, quantize, down projection + residual.  A small model's
+// step is bound by launches, not bytes, so every launch saved is time.  Each fused kernel computes exactly what the separate ones do, in the same order (the GPU
 // tests compare the two steps bit for bit).
 #include <algorithm>
 #include <cstdlib>

@@ -47,7 +47,7 @@ struct KvVector {  // E consecutive elements of one K or V row, loaded with the 
 
 // Block size, pipeline depth and resident blocks per SM are build-time settings (make EXTRA=-D...) so that a card
 // can be swept with kernels/bench (attention_bench --decode S).  The defaults are the fastest measured on an H200 for
-// a 16k fp16 cache, 32/8 heads: 256 threads, 2 stages, one block per SM (16 splits) read 2663 GB/s, where 128
+// a 16k fp16 cache, 32/8 heads: 256 threads, 2 stages, one block per SM (16 splits) read 2659 GB/s, where 128
 // threads with 4 stages and two blocks per SM (33 splits) read 2067; the kernel is bound by instruction issue, and 8
 // warps of one block per SM issue better than two blocks of 4 with their extra splits to merge.
 #ifndef EDGELLM_DECODE_THREADS

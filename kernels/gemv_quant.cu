@@ -1,10 +1,11 @@
 // Quantized matrix-vector products on GGUF quant blocks (planar layout, see edgellm_gemv.h).
 //
-// One warp computes one output row.  Its lanes walk the row in chunks of 32 weights (lane i takes chunks i, i+32,
-// ...): each chunk's weights are unpacked four at a time into bytes and multiplied by dp4a with both int8 digits of
-// the 16-bit activations (quantize_chunk, attention_common.cuh), the two integer sums joined as 254 hi + lo, then
-// scaled in fp32 by the block's scale(s) and the activations' scale.  The warp's partial sums are reduced
-// with shuffles that all 32 lanes execute.
+// One warp computes EDGELLM_GEMV_ROWS output rows (two by default).  Its lanes walk the rows in chunks of 32 weights
+// (lane i takes chunks i, i+32, ...), each chunk's activations loaded once for all of the warp's rows.  A chunk's
+// weights are unpacked four at a time into bytes and multiplied by dp4a with both int8 digits of the 16-bit
+// activations (quantize_chunk, attention_common.cuh), the two integer sums joined as 254 hi + lo, then scaled in fp32
+// by the block's scale(s) and the activations' scale.  The warp's partial sums are reduced with shuffles that all 32
+// lanes execute.
 #include <type_traits>
 
 #include "attention_common.cuh"
