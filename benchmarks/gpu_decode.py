@@ -22,7 +22,7 @@ from edgebench.backends import GenerationSettings, ModelRef, create_backend
 from edgebench.models import record_for_gguf
 from edgebench.prompts import PLAN_PROMPTS
 from edgebench.runner import run_benchmark
-from edgebench.synthetic import write_synthetic
+from synthgguf import write_synthetic
 
 DEFAULT_PRESETS = "smollm-135m,qwen2.5-0.5b,llama3.2-1b,llama3.2-3b,llama3.1-8b"
 

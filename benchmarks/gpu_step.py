@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from edgebench import EdgebenchError
-from edgebench.synthetic import write_synthetic
+from synthgguf import write_synthetic
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gpu_decode import DEFAULT_PRESETS, at_least, copy_bandwidth_gbs  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from edgebench.synthetic import PRESETS, write_synthetic
+from synthgguf import PRESETS, write_synthetic
 
 
 def check_llama_cpp(path: Path) -> tuple[bool, float]:

@@ -67,7 +67,7 @@ def test_the_fused_step_is_bit_for_bit_the_unfused_one(kernel_library, smollm2_g
     Q/K/V and gate/up kernels; the synthetic Qwen2 (Q4_K_M mix: biases, NEOX RoPE, V and down in other types than
     Q and gate) takes the biases and the per-matrix fallbacks."""
     _cuda()
-    from edgebench.synthetic import write_synthetic
+    from synthgguf import write_synthetic
     from edgellm.cuda_attention import AttentionKernels
     from edgellm.cuda_engine import CudaEngine
 
@@ -111,7 +111,7 @@ def test_without_a_gpu_the_engine_says_so_in_one_line(kernel_library, smollm2_gg
 
 def test_shapes_the_gpu_kernels_lack_are_refused_by_name_before_any_device_work(kernel_library, tmp_path,
                                                                              monkeypatch):
-    from edgebench import synthetic
+    from synthgguf import synthetic
     from edgellm.cuda_attention import AttentionKernels
     from edgellm.cuda_engine import CudaEngine
     from edgellm.errors import UnsupportedModelError

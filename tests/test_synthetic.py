@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgebench.gguf_info import describe_gguf
-from edgebench.synthetic import PRESETS, parameter_count, quant_type, tensor_shapes, write_synthetic
+from synthgguf import PRESETS, parameter_count, quant_type, tensor_shapes, write_synthetic
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

@@ -154,7 +154,7 @@ def cmd_pull(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from .synthetic import PRESETS, parameter_count, write_synthetic
+    from synthgguf import PRESETS, SyntheticModelError, parameter_count, write_synthetic
 
     if args.list:
         for name, preset in PRESETS.items():
@@ -162,7 +162,10 @@ def cmd_synth(args) -> int:
         return 0
     if not args.preset or not args.output:
         raise EdgebenchError("give a preset and -o FILE.gguf (edgebench synth --list shows the presets)")
-    write_synthetic(args.preset, args.output, quant=args.quant, seed=args.seed, progress=True)
+    try:
+        write_synthetic(args.preset, args.output, quant=args.quant, seed=args.seed, progress=True)
+    except SyntheticModelError as exc:
+        raise EdgebenchError(str(exc)) from None
     print(args.output)
     return 0
 

@@ -3,14 +3,18 @@
 from edgebench.atomic import write_json
 from edgebench.models import record_for_gguf
 from edgebench.scripting import rule_context
-from edgebench.synthetic import write_synthetic
+from edgebench import EdgebenchError
+from synthgguf import SyntheticModelError, write_synthetic
 
 smk = snakemake  # noqa: F821 - provided by Snakemake
 
 with rule_context(smk):
     spec = smk.params.spec
-    info = write_synthetic(spec["preset"], smk.output.gguf, quant=spec.get("quant", "Q4_K_M"),
-                           seed=spec.get("seed", 0))
+    try:
+        info = write_synthetic(spec["preset"], smk.output.gguf, quant=spec.get("quant", "Q4_K_M"),
+                               seed=spec.get("seed", 0))
+    except SyntheticModelError as exc:
+        raise EdgebenchError(str(exc)) from None
     record = record_for_gguf(smk.wildcards.model, smk.output.gguf, {"kind": "synthetic", **spec})
     record["label"] = (smk.params.label or smk.wildcards.model) + " (synthetic)"
     write_json(record, smk.output.record)

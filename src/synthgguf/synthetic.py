@@ -10,19 +10,25 @@ is not a multiple of 256 fall back as llama.cpp does (Q4_K -> Q5_0, Q6_K -> Q8_0
 Weights are random quant blocks whose scales make every matrix's entries zero-mean with standard deviation
 1/sqrt(fan_in), so activations keep their scale through every layer and the logits stay finite. The vocabulary has
 the real size: the 256 byte tokens of byte-level BPE, merged pairs, then filler tokens. The file says it is synthetic
-(`edgebench.synthetic`): its speed is real, its text is not.
+(the GGUF key `edgebench.synthetic`): its speed is real, its text is not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
-from . import EdgebenchError
+
+
+class SyntheticModelError(ValueError):
+    """An unknown preset or quant mix: one line for the user, never a half-written file."""
 
 
 @dataclass(frozen=True)
@@ -186,11 +192,23 @@ def llama3_rope_factors(p: Preset) -> np.ndarray:
     return np.array(out, dtype=np.float32)
 
 
+def byte_alphabet() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable characters (byte-level BPE's base alphabet)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    chars = keep[:]
+    n = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(keep, chars)}
+
+
 def synthetic_vocab(size: int) -> tuple[list[str], list[str], list[int], int, int]:
     """(tokens, merges, token types, bos, eos): the 256 byte tokens of byte-level BPE first (so any text tokenizes),
     then merged byte pairs, then filler tokens up to the real vocabulary size, and five control tokens (BOS <s>, EOS </s>)."""
-    from edgellm.tokenizer import byte_alphabet
-
     chars = list(byte_alphabet().values())
     tokens = chars[:]
     merges = []
@@ -215,16 +233,14 @@ def write_synthetic(preset: str, path: str | Path, quant: str = "Q4_K_M", seed: 
     import gguf
     from tqdm import tqdm
 
-    from .atomic import atomic_path
-
     if preset not in PRESETS:
-        raise EdgebenchError(f"unknown synthetic preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise SyntheticModelError(f"unknown synthetic preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if quant not in QUANT_MIXES:
-        raise EdgebenchError(f"unknown quant mix {quant!r}; choose one of {', '.join(QUANT_MIXES)}")
+        raise SyntheticModelError(f"unknown quant mix {quant!r}; choose one of {', '.join(QUANT_MIXES)}")
     p = PRESETS[preset]
     rng = np.random.default_rng(seed)
     shapes = tensor_shapes(p)
-    with atomic_path(path) as tmp:
+    with _atomic_path(path) as tmp:
         w = gguf.GGUFWriter(str(tmp), p.arch)
         a = p.arch
         w.add_name(f"synthetic {preset} ({quant})")
@@ -285,3 +301,25 @@ def write_synthetic(preset: str, path: str | Path, quant: str = "Q4_K_M", seed: 
         w.write_tensors_to_file()
         w.close()
     return {"parameter_count": parameter_count(p), "bytes": Path(path).stat().st_size, "tensor_types": kinds}
+
+
+@contextlib.contextmanager
+def _atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary file beside the target, renamed over it only when the block finishes: no half-written GGUF."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
