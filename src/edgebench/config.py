@@ -100,6 +100,16 @@ def validate(config: dict, schema_path: str | Path) -> dict:
     return config
 
 
+def resolve_testbed(config: dict) -> str:
+    """The testbed's name: the config's, or for `auto` this machine's (its GPU, else `cpu-Nc`); written back into
+    the config so that the report names the machine, never "auto"."""
+    if config.get("testbed", "auto") == "auto":
+        from .provenance import testbed_name
+
+        config["testbed"] = testbed_name()
+    return config["testbed"]
+
+
 def load(path: str | Path, schema_path: str | Path) -> dict:
     try:
         return validate(yaml.safe_load(Path(path).read_text()) or {}, schema_path)

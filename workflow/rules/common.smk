@@ -10,8 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from edgebench import EdgebenchError
 from edgebench.backends import build_inputs, build_steps
-from edgebench.config import validate
-from edgebench.provenance import testbed_name
+from edgebench.config import resolve_testbed, validate
 
 try:
     validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -19,8 +18,7 @@ except EdgebenchError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
 RESULTS = config["results"]
-TESTBED = testbed_name() if config["testbed"] == "auto" else config["testbed"]
-config["testbed"] = TESTBED  # the resolved name, as the report shows it
+TESTBED = resolve_testbed(config)  # the machine's name where the config says auto, as the report shows it
 # Several GPU types in one pass (on Slurm, each testbed's jobs ask for its GPU model); otherwise this machine.
 TESTBEDS = list(config.get("testbeds") or {}) or [TESTBED]
 MODELS = list(config["models"])
