@@ -18,6 +18,8 @@ import seaborn as sns  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
+# Every figure colours a backend with backend_palette() at full saturation (seaborn's categorical plots would dull
+# it), so that a backend looks the same in a line, a bar and a box.
 
 
 def backend_palette(names=()) -> dict:
@@ -113,7 +115,7 @@ def latency_distribution(runs: pd.DataFrame, png, testbed: str) -> None:
     order = list(dict.fromkeys(itl.sort_values("parameter_count")["model_label"]))
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     sns.boxenplot(data=itl, x="model_label", y="itl_ms", hue="backend", order=order, ax=ax, showfliers=True,
-                  palette=backend_palette(itl["backend"]))
+                  palette=backend_palette(itl["backend"]), saturation=1)
     ax.set_yscale("log")
     ax.set_xlabel("")
     ax.set_ylabel("inter-token latency (ms)")
@@ -127,7 +129,8 @@ def ttft(runs: pd.DataFrame, png, testbed: str) -> None:
     if timed.empty:
         return not_measured(png, f"Time to first token on {testbed}", "no run produced a token")
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
-    sns.boxplot(data=timed, x="prompt_id", y="ttft_ms", hue="backend", ax=ax, palette=backend_palette(timed["backend"]))
+    sns.boxplot(data=timed, x="prompt_id", y="ttft_ms", hue="backend", ax=ax,
+                palette=backend_palette(timed["backend"]), saturation=1)
     ax.set_yscale("log")
     ax.set_xlabel("prompt")
     ax.set_ylabel("time to first token (ms)")
@@ -165,7 +168,7 @@ def energy_per_token(summary: pd.DataFrame, png, testbed: str) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     s = s.sort_values("parameter_count")
     sns.barplot(data=s, x="model_label", y="gpu_energy_j_per_token_mean", hue="backend", ax=ax,
-                palette=backend_palette(s["backend"]))
+                palette=backend_palette(s["backend"]), saturation=1)
     ax.set_xlabel("")
     ax.set_ylabel("GPU energy per generated token (J)")
     ax.set_title(f"Energy per token (NVML total-energy counter) on {testbed}")
