@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from edgebench import defaults
+
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -120,7 +122,7 @@ def test_lint_passes():
 def test_pipeline_end_to_end_reruns_only_what_changed_and_reports(tmp_path, smollm2_gguf):
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg["models"] = {"smollm2-135m": {"path": str(smollm2_gguf), "label": "SmolLM2-135M"}}
-    cfg["prompts"] = {k: cfg["prompts"][k] for k in ("minimal", "short")}
+    cfg["prompts"] = {k: defaults.PROMPTS[k] for k in ("minimal", "short")}
     cfg.update(runs=2, warmup=1, max_new_tokens=8, testbed="ci")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     args = ["--cores", "1", "--configfile", str(tmp_path / "config.yaml")]
