@@ -16,16 +16,22 @@ report: "report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/build.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/bench.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/plots.smk"
-include: "workflow/rules/kernels.smk"
+
+
+# Kernel development (accuracy gate, sanitizer, kernel benchmark) lives with the kernels, only when asked for.
+if config["kernels"]["run"]:
+
+    include: "kernels/tools/rules.smk"
 
 
 # Everything but the benchmarks runs where Snakemake runs (on a cluster: the login node, which can download models);
-# only benchmark jobs are submitted to an executor such as Slurm.
+# only benchmark jobs are submitted to an executor such as Slurm. Build steps mark themselves local.
 localrules:
     all,
     model_from_ollama,
@@ -37,8 +43,6 @@ localrules:
     tables,
     figures,
     compare_testbeds,
-    compile_kernels,
-    kernels,
 
 
 rule all:

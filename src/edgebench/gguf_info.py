@@ -1,4 +1,5 @@
-"""What a GGUF file is: architecture, parameter count, quantization, checksum. Read through the `gguf` package."""
+"""What a GGUF file is: architecture, parameter count, quantization, checksum, chat template. The harness's one
+reader of GGUF fields (through the `gguf` package)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,19 @@ def describe_gguf(path: str | os.PathLike, with_sha256: bool = True) -> dict:
         "context_length": field_value(reader, f"{arch}.context_length"),
         "synthetic": bool(field_value(reader, "edgebench.synthetic", False)),
     }
+
+
+def token_text(reader, key: str) -> str:
+    """The text of the token whose id the field `key` holds (e.g. tokenizer.ggml.bos_token_id); "" if absent."""
+    idx = field_value(reader, key)
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    if idx is None or tokens is None:
+        return ""
+    return bytes(tokens.parts[tokens.data[idx]]).decode("utf-8", "replace")
+
+
+def chat_template(path: str | os.PathLike) -> tuple[str | None, str, str]:
+    """(chat template, bos text, eos text) of a GGUF file, for the harness's prompt rendering."""
+    reader = open_reader(path)
+    return (field_value(reader, "tokenizer.chat_template"), token_text(reader, "tokenizer.ggml.bos_token_id"),
+            token_text(reader, "tokenizer.ggml.eos_token_id"))

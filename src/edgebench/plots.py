@@ -18,6 +18,18 @@ import seaborn as sns  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
+# Every figure colours a backend with backend_palette() at full saturation (seaborn's categorical plots would dull
+# it), so that a backend looks the same in a line, a bar and a box.
+
+
+def backend_palette(names=()) -> dict:
+    """One colour per backend name, the same in every figure and testbed comparison: the registry's backends in
+    its order, then any other name found in the results, sorted."""
+    from .backends import REGISTRY
+
+    known = list(REGISTRY) + sorted(set(names) - set(REGISTRY))
+    colours = sns.color_palette("colorblind", 10)
+    return {name: colours[i % len(colours)] for i, name in enumerate(known)}
 
 
 def model_label(model: str, synthetic) -> str:
@@ -50,12 +62,13 @@ def _with_labels(df: pd.DataFrame) -> pd.DataFrame:
 def throughput_vs_size(scaling: pd.DataFrame, png, testbed: str) -> None:
     df = _with_labels(scaling.dropna(subset=["parameter_count", "decode_tok_s_mean"]))
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    palette = backend_palette(df["backend"])
     for backend, g in df.groupby("backend"):
         g = g.sort_values("parameter_count")
         yerr = np.vstack([g["decode_tok_s_mean"] - g["decode_tok_s_ci95_lo"],
                           g["decode_tok_s_ci95_hi"] - g["decode_tok_s_mean"]])
         ax.errorbar(g["parameter_count"], g["decode_tok_s_mean"], yerr=np.nan_to_num(yerr), marker="o",
-                    capsize=3, label=backend)
+                    capsize=3, label=backend, color=palette[backend])
         for _, r in g.iterrows():
             ax.annotate(r["model_label"], (r["parameter_count"], r["decode_tok_s_mean"]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
@@ -83,7 +96,8 @@ def speedup(scaling: pd.DataFrame, png, testbed: str) -> None:
         g = df[df["backend"] == backend].set_index("model_label").reindex(order)
         x = np.arange(len(order)) + (i - (len(backends) - 1) / 2) * width
         yerr = np.vstack([g["speedup"] - g["speedup_ci95_lo"], g["speedup_ci95_hi"] - g["speedup"]])
-        ax.bar(x, g["speedup"], width, yerr=np.nan_to_num(yerr), capsize=3, label=backend)
+        ax.bar(x, g["speedup"], width, yerr=np.nan_to_num(yerr), capsize=3, label=backend,
+               color=backend_palette(backends)[backend])
     ax.axhline(1.0, color="0.3", lw=1)
     ax.set_xticks(np.arange(len(order)), order, rotation=30, ha="right")
     ax.set_ylabel(f"speedup over {df['baseline'].iloc[0]} (decode tok/s, 95% CI)")
@@ -100,7 +114,8 @@ def latency_distribution(runs: pd.DataFrame, png, testbed: str) -> None:
     itl["itl_ms"] = itl["itl_ms"].astype(float)
     order = list(dict.fromkeys(itl.sort_values("parameter_count")["model_label"]))
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
-    sns.boxenplot(data=itl, x="model_label", y="itl_ms", hue="backend", order=order, ax=ax, showfliers=True)
+    sns.boxenplot(data=itl, x="model_label", y="itl_ms", hue="backend", order=order, ax=ax, showfliers=True,
+                  palette=backend_palette(itl["backend"]), saturation=1)
     ax.set_yscale("log")
     ax.set_xlabel("")
     ax.set_ylabel("inter-token latency (ms)")
@@ -114,7 +129,8 @@ def ttft(runs: pd.DataFrame, png, testbed: str) -> None:
     if timed.empty:
         return not_measured(png, f"Time to first token on {testbed}", "no run produced a token")
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
-    sns.boxplot(data=timed, x="prompt_id", y="ttft_ms", hue="backend", ax=ax)
+    sns.boxplot(data=timed, x="prompt_id", y="ttft_ms", hue="backend", ax=ax,
+                palette=backend_palette(timed["backend"]), saturation=1)
     ax.set_yscale("log")
     ax.set_xlabel("prompt")
     ax.set_ylabel("time to first token (ms)")
@@ -132,7 +148,8 @@ def memory_vs_size(summary: pd.DataFrame, png, testbed: str) -> None:
     if s.empty:
         return not_measured(png, f"Peak memory on {testbed}", "no memory samples")
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
-    sns.scatterplot(data=s, x="parameter_count", y=column, hue="backend", style="backend", s=70, ax=ax)
+    sns.scatterplot(data=s, x="parameter_count", y=column, hue="backend", style="backend", s=70, ax=ax,
+                    palette=backend_palette(s["backend"]))
     for _, r in s.iterrows():
         ax.annotate(r["model_label"], (r["parameter_count"], r[column]), fontsize=7, xytext=(4, 4),
                     textcoords="offset points")
@@ -150,7 +167,8 @@ def energy_per_token(summary: pd.DataFrame, png, testbed: str) -> None:
                             "no NVIDIA GPU energy counter on this testbed")
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     s = s.sort_values("parameter_count")
-    sns.barplot(data=s, x="model_label", y="gpu_energy_j_per_token_mean", hue="backend", ax=ax)
+    sns.barplot(data=s, x="model_label", y="gpu_energy_j_per_token_mean", hue="backend", ax=ax,
+                palette=backend_palette(s["backend"]), saturation=1)
     ax.set_xlabel("")
     ax.set_ylabel("GPU energy per generated token (J)")
     ax.set_title(f"Energy per token (NVML total-energy counter) on {testbed}")
@@ -161,44 +179,12 @@ def energy_per_token(summary: pd.DataFrame, png, testbed: str) -> None:
 def throughput_by_testbed(scalings: list[pd.DataFrame], png) -> None:
     df = _with_labels(pd.concat(scalings, ignore_index=True))
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    # Colour is the backend, as in every other figure; the testbed is the line style.
     sns.lineplot(data=df.sort_values("parameter_count"), x="parameter_count", y="decode_tok_s_mean",
-                 hue="testbed", style="backend", markers=True, ax=ax)
+                 hue="backend", style="testbed", markers=True, ax=ax, palette=backend_palette(df["backend"]))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("decode throughput (tok/s, mean)")
     ax.set_title("Decode throughput vs model size across testbeds")
-    save(fig, png)
-
-
-def kernel_attention(bench: pd.DataFrame, png, testbed: str) -> None:
-    """Prefill TFLOP/s and decode KV-read bandwidth against sequence length: EdgeLLM's kernels, the naive
-    three-pass attention, PyTorch SDPA where it was measured, and the card's copy bandwidth."""
-    names = {"edgellm": "EdgeLLM FA2", "edgellm-tensorcores": "EdgeLLM decode on tensor cores",
-             "naive": "naive (scores materialised)", "torch-sdpa-flash": "PyTorch SDPA (flash)",
-             "torch-sdpa": "PyTorch SDPA"}
-    fp16 = bench[(bench.dtype == "f16") & bench.impl.isin(list(names))].copy()
-    fp16["implementation"] = fp16.impl.map(names)
-    fp16["shape"] = fp16.apply(lambda r: f"d{r.head_dim}, {r.n_heads}/{r.n_kv_heads} heads", axis=1)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    pre = fp16[fp16.kind == "prefill"]
-    sns.lineplot(data=pre, x="seq_k", y="tflops", hue="implementation", style="shape", markers=True, ax=ax1)
-    ax1.set(xscale="log", xlabel="sequence length (causal prefill, fp16)", ylabel="TFLOP/s",
-            title="Prefill")
-    dec = fp16[fp16.kind == "decode"]
-    sns.lineplot(data=dec, x="seq_k", y="gbytes_s", hue="implementation", style="shape", markers=True, ax=ax2)
-    copy = bench[bench.kind == "copy"]
-    if len(copy):
-        bw = float(copy.gbytes_s.iloc[0])
-        ax2.axhline(bw, color="0.3", ls="--", lw=1)
-        ax2.axhline(0.6 * bw, color="0.6", ls=":", lw=1)
-        ax2.text(dec.seq_k.min(), bw, " device copy bandwidth (dotted: 60%)", va="bottom",
-                 fontsize=8, color="0.3")
-    ax2.set(xscale="log", xlabel="KV cache length (decode, 1 query, fp16 cache)", ylabel="KV read GB/s",
-            title="Decode")
-    if not bench.impl.str.startswith("torch").any():
-        fig.text(0.5, -0.02, "PyTorch SDPA: NOT MEASURED (torch with CUDA absent on this testbed)", ha="center",
-                 fontsize=9, color="0.35")
-    fig.suptitle(f"Attention kernels on {testbed}")
-    fig.tight_layout()
     save(fig, png)

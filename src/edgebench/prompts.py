@@ -12,14 +12,7 @@ count, so a difference between engines would show.
 from __future__ import annotations
 
 from . import EdgebenchError
-
-# The user's plan: four prompts from minimal to long, the same for every model.
-PLAN_PROMPTS = {
-    "minimal": "Hello",
-    "short": "What is machine learning?",
-    "medium": "Explain quantum computing in simple terms.",
-    "long": "Write a detailed explanation of how neural networks work, including backpropagation.",
-}
+from .defaults import PROMPTS as PLAN_PROMPTS  # noqa: F401 - the CLI's and the benchmarks' name for them
 
 PROMPT_FORMATS = ("raw", "chat")
 
@@ -48,16 +41,6 @@ def render(prompt: str, prompt_format: str, chat_template: str | None, bos_token
 
 def gguf_chat_template(gguf_path) -> tuple[str | None, str, str]:
     """(template, bos text, eos text) of a GGUF file."""
-    from .gguf_info import field_value, open_reader
+    from .gguf_info import chat_template
 
-    reader = open_reader(gguf_path)
-    template = field_value(reader, "tokenizer.chat_template")
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-
-    def token_text(key: str) -> str:
-        idx = field_value(reader, key)
-        if idx is None or tokens is None:
-            return ""
-        return bytes(tokens.parts[tokens.data[idx]]).decode("utf-8", "replace")
-
-    return template, token_text("tokenizer.ggml.bos_token_id"), token_text("tokenizer.ggml.eos_token_id")
+    return chat_template(gguf_path)

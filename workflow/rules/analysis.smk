@@ -3,7 +3,7 @@
 
 rule analysis:
     input:
-        unpack(kernel_accuracy_input),
+        unpack(gate_inputs),
         runs=f"{RESULTS}/{{testbed}}/runs.parquet",
         summary=f"{RESULTS}/{{testbed}}/summary.parquet",
     output:
@@ -11,7 +11,8 @@ rule analysis:
         criteria=f"{RESULTS}/{{testbed}}/criteria.parquet",
     params:
         baseline=BASELINE,
-        bandwidths=config.get("gpu_peak_bandwidth_gbs", {}),
+        bandwidths=config["gpu_peak_bandwidth_gbs"],
+        criteria=config["criteria"],
     log:
         f"{RESULTS}/logs/{{testbed}}/analysis.log",
     conda:

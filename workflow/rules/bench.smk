@@ -1,7 +1,7 @@
 # One benchmark job per testbed x backend x model x prompt. Every job asks for the `gpu` resource: profiles limit it
 # to 1 so that no two measurements share the machine (on a CPU-only machine `--cores 1` serialises them as well); on
-# Slurm it becomes `--gpus=1`, or `--gpus=MODEL:1` with the testbed's `gpu_model`. EdgeLLM's jobs that will run on a
-# GPU take the compiled CUDA kernels as an input, so `all` builds them first (compile_kernels).
+# Slurm it becomes `--gpus=1`, or `--gpus=MODEL:1` with the testbed's `gpu_model`. A backend whose job needs
+# something built first (its build step, e.g. compiled GPU kernels) gets it as an input, so `all` builds it first.
 
 
 rule bench:

@@ -1,4 +1,5 @@
-# Configuration, validation and every input function of the workflow.
+# Configuration, validation and every input function of the workflow. Backends are known only through the
+# registry (edgebench.backends): their options, and what their jobs need built first.
 import functools
 import os
 import re
@@ -8,16 +9,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from edgebench import EdgebenchError
-from edgebench.config import validate
-from edgebench.provenance import testbed_name
+from edgebench.backends import build_inputs, build_steps
+from edgebench.config import resolve_testbed, validate
 
 try:
-    validate(config)
+    validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 except EdgebenchError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
 RESULTS = config["results"]
-TESTBED = testbed_name() if config["testbed"] == "auto" else config["testbed"]
+TESTBED = resolve_testbed(config)  # the machine's name where the config says auto, as the report shows it
 # Several GPU types in one pass (on Slurm, each testbed's jobs ask for its GPU model); otherwise this machine.
 TESTBEDS = list(config.get("testbeds") or {}) or [TESTBED]
 MODELS = list(config["models"])
@@ -25,6 +26,12 @@ BACKENDS = list(config["backends"])
 PROMPTS = list(config["prompts"])
 BASELINE = config.get("baseline") or BACKENDS[0]
 SRC = str(Path(workflow.basedir) / "src")
+# What backends' build steps make (compiled kernels), and the steps themselves (workflow/rules/build.smk).
+BUILD = str(Path(workflow.basedir) / "build")
+BUILD_STEPS = build_steps()
+# Outputs that optional rule files add to `all` and inputs they add to the analysis (kernels/tools/rules.smk).
+EXTRA_OUTPUTS = []
+GATE_OUTPUTS = {}  # analysis input name -> path with {testbed}
 
 
 def models_with(source):
@@ -47,21 +54,17 @@ def this_machine_has_a_gpu():
     return bool(gpu_identity().get("gpu_name"))
 
 
-def edgellm_on_gpu(backend, testbed):
-    """Whether this testbed's edgellm jobs run the CUDA engine, which needs the kernels built first: device cuda, or
-    auto (the default) on a testbed that expects a GPU or, without testbeds, on this machine when it has one."""
-    if backend != "edgellm":
-        return False
-    device = config["backends"][backend].get("device", "auto")
-    if device != "auto":
-        return device == "cuda"
+def testbed_has_gpu(testbed):
+    """Whether this testbed's jobs run on a GPU: it expects one or, without testbeds, this machine has one."""
     return bool(testbed_spec(testbed).get("expect_gpu")) or (not config.get("testbeds") and this_machine_has_a_gpu())
 
 
 def bench_inputs(wildcards):
+    """The model record, and whatever the backend declares its job needs built first (as `built_<option>`)."""
     inputs = {"record": model_record(wildcards)}
-    if edgellm_on_gpu(wildcards.backend, wildcards.testbed):
-        inputs["kernels"] = f"{KERNEL_BUILD}/libedgellm.so"
+    options = config["backends"][wildcards.backend]
+    for option, product in build_inputs(wildcards.backend, options, testbed_has_gpu(wildcards.testbed)).items():
+        inputs[f"built_{option}"] = f"{BUILD}/{product}"
     return inputs
 
 
@@ -91,9 +94,7 @@ def all_outputs():
         out += [f"{RESULTS}/{testbed}/{name}.parquet" for name in ("runs", "summary", "scaling", "criteria")]
         out += expand(f"{RESULTS}/{testbed}/figures/{{fig}}.png", fig=FIGURES)
         out += expand(f"{RESULTS}/{testbed}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "tex"])
-    if config["kernels"]["run"]:
-        for testbed in TESTBEDS:
-            out += kernel_outputs(testbed)
+    out += EXTRA_OUTPUTS
     if len(TESTBEDS) > 1 or config["compare_testbeds"]:
         out.append(f"{RESULTS}/comparison/throughput_by_testbed.png")
     return out
@@ -105,30 +106,30 @@ def figure(name, category="Figures"):
                   caption=f"../../report/fig_{name}.rst")
 
 
-def kernel_arch():
-    """The compute capability the kernels are built for (config, else this machine's GPU, else H100/H200's 90)."""
-    from edgebench.kernels import detect_arch
+def cuda_arch():
+    """The compute capability builds are made for (config, else this machine's GPU, else H100/H200's 90)."""
+    from edgebench.build import cuda_arch as resolve
 
     try:
-        return detect_arch(config["kernels"]["arch"])
+        return resolve(config["kernels"]["arch"])
     except EdgebenchError as exc:
         raise WorkflowError(str(exc)) from None
 
 
-# EdgeLLM's CUDA kernels (workflow/rules/kernels.smk).
-KERNEL_SOURCES = sorted(
-    str(p) for p in Path(workflow.basedir, "kernels").rglob("*") if p.suffix in (".cu", ".cuh", ".h") or p.name == "Makefile"
-)
-KERNEL_BUILD = str(Path(workflow.basedir) / "build")
+BUILD_SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cu", ".cuh", ".h", ".hpp")
 
 
-def kernel_accuracy_input(wildcards):
-    """The kernels' accuracy table for the accuracy criterion, when the config runs the kernel gate."""
-    if not config["kernels"]["run"]:
-        return {}
-    return {"kernel_accuracy": f"{RESULTS}/{wildcards.testbed}/kernels/accuracy.parquet"}
+def build_sources(step):
+    """The C/C++/CUDA sources and the Makefile under a build step's folder: a change to any of them rebuilds."""
+    root = Path(workflow.basedir) / step.sources
+    return sorted(str(p) for p in root.rglob("*") if p.suffix in BUILD_SOURCE_SUFFIXES or p.name == "Makefile")
 
 
-def kernel_outputs(testbed):
-    return [f"{RESULTS}/{testbed}/kernels/{name}" for name in
-            ("accuracy.parquet", "sanitizer.parquet", "bench.parquet", "figures/kernel_attention.png")]
+def make_folder(files):
+    """The folder of the top-level Makefile among a build step's sources."""
+    return os.path.dirname(min((f for f in files if os.path.basename(f) == "Makefile"), key=len))
+
+
+def gate_inputs(wildcards):
+    """Accuracy gates an optional rule file contributes to the accuracy criterion (e.g. the kernel gate)."""
+    return {name: path.format(testbed=wildcards.testbed) for name, path in GATE_OUTPUTS.items()}

@@ -3,15 +3,15 @@
 import os
 
 from edgebench import EdgebenchError
-from edgebench.backends import GenerationSettings, create_backend
+from edgebench.backends import GenerationSettings, ModelNotSupportedError, create_backend
 from edgebench.models import load_record, ref_from_record
 from edgebench.provenance import machine
 from edgebench.records import write_runs
 from edgebench.runner import run_benchmark
 from edgebench.scripting import rule_context
-from edgellm.errors import UnsupportedModelError
 
 smk = snakemake  # noqa: F821 - provided by Snakemake
+BUILT = "built_"  # inputs a backend's build step made for this job: built_<option> -> that backend option
 
 with rule_context(smk):
     expected = smk.params.expect_gpu
@@ -27,11 +27,9 @@ with rule_context(smk):
                                   num_ctx=s["num_ctx"], prompt_format=s["prompt_format"], ignore_eos=ignore_eos,
                                   threads=s["threads"])
     model = ref_from_record(load_record(smk.input.record))
-    if "kernels" in smk.input.keys():
-        # Built for this job's GPU by compile_kernels: the CUDA engine, never a silent fall-back to the CPU.
-        os.environ["EDGELLM_LIB"] = os.path.abspath(smk.input.kernels)
-        if options.get("device", "auto") == "auto":
-            options["device"] = "cuda"
+    for key in smk.input.keys():
+        if key.startswith(BUILT):
+            options[key[len(BUILT):]] = os.path.abspath(smk.input[key])
     backend = create_backend(smk.wildcards.backend, **options)
 
     def progress(row):
@@ -43,9 +41,9 @@ with rule_context(smk):
     try:
         rows = run_benchmark(backend, model, {smk.wildcards.prompt: smk.params.prompt}, settings, s["runs"],
                              s["warmup"], testbed=smk.wildcards.testbed, on_run=progress)
-    except UnsupportedModelError as exc:
-        # The engine does not implement this model (e.g. EdgeLLM and gemma2): recorded as not measured, with the
-        # reason, so that the rest of the plan still yields its tables; the criteria name the missing models.
+    except ModelNotSupportedError as exc:
+        # The engine does not implement this model: recorded as not measured, with the reason, so that the rest
+        # of the plan still yields its tables; the criteria name the missing models.
         print(f"not measured: {exc}")
         rows, meta["not_measured"] = [], str(exc)
     write_runs(rows, smk.output.runs, extra_metadata=meta)

@@ -11,6 +11,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar, Generator, Optional
 
+from .. import EdgebenchError
+
+
+class ModelNotSupportedError(EdgebenchError):
+    """The engine does not implement this model (its architecture, a tensor type): the pipeline records the job as
+    not measured, with this reason, instead of failing the whole plan; the CLI prints it as an error."""
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """Something a backend's jobs need built before they run (a GPU engine's compiled kernels), declared by the
+    backend so that the pipeline needs no case of its own for it.
+
+    The pipeline's build rule, named `rule`, runs `make -C <sources>` with BUILD (the build folder), ARCH (the CUDA
+    compute capability) and NVCC (the compiler) from the config's `kernels` section; `make` writes `products` into
+    the build folder. A job that needs the step (Backend.needs_build) gets the absolute path of the product
+    `option_products[option]` as the backend option `option`.
+    """
+    rule: str
+    sources: str  # the folder of the Makefile, relative to the repository root
+    products: tuple[str, ...]
+    option_products: tuple[tuple[str, str], ...]  # (backend option, product) pairs
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -58,6 +81,13 @@ class Completion:
 
 class Backend(abc.ABC):
     name: ClassVar[str]
+    # What this backend's jobs may need built first; None for most engines.
+    build_step: ClassVar[Optional[BuildStep]] = None
+
+    @classmethod
+    def needs_build(cls, options: dict, on_gpu: bool) -> bool:
+        """Whether a job with these options, on a machine with (on_gpu) or without a GPU, needs `build_step`."""
+        return False
 
     @abc.abstractmethod
     def load(self, model: ModelRef, settings: GenerationSettings) -> None:

@@ -6,16 +6,18 @@ The accuracy test and the sanitizer tools run at the same time (separate process
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from edgebench import EdgebenchError, kernels
-from edgebench.scripting import rule_context
-
 smk = snakemake  # noqa: F821 - provided by Snakemake
+sys.path.insert(0, str(__import__("pathlib").Path(smk.scriptdir).parent))
+
+import kernel_gate  # noqa: E402
+from edgebench import EdgebenchError  # noqa: E402
+from edgebench.scripting import rule_context  # noqa: E402
 
 with rule_context(smk):
     sys.stdout.flush()
     with ThreadPoolExecutor(2) as pool:
-        sanitizing = pool.submit(kernels.run_sanitizer, smk.input.accuracy)
-        acc = kernels.run_accuracy(smk.input.accuracy, progress=sys.stdout)
+        sanitizing = pool.submit(kernel_gate.run_sanitizer, smk.input.accuracy)
+        acc = kernel_gate.run_accuracy(smk.input.accuracy, progress=sys.stdout)
         san = sanitizing.result()
     failed = acc[~acc.passed]
     print(f"{len(acc)} accuracy cases, {len(failed)} failed")
@@ -31,5 +33,5 @@ with rule_context(smk):
                              f"(error {first.max_abs_err:.3g}); see the log")
     if not san.clean.all():
         raise EdgebenchError("compute-sanitizer found errors in " + ", ".join(san[~san.clean].tool) + "; see the log")
-    kernels.write_parquet(acc, smk.output.accuracy)
-    kernels.write_parquet(san, smk.output.sanitizer)
+    kernel_gate.write_parquet(acc, smk.output.accuracy)
+    kernel_gate.write_parquet(san, smk.output.sanitizer)

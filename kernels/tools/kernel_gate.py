@@ -1,8 +1,8 @@
-"""The EdgeLLM CUDA kernels in the pipeline: architecture detection, the accuracy gate, compute-sanitizer, the
-kernel benchmark, and the headline numbers the issue tracker and the report quote.
+"""Kernel development tools for EdgeLLM's CUDA kernels: the accuracy gate, compute-sanitizer, the kernel benchmark
+and its summary numbers (prefill at 8k against PyTorch SDPA, decode over a 16k cache against the copy bandwidth).
 
-The binaries are built by kernels/Makefile (rule compile_kernels) and write CSV; this module runs them, adds the
-machine's provenance and writes Parquet.
+The binaries are built by kernels/Makefile (the pipeline's compile_kernels rule) and write CSV; this module runs
+them, adds the machine's provenance and writes Parquet. Driven by kernels/tools/rules.smk.
 """
 
 from __future__ import annotations
@@ -19,30 +19,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import EdgebenchError
-from .atomic import atomic_path
-from .provenance import machine
+from edgebench import EdgebenchError
+from edgebench.atomic import atomic_path
+from edgebench.provenance import machine
 
-DEFAULT_ARCH = "90"  # H100 / H200: what a build on a machine without a GPU targets unless the config says otherwise
 SANITIZER_TOOLS = ("memcheck", "racecheck", "synccheck")
-
-
-def detect_arch(configured: str = "auto") -> str:
-    """The compute capability to build for ("90"): the configured one, else this machine's GPU, else DEFAULT_ARCH."""
-    if configured != "auto":
-        if not re.fullmatch(r"\d{2,3}a?", configured):
-            raise EdgebenchError(f"kernels.arch must be like 90 or 80 (a compute capability), not {configured!r}")
-        return configured
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=30, check=True).stdout.split()
-            if out:
-                return out[0].replace(".", "")
-        except (subprocess.SubprocessError, OSError):
-            pass
-    return DEFAULT_ARCH
 
 
 def _run_csv(cmd: list[str], what: str, timeout: float, progress=None) -> tuple[pd.DataFrame, subprocess.CompletedProcess]:
@@ -131,7 +112,7 @@ def run_bench(binary: str | Path, quick: bool = False, timeout: float = 3600, pr
 
 def sdpa_rows(bench: pd.DataFrame) -> pd.DataFrame:
     """PyTorch SDPA on the benchmark's own shapes (empty when torch or a GPU is missing)."""
-    from . import sdpa
+    import kernel_sdpa as sdpa
 
     if not sdpa.available():
         return pd.DataFrame()
@@ -143,8 +124,8 @@ def sdpa_rows(bench: pd.DataFrame) -> pd.DataFrame:
 
 
 def headline(bench: pd.DataFrame) -> dict:
-    """The issue's two numbers: prefill at 8k (d128, 32/8 heads, fp16) against SDPA, and decode over a 16k cache
-    (fp16) against the card's copy bandwidth.  None where a side was not measured."""
+    """Two summary numbers: prefill at 8k (d128, 32/8 heads, fp16) against SDPA, and decode over a 16k cache (fp16)
+    against the card's copy bandwidth.  None where a side was not measured."""
     def pick(kind, impl, seq, dtype="f16"):
         sel = bench[(bench.kind == kind) & (bench.impl == impl) & (bench.seq_k == seq) & (bench.dtype == dtype)
                     & (bench.head_dim == 128) & (bench.n_heads == 32) & (bench.n_kv_heads == 8)]

@@ -53,11 +53,11 @@ def test_llama_cpp_loads_and_decodes_16_tokens_with_finite_logits(tmp_path, name
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["smollm-135m", "qwen2.5-0.5b"])
 def test_edgellm_loads_its_architectures(tmp_path, name):
-    from edgellm.engine import Engine
+    import edgellm
 
     path = tmp_path / f"{name}.gguf"
     write_synthetic(name, path)
-    engine = Engine.from_gguf(path, max_context=64, quantized=True)
+    engine = edgellm.load(path, device="cpu", max_context=64, quantized=True)
     prompt = engine.tokenizer.encode("Hello world")
     logits = engine.logits(prompt)
     assert np.isfinite(logits).all()

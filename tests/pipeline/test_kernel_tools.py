@@ -1,22 +1,26 @@
-"""The CUDA kernels' build and the pipeline glue around their gate and benchmark.
+"""The CUDA kernels' build and the kernel development tools (kernels/tools) around their gate and benchmark.
 
 The build runs wherever nvcc is (no GPU needed); the accuracy gate itself needs a GPU (marked `gpu`).
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import requires_nvcc
 from edgebench import EdgebenchError
+from edgebench.build import cuda_arch as detect_arch
 from edgebench.config import validate
-from edgebench.kernels import detect_arch, headline, parse_sanitizer_summary, run_accuracy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "kernels" / "tools"))
+
+from kernel_gate import headline, parse_sanitizer_summary, run_accuracy  # noqa: E402
 C_API = ["edgellm_attention_prefill", "edgellm_attention_decode", "edgellm_attention_decode_at",
          "edgellm_decode_splits", "edgellm_decode_workspace_bytes", "edgellm_error_string", "edgellm_last_cuda_error",
          "edgellm_quantize_activations", "edgellm_gemv", "edgellm_gemv_many", "edgellm_gemv_swiglu",
@@ -42,11 +46,13 @@ def test_arch_from_config_is_checked():
         detect_arch("sm_90")
 
 
-def test_kernels_section_gets_its_defaults_and_rejects_bad_arch():
-    config = validate({"models": {"m": {"path": "x.gguf"}}, "backends": {"llamacpp": {}}, "kernels": {"run": True}})
+def test_kernels_section_gets_its_defaults_and_rejects_bad_arch(config_schema):
+    config = validate({"models": {"m": {"path": "x.gguf"}}, "backends": {"llamacpp": {}}, "kernels": {"run": True}},
+                      config_schema)
     assert config["kernels"] == {"run": True, "arch": "auto", "nvcc": "nvcc"}
     with pytest.raises(EdgebenchError, match="kernels.arch"):
-        validate({"models": {"m": {"path": "x.gguf"}}, "backends": {"llamacpp": {}}, "kernels": {"arch": "hopper"}})
+        validate({"models": {"m": {"path": "x.gguf"}}, "backends": {"llamacpp": {}}, "kernels": {"arch": "hopper"}},
+                 config_schema)
 
 
 def test_headline_compares_like_with_like():
@@ -87,7 +93,7 @@ def test_missing_binary_is_one_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@requires_nvcc
 def test_kernels_build_without_a_gpu_and_export_the_c_api(tmp_path):
     build = tmp_path / "build"
     subprocess.run(["make", "-C", str(ROOT / "kernels"), "-j2", f"BUILD={build}", "ARCH=90"], check=True,
@@ -100,13 +106,8 @@ def test_kernels_build_without_a_gpu_and_export_the_c_api(tmp_path):
         assert f" T {name}\n" in symbols, name
 
 
-def _has_gpu() -> bool:
-    smi = shutil.which("nvidia-smi")
-    return bool(smi) and subprocess.run([smi, "-L"], capture_output=True).returncode == 0
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(not _has_gpu() or shutil.which("nvcc") is None, reason="needs an NVIDIA GPU and nvcc")
+@requires_nvcc
 def test_kernels_pass_their_quick_accuracy_cases_on_this_gpu(tmp_path):
     build = tmp_path / "build"
     subprocess.run(["make", "-C", str(ROOT / "kernels"), "-j8", f"BUILD={build}", f"ARCH={detect_arch()}"],
