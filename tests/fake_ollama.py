@@ -141,15 +141,24 @@ class FakeOllama:
                 outer.loaded_ctx = ctx or outer.loaded_ctx
                 self._generate(model, body)
 
+            def setup(self):
+                super().setup()
+                # As Go's net package does for every TCP connection (Ollama): no Nagle delay on small writes.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def _stream(self) -> None:
+                """The headers, kept to go out in the same write as the first chunk (as Go's buffered writer does)."""
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-ndjson")
                 self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
+                self._headers_buffer.append(b"\r\n")
+                self._head = b"".join(self._headers_buffer)
+                self._headers_buffer = []
 
             def _chunk(self, obj: dict | bytes, newline: bool = True) -> None:
                 data = obj if isinstance(obj, bytes) else (json.dumps(obj) + ("\n" if newline else "")).encode()
-                frame = f"{len(data):x}\r\n".encode() + data + b"\r\n"
+                frame = getattr(self, "_head", b"") + f"{len(data):x}\r\n".encode() + data + b"\r\n"
+                self._head = b""
                 if outer.script.split_writes:  # cut inside the chunk header and inside the JSON
                     for piece in (frame[:2], frame[2:len(frame) // 2], frame[len(frame) // 2:]):
                         self.wfile.write(piece)
@@ -160,7 +169,8 @@ class FakeOllama:
                 self.wfile.flush()
 
             def _end(self) -> None:
-                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.write(getattr(self, "_head", b"") + b"0\r\n\r\n")
+                self._head = b""
                 self.wfile.flush()
 
             def _generate(self, model: str, body: dict) -> None:
