@@ -107,6 +107,7 @@ class RunWriter:
         self.rows: list[dict] = []
         self._journal: Optional[Temporary] = Temporary(self.target)
         self._file = os.fdopen(os.dup(self._journal.fd), "w")
+        self._synced = 0  # the journal's length after the last run known to be on disk
 
     @property
     def partial_path(self) -> Path:
@@ -118,6 +119,7 @@ class RunWriter:
             self._file.write(self._line(row))
             self._file.flush()
             os.fsync(self._file.fileno())
+            self._synced = self._file.tell()
         except OSError as exc:
             raise self._failed(exc.strerror or str(exc), len(self.rows) - 1) from None
 
@@ -129,8 +131,11 @@ class RunWriter:
     def _failed(self, reason: str, kept: int) -> EdgebenchError:
         """Keep the journal's complete lines where the user can find them, and say so in one line."""
         where = "none of them could be kept"
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):
             self._file.close()
+        if self._journal is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._journal.fd, self._synced)  # no half line of the run that failed
         if self._journal is not None and kept:
             try:
                 os.replace(self._journal.path, self.partial_path)
