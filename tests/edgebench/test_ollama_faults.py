@@ -138,3 +138,35 @@ def test_runs_record_whether_they_reconnected(tmp_path):
     table = pq.read_table(out).to_pandas()
     assert list(table["new_connection"]) == [False, False, False]
     assert json.loads(json.dumps(list(table["done_reason"]))) == ["length"] * 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ctx", "-5"], "--ctx must be at least 1 token, not -5"),
+    (["--temperature", "-1"], "--temperature must be 0 (greedy) or more, not -1.0"),
+    (["--ollama-timeout", "0"], "--ollama-timeout must be a positive number of seconds, not 0.0"),
+    (["--backend", "vllm"], "unknown backend 'vllm'; choose one of edgellm, llamacpp, ollama"),
+])
+def test_bad_options_are_one_line_before_any_request(args, message, tmp_path, capsys):
+    with FakeOllama(Script(**FAST)) as server:
+        code, out = _cli(server, tmp_path, *args)
+        requests = server.requests
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"edgebench: error: {message}", err
+    assert requests == [] and not out.exists()
+
+
+def test_an_output_that_cannot_be_written_fails_before_any_request(tmp_path, capsys):
+    with FakeOllama(Script(**FAST)) as server:
+        code = main(["bench", "--backend", "ollama", "--model", "smollm:135m", "--ollama-url", server.url,
+                     "--runs", "1", "--warmup", "0", "--no-progress", "--testbed", "t", "-o", "/proc/x.parquet"])
+        requests = server.requests
+    assert code == 2 and requests == []
+    assert capsys.readouterr().err.strip().startswith("edgebench: error: cannot write /proc/x.parquet")
+
+
+def test_runs_that_generate_no_token_say_why_in_one_line(tmp_path, capsys):
+    with FakeOllama(Script(stop_after=0, **FAST)) as server:
+        code, out = _cli(server, tmp_path, runs=2, warmup=0)
+    err = capsys.readouterr().err.strip()
+    assert code == 0 and out.exists()
+    assert err.count("\n") == 0 and "2 of 2 runs generated no token" in err and "--prompt-format chat" in err
