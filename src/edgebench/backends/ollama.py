@@ -174,7 +174,7 @@ class OllamaClient:
                  backoff_s: float = 0.5):
         if not timeout_s or timeout_s <= 0:
             raise EdgebenchError(f"the Ollama read timeout must be positive, not {timeout_s}")
-        self.url, credentials = parse_url(url if url is not None else os.environ.get("OLLAMA_HOST", ""))
+        self.url, credentials = parse_url(url or os.environ.get("OLLAMA_HOST", ""))
         self.timeout = (5.0, float(timeout_s))  # (connect, read)
         self.retries = max(1, int(retries))
         self.backoff_s = backoff_s
