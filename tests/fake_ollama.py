@@ -2,6 +2,12 @@
 
 Used by the tests in place of Ollama, which cannot be installed on the test machines. It streams NDJSON chunks
 the way Ollama does: one chunk per token, then a final `done: true` chunk with `done_reason` and nanosecond durations.
+Like Ollama, it sends the headers of a stream with its first token, and `/api/ps` shows the context the model was
+loaded with (the load's `num_ctx`).
+
+Faults, for the fault-injection tests: a pause before the headers (Ollama reloading a model), chunks split across
+TCP writes, the final chunk in the same write as the last token, a last line without its newline, and the failures
+of `Script.fault`.
 """
 
 from __future__ import annotations
@@ -9,6 +15,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import socket
+import struct
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -26,11 +34,26 @@ class Script:
         "prompt_eval_duration": 45678901, "eval_count": None, "eval_duration": 98765432})
     models: tuple[str, ...] = ("smollm:135m",)
     drop_first_connections: int = 0      # close this many generate connections before answering
+    headers_pause_s: float = 0.0         # the first generation waits this long before its headers (a model reload)
+    split_writes: bool = False           # every chunk goes out in three TCP writes, cut inside the JSON
+    final_with_last_token: bool = False  # the last token and the final chunk in one write
+    no_trailing_newline: bool = False    # the final line without its newline
+    token_text: str | None = None        # every token's text (default " t0", " t1", ...)
+    context_length: int | None = None    # what /api/ps reports (default: the num_ctx the model was loaded with)
+    # One of: reset (RST before answering), drop (connection closed after `fault_at` tokens), no_done (the stream
+    # ends cleanly after `fault_at` tokens), malformed, null (a `"response": null` chunk), error_chunk (an `error`
+    # chunk after `fault_at` tokens), 500_json, 500_html.
+    fault: str | None = None
+    fault_at: int = 2
+    close_after_each: bool = False       # close the connection after each generation (keep-alive lost)
 
 
 class FakeOllama:
     def __init__(self, script: Script | None = None, pull_layers: dict | None = None):
         self.script = script or Script()
+        self.loaded_ctx: int | None = None  # the context the model was loaded with (the server process's state)
+        self.generations = 0
+        self.reloads = 0
         self.pull_layers = pull_layers  # callable(model) -> None, run at the end of a pull
         self._log = tempfile.NamedTemporaryFile(prefix="fake-ollama-", suffix=".jsonl", delete=False).name
         outer = self
@@ -58,7 +81,9 @@ class FakeOllama:
                 if self.path == "/api/version":
                     self._json(200, {"version": "0.12.6-fake"})
                 elif self.path == "/api/ps":
-                    self._json(200, {"models": [{"name": m, "model": m, "size": 100, "size_vram": 0}
+                    ctx = outer.script.context_length or outer.loaded_ctx
+                    self._json(200, {"models": [{"name": m, "model": m, "size": 100, "size_vram": 0,
+                                                 **({"context_length": ctx} if ctx else {})}
                                                 for m in outer.script.models]})
                 else:
                     self._json(404, {"error": "not found"})
@@ -84,7 +109,10 @@ class FakeOllama:
                                                            "llama.block_count": 30}, "template": "{{ .Prompt }}"})
                 if self.path != "/api/generate":
                     return self._json(404, {"error": "not found"})
+                ctx = (body.get("options") or {}).get("num_ctx")
                 if not body.get("prompt"):  # load or unload (keep_alive 0)
+                    if body.get("keep_alive") != 0:
+                        outer.loaded_ctx = ctx or 4096  # Ollama's default context when no num_ctx is sent
                     return self._json(200, {"model": model, "response": "", "done": True,
                                             "done_reason": "unload" if body.get("keep_alive") == 0 else "load"})
                 if outer.script.drop_first_connections > 0:
@@ -92,17 +120,57 @@ class FakeOllama:
                     self.close_connection = True
                     self.connection.close()
                     return
+                if outer.script.fault == "reset":  # RST instead of an answer
+                    self.close_connection = True
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    return
+                if outer.script.fault == "500_json":
+                    return self._json(500, {"error": "llama runner process has terminated: exit status 2"})
+                if outer.script.fault == "500_html":
+                    page = b"<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n<h1>Bad Gateway</h1>\n" \
+                           b"<p>upstream went away</p>\n</body>\n</html>\n"
+                    self.send_response(500)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
+                if ctx and outer.loaded_ctx and ctx != outer.loaded_ctx:
+                    outer.reloads += 1  # Ollama reloads the model for another context
+                outer.loaded_ctx = ctx or outer.loaded_ctx
                 self._generate(model, body)
 
+            def setup(self):
+                super().setup()
+                # As Go's net package does for every TCP connection (Ollama): no Nagle delay on small writes.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def _stream(self) -> None:
+                """The headers, kept to go out in the same write as the first chunk (as Go's buffered writer does)."""
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-ndjson")
                 self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
+                self._headers_buffer.append(b"\r\n")
+                self._head = b"".join(self._headers_buffer)
+                self._headers_buffer = []
 
-            def _chunk(self, obj: dict) -> None:
-                data = (json.dumps(obj) + "\n").encode()
-                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            def _chunk(self, obj: dict | bytes, newline: bool = True) -> None:
+                data = obj if isinstance(obj, bytes) else (json.dumps(obj) + ("\n" if newline else "")).encode()
+                frame = getattr(self, "_head", b"") + f"{len(data):x}\r\n".encode() + data + b"\r\n"
+                self._head = b""
+                if outer.script.split_writes:  # cut inside the chunk header and inside the JSON
+                    for piece in (frame[:2], frame[2:len(frame) // 2], frame[len(frame) // 2:]):
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+                        time.sleep(0.002)
+                    return
+                self.wfile.write(frame)
+                self.wfile.flush()
+
+            def _end(self) -> None:
+                self.wfile.write(getattr(self, "_head", b"") + b"0\r\n\r\n")
+                self._head = b""
                 self.wfile.flush()
 
             def _generate(self, model: str, body: dict) -> None:
@@ -112,21 +180,52 @@ class FakeOllama:
                 reason = "length"
                 if s.stop_after is not None and s.stop_after < n:
                     n, reason = s.stop_after, "stop"
-                self._stream()
-                # Deadlines from the request's arrival, so the server's own work does not stretch its delays.
-                due = self._arrived
-                for i in range(n):
-                    due += s.ttft_s if i == 0 else s.itl_s[i - 1]
-                    time.sleep(max(0.0, due - time.perf_counter()))
-                    self._chunk({"model": model, "created_at": "2026-11-27T00:00:00Z", "response": f" t{i}",
-                                 "done": False})
+                pause = s.headers_pause_s if outer.generations == 0 else 0.0
+                outer.generations += 1
+                # Deadlines from the request's arrival, so the server's own work does not stretch its delays. Like
+                # Ollama, the headers go out with the first token.
+                due = self._arrived + pause
                 final = {"model": model, "created_at": "2026-11-27T00:00:01Z", "response": "", "done": True,
                          "done_reason": reason, **s.server_fields}
                 if final.get("eval_count") is None:
                     final["eval_count"] = n
-                self._chunk(final)
-                self.wfile.write(b"0\r\n\r\n")
-                self.wfile.flush()
+                final_line = (json.dumps(final) + ("" if s.no_trailing_newline else "\n")).encode()
+                for i in range(n):
+                    due += s.ttft_s if i == 0 else s.itl_s[i - 1]
+                    time.sleep(max(0.0, due - time.perf_counter()))
+                    if i == 0:
+                        self._stream()
+                    if s.fault is not None and i == s.fault_at:
+                        if s.fault == "drop":
+                            self.wfile.flush()
+                            self.close_connection = True
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            return
+                        if s.fault == "no_done":
+                            return self._end()
+                        if s.fault == "error_chunk":
+                            self._chunk({"error": "an error was encountered while running the model: CUDA error"})
+                            return self._end()
+                        if s.fault == "malformed":
+                            self._chunk(b'{"model": "' + model.encode() + b'", "response": " t", "do\n')
+                            return self._end()
+                        if s.fault == "null":
+                            self._chunk({"model": model, "response": None, "done": False})
+                            return self._end()
+                    token = {"model": model, "created_at": "2026-11-27T00:00:00Z",
+                             "response": s.token_text if s.token_text is not None else f" t{i}", "done": False}
+                    if i == n - 1 and s.final_with_last_token:  # one write, one HTTP chunk: token, then final
+                        self._chunk((json.dumps(token) + "\n").encode() + final_line)
+                        return self._end()
+                    self._chunk(token)
+                if n == 0:
+                    self._stream()
+                if s.fault == "no_done":
+                    return self._end()
+                self._chunk(final_line)
+                self._end()
+                if s.close_after_each:  # without saying so: the client finds out when it reuses the connection
+                    self.close_connection = True
 
             def _pull(self, model: str) -> None:
                 if model == "missing:model":

@@ -11,6 +11,7 @@ import sys
 from typing import Optional
 
 from . import EdgebenchError, __version__
+from .backends import REGISTRY
 from .prompts import PLAN_PROMPTS, PROMPT_FORMATS
 
 
@@ -18,7 +19,7 @@ def _bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmark a backend on a model and write one Parquet row per run",
                        description="Benchmark a backend on a model: warm-up and timed runs per prompt, one Parquet "
                                    "row per run, a summary table at the end.")
-    p.add_argument("--backend", default="ollama", help="ollama, llamacpp or edgellm (default: ollama)")
+    p.add_argument("--backend", default="ollama", help=f"{', '.join(REGISTRY)} (default: ollama)")
     p.add_argument("--model", required=False, help="a .gguf file, a model record .json, or an Ollama tag")
     p.add_argument("--ollama-model", help="the Ollama tag for the ollama backend when --compare runs it "
                                           "beside a GGUF-based engine (default: --model)")
@@ -35,7 +36,11 @@ def _bench_parser(sub) -> None:
     p.add_argument("--ignore-eos", action="store_true",
                    help="decode exactly --tokens tokens (llama.cpp and EdgeLLM only; Ollama cannot)")
     p.add_argument("--threads", type=int, help="CPU threads for in-process engines (default: physical cores)")
-    p.add_argument("--ollama-url", help="Ollama's address (default: $OLLAMA_HOST or http://localhost:11434)")
+    p.add_argument("--ollama-url", help="Ollama's address, as OLLAMA_HOST takes it (default: $OLLAMA_HOST or "
+                                        "http://127.0.0.1:11434); credentials go in ~/.netrc, not the URL")
+    p.add_argument("--ollama-timeout", type=float, default=300.0, metavar="S",
+                   help="seconds Ollama may stay silent (loading a model, between tokens) before a run fails "
+                        "(default: 300)")
     p.add_argument("--testbed", default=None, help="name of this machine in the results (default: from the GPU)")
     p.add_argument("--compare", action="store_true", help="also run --baseline on the same model and print the "
                                                           "speedup of --backend over it")
@@ -49,6 +54,7 @@ def _pull_parser(sub) -> None:
                        description="Pull a model through Ollama's /api/pull and print where its GGUF file is.")
     p.add_argument("model", help="Ollama tag, e.g. qwen2.5:0.5b")
     p.add_argument("--ollama-url")
+    p.add_argument("--ollama-timeout", type=float, default=300.0, metavar="S")
     p.add_argument("--record", help="also write the model record JSON here")
 
 
@@ -83,12 +89,11 @@ def cmd_bench(args) -> int:
     import pandas as pd
     from tqdm import tqdm
 
-    from .atomic import check_writable
-    from .backends import GenerationSettings, create_backend
+    from .backends import REGISTRY, GenerationSettings, create_backend
     from .models import resolve_cli_model
     from .provenance import testbed_name
-    from .records import write_runs
-    from .runner import run_benchmark, select_prompts
+    from .records import RunWriter
+    from .runner import no_token_note, run_benchmark, select_prompts
     from .stats import ratio_ci
     from .summary import format_table, summarise
 
@@ -98,7 +103,15 @@ def cmd_bench(args) -> int:
         raise EdgebenchError("-o/--output is required (the Parquet file to write)")
     if args.runs < 1 or args.warmup < 0 or args.tokens < 1:
         raise EdgebenchError("--runs and --tokens must be at least 1, --warmup at least 0")
-    check_writable(args.output)
+    if args.ctx < 1:
+        raise EdgebenchError(f"--ctx must be at least 1 token, not {args.ctx}")
+    if not args.temperature >= 0:  # also refuses NaN
+        raise EdgebenchError(f"--temperature must be 0 (greedy) or more, not {args.temperature}")
+    if not args.ollama_timeout > 0:
+        raise EdgebenchError(f"--ollama-timeout must be a positive number of seconds, not {args.ollama_timeout}")
+    for name in [args.backend] + ([args.baseline] if args.compare else []):
+        if name not in REGISTRY:  # before the model is resolved: an unknown backend is not a missing model
+            raise EdgebenchError(f"unknown backend {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
     settings = GenerationSettings(max_new_tokens=args.tokens, temperature=args.temperature, seed=args.seed,
                                   num_ctx=args.ctx, prompt_format=args.prompt_format, ignore_eos=args.ignore_eos,
                                   threads=args.threads)
@@ -107,21 +120,27 @@ def cmd_bench(args) -> int:
     if args.compare and args.baseline == args.backend:
         raise EdgebenchError("--compare needs a --baseline other than --backend")
     testbed = args.testbed or testbed_name()
-    rows: list[dict] = []
-    for name in backends:
-        model_arg = args.ollama_model if (name == "ollama" and args.ollama_model) else args.model
-        model = resolve_cli_model(model_arg, name)
-        options = {"url": args.ollama_url} if name == "ollama" else {}
-        backend = create_backend(name, **options)
-        total = len(prompts) * (args.runs + args.warmup)
-        with tqdm(total=total, desc=f"{name} {model.name}", unit="run", disable=args.no_progress,
-                  file=sys.stderr) as bar:
-            def progress(row: dict) -> None:
-                bar.update(1)
-                if row["decode_tok_s"] == row["decode_tok_s"]:
-                    bar.set_postfix_str(f"{row['prompt_id']} {row['decode_tok_s']:.1f} tok/s")
-            rows += run_benchmark(backend, model, prompts, settings, args.runs, args.warmup, testbed, progress)
-    write_runs(rows, args.output)
+    # Created first, so that an output that cannot be written fails before any measurement; each run is written
+    # as it completes.
+    with RunWriter(args.output) as writer:
+        for name in backends:
+            model_arg = args.ollama_model if (name == "ollama" and args.ollama_model) else args.model
+            model = resolve_cli_model(model_arg, name)
+            options = {"url": args.ollama_url, "timeout_s": args.ollama_timeout} if name == "ollama" else {}
+            backend = create_backend(name, **options)
+            total = len(prompts) * (args.runs + args.warmup)
+            with tqdm(total=total, desc=f"{name} {model.name}", unit="run", disable=args.no_progress,
+                      file=sys.stderr) as bar:
+                def progress(row: dict) -> None:
+                    writer.add(row)
+                    bar.update(1)
+                    if row["decode_tok_s"] == row["decode_tok_s"]:
+                        bar.set_postfix_str(f"{row['prompt_id']} {row['decode_tok_s']:.1f} tok/s")
+                run_benchmark(backend, model, prompts, settings, args.runs, args.warmup, testbed, progress)
+        rows = writer.rows
+    note = no_token_note(rows)
+    if note:
+        print(f"edgebench: warning: {note}", file=sys.stderr)
     runs = pd.DataFrame(rows)
     summary = summarise(runs)
     print(format_table(summary))
@@ -141,7 +160,7 @@ def cmd_pull(args) -> int:
     from .backends.ollama import OllamaClient, locate_blob
     from .models import record_for_gguf
 
-    client = OllamaClient(args.ollama_url)
+    client = OllamaClient(args.ollama_url, timeout_s=args.ollama_timeout)
     client.pull(args.model)
     blob, digest = locate_blob(args.model)
     print(blob)
@@ -182,13 +201,19 @@ def cmd_inspect(args) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from .scripting import Terminated, handle_sigterm
+
     args = build_parser().parse_args(argv)
     handler = {"bench": cmd_bench, "pull": cmd_pull, "synth": cmd_synth, "inspect": cmd_inspect}[args.command]
+    handle_sigterm()  # SIGTERM (scancel, a time limit) is handled as Ctrl-C: the model is unloaded, nothing written
     try:
         return handler(args)
     except EdgebenchError as exc:
         print(f"edgebench: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("edgebench: terminated (SIGTERM); no output written", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("edgebench: interrupted; no output written", file=sys.stderr)
         return 130

@@ -7,14 +7,18 @@ cross-check. Columns that could not be measured are null, never zero.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import atomic_path
+from . import EdgebenchError
+from .atomic import Temporary, prepare_target
 
 SCHEMA_VERSION = "1"
 
@@ -26,6 +30,8 @@ RUN_FIELDS: list[tuple[str, pa.DataType]] = [
     ("prompt_rendered", _str), ("run_index", _i64), ("is_warmup", _bool), ("timestamp_utc", _str),
     # what the harness measured
     ("prompt_tokens", _i64), ("generated_tokens", _i64), ("done_reason", _str), ("stream_arrivals", _i64),
+    # true: the timed request had to open a new connection to the server (its set-up is inside this run's TTFT)
+    ("new_connection", _bool),
     ("ttft_ms", _f64), ("e2e_ms", _f64), ("decode_tok_s", _f64), ("prefill_tok_s", _f64),
     ("itl_mean_ms", _f64), ("itl_p50_ms", _f64), ("itl_p99_ms", _f64), ("jitter_ms", _f64),
     ("itl_ms", pa.list_(_f64)), ("token_times_ms", pa.list_(_f64)), ("token_ids", pa.list_(_i64)),
@@ -64,14 +70,130 @@ def to_table(rows: Iterable[dict]) -> pa.Table:
     return table.replace_schema_metadata({b"edgebench_schema_version": SCHEMA_VERSION.encode()})
 
 
+def _redacted(obj):
+    """Metadata with the user info of every URL in it removed: a password in an Ollama URL is never stored."""
+    from .backends.ollama import redact_url
+
+    if isinstance(obj, str):
+        return redact_url(obj)
+    if isinstance(obj, dict):
+        return {k: _redacted(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_redacted(v) for v in obj]
+    return obj
+
+
+def _plain(value):
+    """JSON for the journal: numpy scalars as numbers, NaN as null."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value if isinstance(value, (int, float, bool, type(None))) else str(value)
+
+
+class RunWriter:
+    """Runs go to disk as they are measured; the Parquet file appears, atomically, once all of them are in.
+
+    The journal (one JSON line per run, flushed to disk) is a temporary file beside the output, created before the
+    first run: a destination that cannot be written fails before any measurement, and a disk that fills up fails
+    at the run that could not be written, not after the whole benchmark. After such a failure the runs measured so
+    far stay in `<output>.partial.jsonl`. An interrupted benchmark (Ctrl-C, SIGTERM) leaves no output at all.
+    """
+
+    def __init__(self, path: str | Path, extra_metadata: Optional[dict] = None):
+        self.target = prepare_target(path)
+        self.extra_metadata = extra_metadata  # read at close: a caller may still add to it
+        self.rows: list[dict] = []
+        self._journal: Optional[Temporary] = Temporary(self.target)
+        self._file = os.fdopen(os.dup(self._journal.fd), "w")
+        self._synced = 0  # the journal's length after the last run known to be on disk
+
+    @property
+    def partial_path(self) -> Path:
+        return self.target.with_name(self.target.name + ".partial.jsonl")
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        try:
+            self._file.write(self._line(row))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._synced = self._file.tell()
+        except OSError as exc:
+            raise self._failed(exc.strerror or str(exc), len(self.rows) - 1) from None
+
+    @staticmethod
+    def _line(row: dict) -> str:
+        return json.dumps({k: ([_plain(x) for x in v] if isinstance(v, list) else _plain(v))
+                           for k, v in row.items()}, sort_keys=True) + "\n"
+
+    def _failed(self, reason: str, kept: int) -> EdgebenchError:
+        """Keep the journal's complete lines where the user can find them, and say so in one line."""
+        where = "none of them could be kept"
+        with contextlib.suppress(OSError, ValueError):
+            self._file.close()
+        if self._journal is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._journal.fd, self._synced)  # no half line of the run that failed
+        if self._journal is not None and kept:
+            try:
+                os.replace(self._journal.path, self.partial_path)
+                where = f"they are in {self.partial_path} (one JSON line each)"
+            except OSError:
+                pass
+        if self._journal is not None:
+            self._journal.discard()
+            self._journal = None
+        return EdgebenchError(f"cannot write the runs to {self.target}: {reason}; "
+                              f"{kept} runs were measured before, {where}")
+
+    def close(self) -> None:
+        """Write the Parquet file (atomically) and drop the journal."""
+        if self._journal is None:
+            return
+        table = to_table(self.rows)
+        if self.extra_metadata:
+            meta = dict(table.schema.metadata or {})
+            meta[b"edgebench_extra"] = json.dumps(_redacted(self.extra_metadata), sort_keys=True,
+                                                  default=str).encode()
+            table = table.replace_schema_metadata(meta)
+        out = None
+        try:
+            self._file.close()
+            out = Temporary(self.target)
+            pq.write_table(table, out.path)
+            out.commit()
+        except (OSError, EdgebenchError) as exc:
+            if out is not None:
+                out.discard()
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise self._failed(reason, len(self.rows)) from None
+        self._journal.discard()
+        self._journal = None
+
+    def discard(self) -> None:
+        """No output: what an interrupted or failed benchmark leaves."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+        if self._journal is not None:
+            self._journal.discard()
+            self._journal = None
+
+    def __enter__(self) -> "RunWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+
 def write_runs(rows: Iterable[dict], path: str | Path, extra_metadata: dict | None = None) -> None:
-    table = to_table(rows)
-    if extra_metadata:
-        meta = dict(table.schema.metadata or {})
-        meta[b"edgebench_extra"] = json.dumps(extra_metadata, sort_keys=True, default=str).encode()
-        table = table.replace_schema_metadata(meta)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    with RunWriter(path, extra_metadata) as writer:
+        for row in rows:
+            writer.add(row)
 
 
 def read_schema_version(path: str | Path) -> str | None:

@@ -95,6 +95,7 @@ def engine_columns(c: Completion) -> dict:
         "engine_eval_count": count,
         "engine_eval_duration_ns": dur,
         "engine_stream_chunks": e.get("engine_stream_chunks"),
+        "new_connection": e.get("new_connection"),
         # The engine's own rate, as Ollama defines it: eval_count / eval_duration * 1e9.
         "engine_decode_tok_s": (count / dur * 1e9) if (count and dur) else None,
     }
@@ -155,6 +156,17 @@ def _row(static: dict, prompt_id: str, text: str, rendered: str, run_index: int,
     row["gpu_energy_j_per_token"] = (energy / row["generated_tokens"]
                                      if energy is not None and row["generated_tokens"] else None)
     return row
+
+
+def no_token_note(rows: list[dict]) -> Optional[str]:
+    """One line when runs generated no token at all (their rates are NaN), with what usually helps; else None."""
+    empty = [r for r in rows if not r.get("stream_arrivals")]
+    if not empty:
+        return None
+    where = sorted({f"{r['backend']} {r['model']} {r['prompt_id']}" for r in empty})
+    return (f"{len(empty)} of {len(rows)} runs generated no token ({', '.join(where[:3])}"
+            f"{', ...' if len(where) > 3 else ''}): the model ended at once, as an instruct model does on a raw "
+            f"prompt; their rates are NaN. Try --prompt-format chat (prompt_format: chat) or --ignore-eos")
 
 
 def select_prompts(names_or_texts: Optional[Iterable[str]], catalogue: dict[str, str]) -> dict[str, str]:

@@ -6,8 +6,8 @@ from edgebench import EdgebenchError
 from edgebench.backends import GenerationSettings, ModelNotSupportedError, create_backend
 from edgebench.models import load_record, ref_from_record
 from edgebench.provenance import machine
-from edgebench.records import write_runs
-from edgebench.runner import run_benchmark
+from edgebench.records import RunWriter
+from edgebench.runner import no_token_note, run_benchmark
 from edgebench.scripting import rule_context
 
 smk = snakemake  # noqa: F821 - provided by Snakemake
@@ -32,18 +32,23 @@ with rule_context(smk):
             options[key[len(BUILT):]] = os.path.abspath(smk.input[key])
     backend = create_backend(smk.wildcards.backend, **options)
 
-    def progress(row):
-        print(f"run {row['run_index']:4d}{' (warm-up)' if row['is_warmup'] else ''}: "
-              f"{row['generated_tokens']} tokens, TTFT {row['ttft_ms']:.1f} ms, {row['decode_tok_s']:.1f} tok/s, "
-              f"{row['done_reason']}", flush=True)
-
     meta = {"settings": s, "backend_options": smk.params.backend_options}
-    try:
-        rows = run_benchmark(backend, model, {smk.wildcards.prompt: smk.params.prompt}, settings, s["runs"],
-                             s["warmup"], testbed=smk.wildcards.testbed, on_run=progress)
-    except ModelNotSupportedError as exc:
-        # The engine does not implement this model: recorded as not measured, with the reason, so that the rest
-        # of the plan still yields its tables; the criteria name the missing models.
-        print(f"not measured: {exc}")
-        rows, meta["not_measured"] = [], str(exc)
-    write_runs(rows, smk.output.runs, extra_metadata=meta)
+    with RunWriter(smk.output.runs, extra_metadata=meta) as writer:  # each run is on disk as it completes
+
+        def progress(row):
+            writer.add(row)
+            print(f"run {row['run_index']:4d}{' (warm-up)' if row['is_warmup'] else ''}: "
+                  f"{row['generated_tokens']} tokens, TTFT {row['ttft_ms']:.1f} ms, {row['decode_tok_s']:.1f} tok/s, "
+                  f"{row['done_reason']}{' (new connection)' if row.get('new_connection') else ''}", flush=True)
+
+        try:
+            run_benchmark(backend, model, {smk.wildcards.prompt: smk.params.prompt}, settings, s["runs"],
+                          s["warmup"], testbed=smk.wildcards.testbed, on_run=progress)
+        except ModelNotSupportedError as exc:
+            # The engine does not implement this model: recorded as not measured, with the reason, so that the rest
+            # of the plan still yields its tables; the criteria name the missing models.
+            print(f"not measured: {exc}")
+            meta["not_measured"] = str(exc)
+    note = no_token_note(writer.rows)
+    if note:
+        print(f"warning: {note}", flush=True)
