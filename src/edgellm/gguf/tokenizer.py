@@ -14,7 +14,8 @@ from typing import Iterable
 
 import regex
 
-from .errors import ModelFileError, UnsupportedModelError
+from ..errors import ModelFileError, UnsupportedModelError
+from .reader import field
 
 # The pre-tokenizer regexes of llama.cpp, by `tokenizer.ggml.pre`. Several are applied one after the other.
 _GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
@@ -75,8 +76,7 @@ class Tokenizer:
     @classmethod
     def from_gguf(cls, reader) -> "Tokenizer":
         def get(key, default=None):
-            f = reader.fields.get(key)
-            return f.contents() if f is not None else default
+            return field(reader, key, default)
 
         model = get("tokenizer.ggml.model")
         if model != "gpt2":
