@@ -64,8 +64,8 @@ def chat_text():
 
 
 def write_tiny_synthetic(path: Path, quant: str = "Q8_0", **shape) -> Path:
-    """A one-block synthetic llama (random weights, vocabulary of 512: the byte tokens and a few merges) in a shape the GPU kernels take
-    unless `shape` overrides it (Preset fields, e.g. head_dim=256)."""
+    """A one-block synthetic llama (random weights; a vocabulary of 512: the byte tokens and a few merges) in a shape
+    the GPU kernels take unless `shape` overrides it (Preset fields, e.g. head_dim=256)."""
     import dataclasses
 
     from synthgguf import synthetic

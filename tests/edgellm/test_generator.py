@@ -126,7 +126,7 @@ def test_the_library_is_found_by_argument_then_environment_then_package_then_che
     assert not edgellm.cuda.available(tmp_path / "arg.so")
 
 
-def test_a_source_checkout_builds_into_build(monkeypatch):
+def test_a_source_checkout_builds_into_build():
     from edgellm.cuda import library
 
     repo = Path(__file__).resolve().parents[2]

@@ -158,8 +158,8 @@ class CudaEngine:
                           self.max_context, c.norm_eps, c.rope_base, int(c.rope_style == "neox"), int(not self.fused))
         self._keep = (layers, embd, output)  # the engine keeps pointers into these structs' values, not the structs
         self.library.check(self.lib.edgellm_engine_create(ctypes.byref(cfg), layers, ctypes.byref(embd),
-                                                           ctypes.byref(output), self._vector("output_norm.weight"),
-                                                           factors, ctypes.byref(self.engine)), "engine creation")
+                                                          ctypes.byref(output), self._vector("output_norm.weight"),
+                                                          factors, ctypes.byref(self.engine)), "engine creation")
 
     # --- generation --------------------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -169,7 +169,7 @@ class CudaEngine:
         """Feeds `token` (None: the engine's previous choice, which never leaves the GPU) and returns the next."""
         nxt = ctypes.c_int()
         self.library.check(self.lib.edgellm_engine_step(self.engine, -1 if token is None else int(token),
-                                                         ctypes.byref(nxt)), "decode step")
+                                                        ctypes.byref(nxt)), "decode step")
         return nxt.value
 
     def graph_nodes(self) -> int:
