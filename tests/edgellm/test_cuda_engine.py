@@ -126,3 +126,33 @@ def test_an_unbuilt_library_is_one_clear_error(tmp_path, tiny_synthetic):
     path = tiny_synthetic(tmp_path / "tiny.gguf")
     with pytest.raises(KernelError, match="not built .*absent/libedgellm.so is missing.*make kernels"):
         edgellm.load(path, device="cuda", max_context=64, library=tmp_path / "absent" / "libedgellm.so")
+
+
+class CountingEngine:
+    """CudaEngine's greedy chain over a stand-in for the library's step: each step returns the fed token + 1."""
+
+    max_context = 64
+
+    def __init__(self):
+        self.steps = 0
+
+    def reset(self):
+        self.last = None
+
+    def step(self, token=None):
+        self.steps += 1
+        self.last = (self.last if token is None else token) + 1
+        return self.last
+
+
+def test_the_gpu_chain_takes_one_step_per_prompt_token_then_one_per_further_token():
+    from edgellm.cuda.engine import CudaEngine
+
+    engine = CountingEngine()
+    assert list(CudaEngine.greedy(engine, [7, 8, 9], 4)) == [10, 11, 12, 13]
+    assert engine.steps == 3 + 3  # the first new token comes with the prompt's last step
+    engine.steps = 0
+    chain = CudaEngine.greedy(engine, [7, 8, 9], 4)
+    assert next(chain) == 10 and next(chain) == 11
+    chain.close()  # the caller stopped (an end-of-generation token): no step beyond the ones asked for
+    assert engine.steps == 3 + 1

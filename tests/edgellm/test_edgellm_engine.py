@@ -13,7 +13,7 @@ PROMPTS = ["Hello", "What is machine learning?", "Explain quantum computing in s
            "Write a detailed explanation of how neural networks work, including backpropagation."]
 
 
-def write_gguf(path, arch="llama", qtype=None):
+def write_gguf(path, arch="llama", qtype=None, token_types=(1, 1)):
     """A tiny model file: enough metadata and one tensor to reach the checks under test."""
     w = gguf.GGUFWriter(str(path), arch)
     w.add_block_count(1)
@@ -24,7 +24,7 @@ def write_gguf(path, arch="llama", qtype=None):
     w.add_layer_norm_rms_eps(1e-5)
     w.add_tokenizer_model("gpt2")
     w.add_token_list(["a", "b"])
-    w.add_token_types([1, 1])
+    w.add_token_types(list(token_types))
     w.add_token_merges([])
     if qtype is None:
         w.add_tensor("token_embd.weight", np.ones((2, 32), np.float32))
@@ -46,6 +46,11 @@ def test_unsupported_architecture_is_named(tmp_path):
 def test_unsupported_quant_type_is_named(tmp_path):
     with pytest.raises(UnsupportedModelError, match="IQ2_XXS"):
         edgellm.load(write_gguf(tmp_path / "iq.gguf", qtype=gguf.GGMLQuantizationType.IQ2_XXS), device="cpu")
+
+
+def test_a_vocabulary_without_a_type_for_every_token_is_one_clear_error(tmp_path):
+    with pytest.raises(ModelFileError, match="2 tokens but 1 token types"):
+        edgellm.load(write_gguf(tmp_path / "types.gguf", token_types=(1,)), device="cpu")
 
 
 def test_truncated_and_missing_files(tmp_path, tiny_gguf):

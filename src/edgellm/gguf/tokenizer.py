@@ -85,8 +85,11 @@ class Tokenizer:
         tokens = get("tokenizer.ggml.tokens")
         if not tokens:
             raise ModelFileError("the GGUF file has no vocabulary (tokenizer.ggml.tokens)")
-        return cls(tokens, get("tokenizer.ggml.merges") or [], get("tokenizer.ggml.token_type") or [1] * len(tokens),
-                   get("tokenizer.ggml.pre", "default"), get("tokenizer.ggml.bos_token_id"),
+        types = get("tokenizer.ggml.token_type") or [1] * len(tokens)
+        if len(types) != len(tokens):
+            raise ModelFileError(f"the GGUF vocabulary has {len(tokens)} tokens but {len(types)} token types "
+                                 f"(tokenizer.ggml.token_type)")
+        return cls(tokens, get("tokenizer.ggml.merges") or [], types, get("tokenizer.ggml.pre", "default"), get("tokenizer.ggml.bos_token_id"),
                    get("tokenizer.ggml.eos_token_id"), bool(get("tokenizer.ggml.add_bos_token", False)))
 
     def _split(self, text: str) -> list[str]:
