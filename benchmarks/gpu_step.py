@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgebench import EdgebenchError
+from edgellm.errors import EdgeLLMError
 from synthgguf import write_synthetic
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -29,10 +29,10 @@ PROMPT = [1, 9038, 2114, 314, 253]
 
 
 def ms_per_token(engine, tokens: int, repeats: int) -> float:
-    list(engine.generate(PROMPT, tokens))  # warm-up: the first step runs eagerly, the second captures the graph
+    list(engine.greedy(PROMPT, tokens))  # warm-up: the first step runs eagerly, the second captures the graph
     times = []
     for _ in range(repeats):
-        gen = engine.generate(PROMPT, tokens)
+        gen = engine.greedy(PROMPT, tokens)
         next(gen)  # after the prompt
         t1 = time.perf_counter()
         for _ in gen:
@@ -55,7 +55,7 @@ def main() -> int:
         print(f"error: --builds takes fused and/or unfused, not {args.builds!r}", file=sys.stderr)
         return 2
     try:
-        from edgellm.cuda_engine import CudaEngine
+        from edgellm.cuda.engine import CudaEngine
 
         bandwidth = copy_bandwidth_gbs()
         print(f"copy bandwidth {bandwidth or float('nan'):.0f} GB/s, {args.tokens} tokens, quant {args.quant}")
@@ -74,7 +74,7 @@ def main() -> int:
                 share = f"{gbs / bandwidth:.1%}" if bandwidth else "-"
                 print(f"{preset:<14} {'fused' if fused else 'unfused':<8} {ms:9.3f} {1e3 / ms:8.1f} {gbs:7.0f} "
                       f"{share:>8}", flush=True)
-    except EdgebenchError as exc:
+    except EdgeLLMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -177,8 +177,8 @@ constexpr int kGemvWarps = EDGELLM_GEMV_WARPS;
 
 // Output rows per warp (a build setting: make EXTRA=-DEDGELLM_GEMV_ROWS=1): a warp's rows share every load of the
 // activations, which with 16-bit activations are 72 bytes per chunk against a Q4_0 block's 18.  Each row's sums run
-// in the same order whatever the setting, so results are bit for bit the same.  Two rows took the 8B decode step on
-// an H200 from 2.80 to 2.32 ms; four (2.49 ms) leave too few warps per matrix.
+// in the same order whatever the setting, so results are bit for bit the same.  Two is the default: more rows per
+// warp share more loads but leave fewer warps per matrix to hide memory latency with.
 #ifndef EDGELLM_GEMV_ROWS
 #define EDGELLM_GEMV_ROWS 2
 #endif

@@ -4,14 +4,16 @@ import gguf
 import numpy as np
 import pytest
 
-from edgebench.prompts import PLAN_PROMPTS, gguf_chat_template, render
-from edgellm.engine import Engine
+import edgellm
 from edgellm.errors import ModelFileError, UnsupportedModelError
-from edgellm.gguf_loader import open_gguf
-from edgellm.tokenizer import Tokenizer
+from edgellm.gguf import Tokenizer, open_gguf
+
+# Prompts from minimal to long (the plan's kind), then text that exercises the pre-tokenizer's corners.
+PROMPTS = ["Hello", "What is machine learning?", "Explain quantum computing in simple terms.",
+           "Write a detailed explanation of how neural networks work, including backpropagation."]
 
 
-def write_gguf(path, arch="llama", qtype=None):
+def write_gguf(path, arch="llama", qtype=None, token_types=(1, 1)):
     """A tiny model file: enough metadata and one tensor to reach the checks under test."""
     w = gguf.GGUFWriter(str(path), arch)
     w.add_block_count(1)
@@ -22,7 +24,7 @@ def write_gguf(path, arch="llama", qtype=None):
     w.add_layer_norm_rms_eps(1e-5)
     w.add_tokenizer_model("gpt2")
     w.add_token_list(["a", "b"])
-    w.add_token_types([1, 1])
+    w.add_token_types(list(token_types))
     w.add_token_merges([])
     if qtype is None:
         w.add_tensor("token_embd.weight", np.ones((2, 32), np.float32))
@@ -38,29 +40,33 @@ def write_gguf(path, arch="llama", qtype=None):
 
 def test_unsupported_architecture_is_named(tmp_path):
     with pytest.raises(UnsupportedModelError, match="architecture 'phi3' is not supported"):
-        Engine.from_gguf(write_gguf(tmp_path / "phi.gguf", arch="phi3"))
+        edgellm.load(write_gguf(tmp_path / "phi.gguf", arch="phi3"), device="cpu")
 
 
 def test_unsupported_quant_type_is_named(tmp_path):
     with pytest.raises(UnsupportedModelError, match="IQ2_XXS"):
-        Engine.from_gguf(write_gguf(tmp_path / "iq.gguf", qtype=gguf.GGMLQuantizationType.IQ2_XXS))
+        edgellm.load(write_gguf(tmp_path / "iq.gguf", qtype=gguf.GGMLQuantizationType.IQ2_XXS), device="cpu")
+
+
+def test_a_vocabulary_without_a_type_for_every_token_is_one_clear_error(tmp_path):
+    with pytest.raises(ModelFileError, match="2 tokens but 1 token types"):
+        edgellm.load(write_gguf(tmp_path / "types.gguf", token_types=(1,)), device="cpu")
 
 
 def test_truncated_and_missing_files(tmp_path, tiny_gguf):
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(tiny_gguf.read_bytes()[:300])
     with pytest.raises(ModelFileError, match="truncated or corrupt"):
-        Engine.from_gguf(cut)
+        edgellm.load(cut, device="cpu")
     with pytest.raises(ModelFileError, match="not found"):
-        Engine.from_gguf(tmp_path / "nope.gguf")
+        edgellm.load(tmp_path / "nope.gguf", device="cpu")
 
 
-def test_tokenizer_matches_llama_cpp_on_the_plan_prompts(smollm2_gguf):
+def test_tokenizer_matches_llama_cpp_on_raw_and_chat_prompts(smollm2_gguf, chat_text):
     llama_cpp = pytest.importorskip("llama_cpp")
     tok = Tokenizer.from_gguf(open_gguf(smollm2_gguf))
     ref = llama_cpp.Llama(str(smollm2_gguf), vocab_only=True, verbose=False)
-    template, bos, eos = gguf_chat_template(smollm2_gguf)
-    texts = list(PLAN_PROMPTS.values()) + [render(p, "chat", template, bos, eos) for p in PLAN_PROMPTS.values()]
+    texts = PROMPTS + [chat_text(smollm2_gguf, p) for p in PROMPTS]
     texts += ["Numbers 12345 and 3.14159, émigré café — naïve 日本語 \n\n  tabs\tend", "don't I'll WE'RE  x  "]
     for text in texts:
         assert tok.encode(text) == ref.tokenize(text.encode(), add_bos=ref._model.add_bos_token(), special=True)
@@ -69,14 +75,14 @@ def test_tokenizer_matches_llama_cpp_on_the_plan_prompts(smollm2_gguf):
 
 @pytest.mark.slow
 def test_teacher_forced_agreement_with_llama_cpp(smollm2_gguf):
-    """The plan's 4 prompts, each followed by 64 tokens llama.cpp generated greedily; top-1 agreement of every
+    """Four prompts, each followed by 64 tokens llama.cpp generated greedily; top-1 agreement of every
     position's logits. (llama.cpp's own batched and token-by-token logits agree on about 98% of these positions:
     many are near-ties within its int8-activation rounding.)"""
     llama_cpp = pytest.importorskip("llama_cpp")
     ref = llama_cpp.Llama(str(smollm2_gguf), n_ctx=512, n_threads=2, logits_all=True, verbose=False)
-    engine = Engine.from_gguf(smollm2_gguf, max_context=512)
+    engine = edgellm.load(smollm2_gguf, device="cpu", max_context=512)
     agree = total = 0
-    for prompt in PLAN_PROMPTS.values():
+    for prompt in PROMPTS:
         seq = engine.tokenizer.encode(prompt)
         n_prompt = len(seq)
         ref.reset()
@@ -95,13 +101,13 @@ def test_teacher_forced_agreement_with_llama_cpp(smollm2_gguf):
 
 @pytest.mark.slow
 def test_prefill_then_decode_equals_teacher_forcing_and_both_weight_forms_agree(smollm2_gguf):
-    engine = Engine.from_gguf(smollm2_gguf, max_context=256)  # int8 weights
+    engine = edgellm.load(smollm2_gguf, device="cpu", max_context=256)  # int8 weights
     prompt = engine.tokenizer.encode("What is machine learning?")
     generated = list(engine.generate(prompt, 24, ignore_eos=True))
     forced = engine.logits(prompt + generated)
     # greedy generation is the argmax of the teacher-forced logits at every step
     assert list(forced[len(prompt) - 1:-1].argmax(1)) == generated
-    plain = Engine.from_gguf(smollm2_gguf, max_context=256, quantized=False)  # float32 weights
+    plain = edgellm.load(smollm2_gguf, device="cpu", max_context=256, quantized=False)  # float32 weights
     f_logits = plain.logits(prompt + generated)
     # the same weights in two storage forms: only the summation order differs
     assert (f_logits.argmax(1) == forced.argmax(1)).all()

@@ -2,28 +2,18 @@
 
 Arguments are device pointers (integers, e.g. `tensor.data_ptr()`) and strides in elements; nothing is copied and
 nothing synchronises: calls enqueue on `stream` (0: the default stream). A nonzero return code of the library
-becomes a KernelError naming the call and the reason (and CUDA's error text where CUDA failed).
+becomes a KernelError naming the call and the reason (Library.check).
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
-from .errors import KernelError
+from .library import Library, LibrarySpec
 
 F32, F16, BF16 = 0, 1, 2
 DTYPES = {"f32": F32, "f16": F16, "bf16": BF16}
-ERR_CUDA = 4
-# Where `make kernels` (the pipeline's compile_kernels rule) puts the library; EDGELLM_LIB overrides it.
-DEFAULT_LIBRARY = Path(__file__).resolve().parents[2] / "build" / "libedgellm.so"
-
-
-def library_path() -> Path:
-    """The library to load: EDGELLM_LIB where set, else where `make kernels` puts it."""
-    return Path(os.environ.get("EDGELLM_LIB") or DEFAULT_LIBRARY)
 
 
 class Layout(ctypes.Structure):
@@ -62,46 +52,18 @@ class Shape:
         return self.head_dim ** -0.5
 
 
-class AttentionKernels:
-    """The loaded library. One instance per process is enough (`AttentionKernels.load()` caches it)."""
+class Attention:
+    """Prefill and decode attention through the library handle."""
 
-    _instance: AttentionKernels | None = None
-
-    def __init__(self, path: str | os.PathLike):
-        try:
-            self.lib = ctypes.CDLL(str(path))
-        except OSError as exc:
-            raise KernelError(f"cannot load the EdgeLLM CUDA kernels from {path}: {exc} "
-                              "(build them with `make kernels`)") from None
-        lib = self.lib
+    def __init__(self, library: LibrarySpec = None):
+        self.library = Library.load(library)
+        lib = self.lib = self.library.lib
         lib.edgellm_attention_prefill.argtypes = [ctypes.POINTER(PrefillArgs), ctypes.c_int, ctypes.c_void_p]
         lib.edgellm_attention_decode.argtypes = [ctypes.POINTER(DecodeArgs), ctypes.c_int, ctypes.c_int,
                                                  ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
         lib.edgellm_decode_workspace_bytes.argtypes = [ctypes.c_int] * 4
         lib.edgellm_decode_workspace_bytes.restype = ctypes.c_size_t
         lib.edgellm_decode_splits.argtypes = [ctypes.POINTER(DecodeArgs), ctypes.c_int]
-        lib.edgellm_error_string.restype = ctypes.c_char_p
-        lib.edgellm_error_string.argtypes = [ctypes.c_int]
-        lib.edgellm_last_cuda_error.restype = ctypes.c_char_p
-
-    @classmethod
-    def load(cls, path: str | os.PathLike | None = None) -> AttentionKernels:
-        if path is None and cls._instance is not None:
-            return cls._instance
-        path = path or library_path()
-        if not Path(path).is_file():
-            raise KernelError(f"the EdgeLLM CUDA kernels are not built ({path} is missing): run `make kernels`")
-        kernels = cls(path)
-        cls._instance = kernels
-        return kernels
-
-    def _check(self, rc: int, what: str) -> None:
-        if rc == 0:
-            return
-        reason = self.lib.edgellm_error_string(rc).decode()
-        if rc == ERR_CUDA:
-            reason += ": " + self.lib.edgellm_last_cuda_error().decode()
-        raise KernelError(f"{what}: {reason}")
 
     def prefill(self, q: int, k: int, v: int, o: int, shape: Shape, seq_q: int, seq_k: int, dtype: str = "f16",
                 layouts: tuple[Layout, Layout, Layout, Layout] | None = None, causal: bool = True,
@@ -113,8 +75,8 @@ class AttentionKernels:
                                      contiguous(seq_q, shape.n_heads, shape.head_dim))
         args = PrefillArgs(q, k, v, o, ql, kl, vl, ol, shape.batch, seq_q, seq_k, shape.n_heads, shape.n_kv_heads,
                            shape.head_dim, shape.scale, int(causal))
-        self._check(self.lib.edgellm_attention_prefill(ctypes.byref(args), DTYPES[dtype], stream),
-                    "attention prefill")
+        self.library.check(self.lib.edgellm_attention_prefill(ctypes.byref(args), DTYPES[dtype], stream),
+                           "attention prefill")
 
     def decode_args(self, q: int, k: int, v: int, o: int, shape: Shape, seq_k: int,
                     kv_layout: Layout | None = None) -> DecodeArgs:
@@ -133,5 +95,5 @@ class AttentionKernels:
     def decode(self, args: DecodeArgs, kv_dtype: str = "f16", num_splits: int = 0, workspace: int = 0,
                workspace_bytes: int = 0, stream: int = 0) -> None:
         """The workspace (zeroed once before its first use) must hold workspace_bytes(shape, num_splits)."""
-        self._check(self.lib.edgellm_attention_decode(ctypes.byref(args), DTYPES[kv_dtype], num_splits, workspace,
-                                                      workspace_bytes, stream), "attention decode")
+        self.library.check(self.lib.edgellm_attention_decode(ctypes.byref(args), DTYPES[kv_dtype], num_splits,
+                                                             workspace, workspace_bytes, stream), "attention decode")

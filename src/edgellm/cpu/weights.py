@@ -1,96 +1,19 @@
-"""Read a GGUF file into a model config and weights, through the `gguf` package.
-
-Supported: the llama family of the plan -- `llama` (SmolLM, Llama 3.x with llama3 rope scaling, Mistral) and
-`qwen2` (QKV biases) -- in the quantization types their Ollama tags use. Anything else is refused by name.
-Weights are dequantized with `gguf.quants.dequantize` (bit-identical to ggml's own dequantization).
-"""
+"""A GGUF file's tensors as the CPU engine holds them: float32 arrays, or quantized matrices repacked losslessly
+to int8 (edgellm.cpu.quant). Weights are dequantized with `gguf.quants.dequantize` (bit-identical to ggml's own)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
-from .errors import ModelFileError, UnsupportedModelError
-from .quant import QUANTIZED_TYPES, QTensor, repack
+from ..errors import ModelFileError, UnsupportedModelError
+from ..gguf.config import Config
+from ..gguf.quant_types import QUANTIZED_TYPES, SUPPORTED_TYPES
+from .quant import QTensor, repack
 
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
-# GGML type names that may appear in the supported models' files.
-SUPPORTED_QUANTS = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
-
-
-@dataclass(frozen=True)
-class Config:
-    architecture: str
-    dim: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    hidden_dim: int
-    vocab_size: int
-    context_length: int
-    norm_eps: float
-    rope_base: float
-    # "norm": rotate adjacent pairs (x0,x1),(x2,x3)... as llama.cpp does for `llama`;
-    # "neox": rotate (x_i, x_{i+d/2}) as it does for `qwen2`.
-    rope_style: str
-    tied_embeddings: bool
-    qkv_bias: bool
-
-
-def open_gguf(path: str | Path):
-    import gguf
-
-    p = Path(path)
-    if not p.is_file():
-        raise ModelFileError(f"GGUF file not found: {p}")
-    try:
-        return gguf.GGUFReader(p)
-    except Exception as exc:  # noqa: BLE001 - truncated or corrupt files fail in many ways inside the reader
-        raise ModelFileError(f"{p} is not a readable GGUF file (truncated or corrupt: {type(exc).__name__}: "
-                             f"{exc})") from None
-
-
-def _field(reader, key: str, default=None):
-    f = reader.fields.get(key)
-    return f.contents() if f is not None else default
-
-
-def read_config(reader) -> Config:
-    arch = _field(reader, "general.architecture")
-    if arch not in SUPPORTED_ARCHITECTURES:
-        raise UnsupportedModelError(f"architecture {arch!r} is not supported by EdgeLLM yet (supported: "
-                                    f"{', '.join(SUPPORTED_ARCHITECTURES)})")
-
-    def need(key):
-        value = _field(reader, f"{arch}.{key}")
-        if value is None:
-            raise ModelFileError(f"the GGUF metadata lacks {arch}.{key}")
-        return value
-
-    dim, n_heads = int(need("embedding_length")), int(need("attention.head_count"))
-    head_dim = int(_field(reader, f"{arch}.attention.key_length") or _field(reader, f"{arch}.rope.dimension_count")
-                   or dim // n_heads)
-    names = {t.name for t in reader.tensors}
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    vocab = len(tokens.data) if tokens is not None else int(_field(reader, f"{arch}.vocab_size"))
-    return Config(
-        architecture=arch, dim=dim, n_layers=int(need("block_count")), n_heads=n_heads,
-        n_kv_heads=int(_field(reader, f"{arch}.attention.head_count_kv") or n_heads), head_dim=head_dim,
-        hidden_dim=int(need("feed_forward_length")), vocab_size=vocab,
-        context_length=int(_field(reader, f"{arch}.context_length", 2048)),
-        norm_eps=float(need("attention.layer_norm_rms_epsilon")),
-        rope_base=float(_field(reader, f"{arch}.rope.freq_base", 10000.0)),
-        rope_style="neox" if arch == "qwen2" else "norm",
-        tied_embeddings="output.weight" not in names,
-        qkv_bias="blk.0.attn_q.bias" in names,
-    )
-
-
-Matrix = Union[np.ndarray, QTensor]  # float32 [rows, cols], or quantized (edgellm.quant)
+Matrix = Union[np.ndarray, QTensor]  # float32 [rows, cols], or quantized (edgellm.cpu.quant)
 
 
 @dataclass
@@ -131,9 +54,9 @@ class TensorReader:
         t = self.tensors.get(name)
         if t is None:
             raise ModelFileError(f"the GGUF file lacks the tensor {name}")
-        if t.tensor_type.name not in SUPPORTED_QUANTS:
+        if t.tensor_type.name not in SUPPORTED_TYPES:
             raise UnsupportedModelError(f"tensor {name} is {t.tensor_type.name}, a quantization type EdgeLLM does "
-                                        f"not support (supported: {', '.join(SUPPORTED_QUANTS)})")
+                                        f"not support (supported: {', '.join(SUPPORTED_TYPES)})")
         return t
 
     def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -1,15 +1,15 @@
 """Python binding of the quantized matrix-vector kernels (kernels/edgellm_gemv.h) through ctypes.
 
-Weights are the planar fields of edgellm.gpu_layout already on the device (pointers); activations are fp32 and are
-quantized on the device first, as the kernels take them. Errors become KernelError, as in cuda_attention.
+Weights are the planar fields of edgellm.cuda.layout already on the device (pointers); activations are fp32 and are
+quantized on the device first, as the kernels take them. Errors become KernelError (Library.check).
 """
 
 from __future__ import annotations
 
 import ctypes
 
-from .cuda_attention import AttentionKernels
-from .gpu_layout import type_id
+from .layout import type_id
+from .library import Library, LibrarySpec
 
 
 class QMatrix(ctypes.Structure):
@@ -17,19 +17,21 @@ class QMatrix(ctypes.Structure):
                 ("d", ctypes.c_void_p), ("qtype", ctypes.c_int), ("rows", ctypes.c_int), ("cols", ctypes.c_int)]
 
 
-class GemvKernels:
-    def __init__(self, kernels: AttentionKernels | None = None):
-        self.kernels = kernels or AttentionKernels.load()
-        lib = self.lib = self.kernels.lib
-        lib.edgellm_quantize_activations.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
-                                                     ctypes.c_void_p, ctypes.c_void_p]
-        lib.edgellm_gemv.argtypes = [ctypes.POINTER(QMatrix), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                                     ctypes.c_void_p]
+class Gemv:
+    def __init__(self, library: LibrarySpec = None):
+        self.library = Library.load(library)
+        self.library.bind({
+            "edgellm_quantize_activations": [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                                             ctypes.c_void_p],
+            "edgellm_gemv": [ctypes.POINTER(QMatrix), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                             ctypes.c_void_p],
+        })
+        self.lib = self.library.lib
 
     def quantize(self, x: int, cols: int, xq: int, xds: int, stream: int = 0) -> None:
         """x: fp32 [cols] -> xq: 2 * cols bytes (per 32 values, their 32 high then 32 low int8 digits of
         u = round(x / scale) = 254 hi + lo), xds: float2 [cols / 32] (scale, scale * sum of u). edgellm_gemv.h."""
-        self.kernels._check(self.lib.edgellm_quantize_activations(x, cols, xq, xds, stream), "activation quantize")
+        self.library.check(self.lib.edgellm_quantize_activations(x, cols, xq, xds, stream), "activation quantize")
 
     @staticmethod
     def matrix(qtype: str, rows: int, cols: int, fields: dict[str, int]) -> QMatrix:
@@ -39,4 +41,4 @@ class GemvKernels:
 
     def gemv(self, matrix: QMatrix, xq: int, xds: int, y: int, stream: int = 0) -> None:
         """y: fp32 [rows] = W x."""
-        self.kernels._check(self.lib.edgellm_gemv(ctypes.byref(matrix), xq, xds, y, stream), "quantized gemv")
+        self.library.check(self.lib.edgellm_gemv(ctypes.byref(matrix), xq, xds, y, stream), "quantized gemv")

@@ -1,15 +1,15 @@
 """Python binding of the decoder's small CUDA operations (kernels/edgellm_ops.h) through ctypes.
 
 Pointers are device pointers (integers); positions and token ids live in device memory (int32) so that a captured
-decode step can be replayed. Errors become KernelError, as in cuda_attention.
+decode step can be replayed. Errors become KernelError (Library.check).
 """
 
 from __future__ import annotations
 
 import ctypes
 
-from .cuda_attention import AttentionKernels
-from .cuda_gemv import QMatrix
+from .gemv import QMatrix
+from .library import Library, LibrarySpec
 
 P, I, I64, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
 SIGNATURES = {
@@ -24,14 +24,13 @@ SIGNATURES = {
 
 
 class DecoderOps:
-    def __init__(self, kernels: AttentionKernels | None = None):
-        self.kernels = kernels or AttentionKernels.load()
-        self.lib = self.kernels.lib
-        for name, argtypes in SIGNATURES.items():
-            getattr(self.lib, name).argtypes = argtypes
+    def __init__(self, library: LibrarySpec = None):
+        self.library = Library.load(library)
+        self.library.bind(SIGNATURES)
+        self.lib = self.library.lib
 
     def _call(self, name: str, *args) -> None:
-        self.kernels._check(getattr(self.lib, name)(*args), name.removeprefix("edgellm_"))
+        self.library.check(getattr(self.lib, name)(*args), name.removeprefix("edgellm_"))
 
     def rmsnorm(self, x: int, weight: int, out: int, rows: int, n: int, eps: float, stream: int = 0) -> None:
         self._call("edgellm_rmsnorm", x, weight, out, rows, n, eps, stream)

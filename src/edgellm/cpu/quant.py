@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from gguf import QK_K
 from numba import njit, prange
 
-QK_K = 256
+from ..gguf.quant_types import QUANTIZED_TYPES, block_size
 
 
 @dataclass
@@ -104,13 +105,11 @@ def _unpack(qtype: str, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     raise ValueError(qtype)
 
 
-QUANTIZED_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K")
-
-
 def repack(qtype: str, raw: np.ndarray, rows: int, cols: int) -> QTensor:
     """raw: the tensor's bytes as the GGUF stores them ([rows, bytes per row], uint8)."""
-    per_block = 256 if qtype.endswith("_K") else 32
-    bytes_per_block = raw.shape[-1] * per_block // cols
+    if qtype not in QUANTIZED_TYPES:
+        raise ValueError(f"{qtype} is not a quantized type the CPU engine repacks")
+    _, bytes_per_block = block_size(qtype)
     blocks = np.ascontiguousarray(raw).reshape(-1, bytes_per_block)
     q, d, m, sub = _unpack(qtype, blocks)
     nsub = cols // sub

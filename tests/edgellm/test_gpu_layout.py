@@ -12,7 +12,7 @@ from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
 from edgellm.errors import KernelError, UnsupportedModelError
-from edgellm.gpu_layout import GPU_TYPES, LAYOUTS, block_bytes, blocks, planar
+from edgellm.cuda.layout import GPU_TYPES, block_bytes, block_weights, blocks, planar
 
 ALIGNED = 1 << 20  # a fake 16-byte aligned device address: argument checks never dereference it
 
@@ -20,7 +20,7 @@ ALIGNED = 1 << 20  # a fake 16-byte aligned device address: argument checks neve
 def random_blocks(qtype: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
     """Random quant blocks with finite, small fp16 scales (any bit pattern is a valid block otherwise)."""
     rng = np.random.default_rng(seed)
-    block = LAYOUTS[qtype][0]
+    block = block_weights(qtype)
     raw = rng.integers(0, 256, rows * cols // block * block_bytes(qtype), dtype=np.uint8)
     fields = planar(qtype, raw, rows, cols)
     scales = fields["d"].view(np.float16)
@@ -58,10 +58,9 @@ def test_unsupported_types_and_shapes_are_refused_by_name():
 
 @pytest.fixture(scope="module")
 def gemv(kernel_library):
-    from edgellm.cuda_attention import AttentionKernels
-    from edgellm.cuda_gemv import GemvKernels
+    from edgellm.cuda.gemv import Gemv
 
-    return GemvKernels(AttentionKernels.load(kernel_library))
+    return Gemv(kernel_library)
 
 
 @pytest.mark.slow

@@ -11,41 +11,48 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UnsupportedModelError
+from ..errors import ModelFileError, UnsupportedModelError
+from ..gguf.quant_types import block_size
+from ..gguf.quant_types import type_id as ggml_type_id
 
-# Per type: weights per block, ggml type id, and the fields (name, first byte, end byte) of one block.
-LAYOUTS = {
-    "Q4_0": (32, 2, (("d", 0, 2), ("qs", 2, 18))),
-    "Q4_1": (32, 3, (("d", 0, 4), ("qs", 4, 20))),
-    "Q5_0": (32, 6, (("d", 0, 2), ("qh", 2, 6), ("qs", 6, 22))),
-    "Q8_0": (32, 8, (("d", 0, 2), ("qs", 2, 34))),
-    "Q4_K": (256, 12, (("d", 0, 4), ("scales", 4, 16), ("qs", 16, 144))),
-    "Q6_K": (256, 14, (("qs", 0, 128), ("qh", 128, 192), ("scales", 192, 208), ("d", 208, 210))),
+# Per type, the fields of one block as ggml lays them out: (name, first byte, end byte). The block sizes themselves
+# come from gguf (edgellm.gguf.quant_types); the fields cover a block exactly (tested).
+FIELDS = {
+    "Q4_0": (("d", 0, 2), ("qs", 2, 18)),
+    "Q4_1": (("d", 0, 4), ("qs", 4, 20)),
+    "Q5_0": (("d", 0, 2), ("qh", 2, 6), ("qs", 6, 22)),
+    "Q8_0": (("d", 0, 2), ("qs", 2, 34)),
+    "Q4_K": (("d", 0, 4), ("scales", 4, 16), ("qs", 16, 144)),
+    "Q6_K": (("qs", 0, 128), ("qh", 128, 192), ("scales", 192, 208), ("d", 208, 210)),
 }
-GPU_TYPES = tuple(LAYOUTS)
+GPU_TYPES = tuple(FIELDS)
 
 
 def _layout(qtype: str):
-    if qtype not in LAYOUTS:
+    """(weights per block, bytes per block, fields) of a type the GPU kernels read."""
+    if qtype not in FIELDS:
         raise UnsupportedModelError(f"quant type {qtype} has no GPU kernel (supported: {', '.join(GPU_TYPES)})")
-    return LAYOUTS[qtype]
+    return (*block_size(qtype), FIELDS[qtype])
+
+
+def block_weights(qtype: str) -> int:
+    return _layout(qtype)[0]
 
 
 def block_bytes(qtype: str) -> int:
-    return max(end for _, _, end in _layout(qtype)[2])
+    return _layout(qtype)[1]
 
 
 def planar(qtype: str, raw: np.ndarray, rows: int, cols: int) -> dict[str, np.ndarray]:
     """raw: the matrix's bytes as the GGUF stores them (uint8, rows * cols / block * block bytes).
     Returns one contiguous uint8 array per field, blocks in row-major order."""
-    block, _, fields = _layout(qtype)
+    block, per_block, fields = _layout(qtype)
     if cols % block:
         raise UnsupportedModelError(f"{qtype} matrix with {cols} columns: not a multiple of its block of {block}")
-    per_block = max(end for _, _, end in fields)
     n_blocks = rows * cols // block
     raw = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1)
     if raw.size != n_blocks * per_block:
-        raise ValueError(f"{qtype} [{rows}, {cols}]: expected {n_blocks * per_block} bytes, got {raw.size}")
+        raise ModelFileError(f"{qtype} [{rows}, {cols}]: expected {n_blocks * per_block} bytes, got {raw.size}")
     b = raw.reshape(n_blocks, per_block)
     return {name: np.ascontiguousarray(b[:, lo:hi]).reshape(-1) for name, lo, hi in fields}
 
@@ -59,4 +66,6 @@ def blocks(qtype: str, fields: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def type_id(qtype: str) -> int:
-    return _layout(qtype)[1]
+    """The kernels' edgellm_qtype of a type they read (ggml's id)."""
+    _layout(qtype)
+    return ggml_type_id(qtype)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edgellm.cpu_kernels import KEY_TILE, flash_attention
+from edgellm.cpu.kernels import KEY_TILE, flash_attention
 
 TOLERANCE = 1e-5
 

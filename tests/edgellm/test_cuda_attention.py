@@ -10,16 +10,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgellm.cuda_attention import AttentionKernels, KernelError, Shape
+from edgellm.cuda.attention import Attention, Shape
+from edgellm.cuda.library import Library
+from edgellm.errors import KernelError
+
 
 @pytest.fixture(scope="module")
-def kernels(kernel_library) -> AttentionKernels:
-    return AttentionKernels.load(kernel_library)
+def kernels(kernel_library) -> Attention:
+    return Attention(kernel_library)
 
 
 def test_a_missing_library_is_one_clear_error(tmp_path):
     with pytest.raises(KernelError, match="make kernels"):
-        AttentionKernels.load(tmp_path / "libedgellm.so")
+        Library.load(tmp_path / "libedgellm.so")
 
 
 SHAPE = Shape(batch=1, n_heads=8, n_kv_heads=2, head_dim=128)

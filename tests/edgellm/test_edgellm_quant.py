@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from gguf.quants import dequantize, quantize
 
-from edgellm.quant import QUANTIZED_TYPES, linear_q, repack
+from edgellm.cpu.quant import linear_q, repack
+from edgellm.gguf.quant_types import QUANTIZED_TYPES
 
 T = gguf.GGMLQuantizationType
 ROWS, COLS = 8, 512

@@ -14,7 +14,8 @@ from typing import Iterable
 
 import regex
 
-from .errors import ModelFileError, UnsupportedModelError
+from ..errors import ModelFileError, UnsupportedModelError
+from .reader import field
 
 # The pre-tokenizer regexes of llama.cpp, by `tokenizer.ggml.pre`. Several are applied one after the other.
 _GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
@@ -75,8 +76,7 @@ class Tokenizer:
     @classmethod
     def from_gguf(cls, reader) -> "Tokenizer":
         def get(key, default=None):
-            f = reader.fields.get(key)
-            return f.contents() if f is not None else default
+            return field(reader, key, default)
 
         model = get("tokenizer.ggml.model")
         if model != "gpt2":
@@ -85,8 +85,11 @@ class Tokenizer:
         tokens = get("tokenizer.ggml.tokens")
         if not tokens:
             raise ModelFileError("the GGUF file has no vocabulary (tokenizer.ggml.tokens)")
-        return cls(tokens, get("tokenizer.ggml.merges") or [], get("tokenizer.ggml.token_type") or [1] * len(tokens),
-                   get("tokenizer.ggml.pre", "default"), get("tokenizer.ggml.bos_token_id"),
+        types = get("tokenizer.ggml.token_type") or [1] * len(tokens)
+        if len(types) != len(tokens):
+            raise ModelFileError(f"the GGUF vocabulary has {len(tokens)} tokens but {len(types)} token types "
+                                 f"(tokenizer.ggml.token_type)")
+        return cls(tokens, get("tokenizer.ggml.merges") or [], types, get("tokenizer.ggml.pre", "default"), get("tokenizer.ggml.bos_token_id"),
                    get("tokenizer.ggml.eos_token_id"), bool(get("tokenizer.ggml.add_bos_token", False)))
 
     def _split(self, text: str) -> list[str]:

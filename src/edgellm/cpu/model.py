@@ -1,6 +1,7 @@
 """The transformer forward pass on the CPU, one step after another (after llama2.c's `forward`).
 
-Three plain structures: the Config and Weights (gguf_loader) and the RunState below (the KV cache and scratch).
+Three plain structures: the Config (edgellm.gguf), the Weights (edgellm.cpu.weights) and the RunState below
+(the KV cache and scratch).
 `forward` processes any number of new tokens at once: the whole prompt in prefill, one token in decode.
 """
 
@@ -11,9 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import cpu_kernels as K
-from .gguf_loader import Config, Matrix, Weights
+from ..errors import ContextLengthError
+from ..gguf.config import Config
+from . import kernels as K
 from .quant import QTensor, linear_q
+from .weights import Matrix, Weights
 
 
 @dataclass
@@ -33,7 +36,7 @@ class RunState:
 
 
 def linear(x: np.ndarray, w: Matrix) -> np.ndarray:
-    """x @ w.T. Quantized weights: their int8 repacking times float32 activations (edgellm.quant). float32 weights:
+    """x @ w.T. Quantized weights: their int8 repacking times float32 activations (edgellm.cpu.quant). float32 weights:
     one token through numba's parallel matrix-vector kernel, several through BLAS."""
     if isinstance(w, QTensor):
         return linear_q(x, w)
@@ -62,7 +65,7 @@ def forward(cfg: Config, w: Weights, state: RunState, tokens: np.ndarray, all_lo
     T = len(tokens)
     start = state.pos
     if start + T > state.capacity:
-        raise ValueError(f"the KV cache holds {state.capacity} tokens; {start + T} were asked for")
+        raise ContextLengthError(f"the KV cache holds {state.capacity} tokens; {start + T} were asked for")
     H, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
     q_end, k_end = H * D, H * D + Hkv * D
     scale = np.float32(1.0 / math.sqrt(D))

@@ -10,19 +10,18 @@ import pytest
 from gguf import GGMLQuantizationType
 from gguf.quants import dequantize
 
-from edgellm import cpu_kernels as K
+from edgellm.cpu import kernels as K
+from edgellm.cuda.layout import GPU_TYPES, planar
 from edgellm.errors import KernelError
-from edgellm.gpu_layout import GPU_TYPES, planar
 
 ALIGNED = 1 << 20
 
 
 @pytest.fixture(scope="module")
 def ops(kernel_library):
-    from edgellm.cuda_attention import AttentionKernels
-    from edgellm.cuda_ops import DecoderOps
+    from edgellm.cuda.ops import DecoderOps
 
-    return DecoderOps(AttentionKernels.load(kernel_library))
+    return DecoderOps(kernel_library)
 
 
 @pytest.mark.slow
@@ -109,12 +108,12 @@ def test_embedding_rows_dequantize_exactly_as_gguf(ops, qtype):
     torch = _cuda()
     from test_gpu_layout import random_blocks
 
-    from edgellm.cuda_gemv import GemvKernels
+    from edgellm.cuda.gemv import Gemv
 
     rows, cols = 7, 512
     raw = random_blocks(qtype, rows, cols, seed=3)
     fields = {k: torch.from_numpy(v.copy()).cuda() for k, v in planar(qtype, raw, rows, cols).items()}
-    table = GemvKernels.matrix(qtype, rows, cols, {k: v.data_ptr() for k, v in fields.items()})
+    table = Gemv.matrix(qtype, rows, cols, {k: v.data_ptr() for k, v in fields.items()})
     ref = dequantize(raw, GGMLQuantizationType[qtype]).reshape(rows, cols)
     out = torch.empty(cols, device="cuda")
     for token in (0, 5):

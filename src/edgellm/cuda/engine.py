@@ -1,0 +1,230 @@
+"""EdgeLLM on the GPU: the GGUF file's weights uploaded once, every token through the CUDA decoder
+(kernels/edgellm_engine.h), greedy choice on the device.
+
+Quantized matrices go to the device as their planar blocks (edgellm.cuda.layout: the file's bytes, regrouped), so
+the GPU holds the model at the file's size; norms, biases and rope factors as float32. Like the CPU engine it knows
+nothing of end-of-generation tokens: `greedy` is the raw chain of choices, edgellm.Generator adds the stopping rule.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ContextLengthError, UnsupportedModelError
+from ..gguf.config import Config, read_config
+from ..gguf.reader import open_gguf
+from .device import device_name
+from .gemv import QMatrix
+from .layout import GPU_TYPES, planar, type_id
+from .library import Library, LibrarySpec
+
+P = ctypes.c_void_p
+
+
+class ModelConfig(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_int) for n in ("n_layers", "dim", "n_heads", "n_kv_heads", "head_dim", "hidden",
+                                             "vocab", "max_context")] + \
+               [("norm_eps", ctypes.c_float), ("rope_base", ctypes.c_float), ("rope_neox", ctypes.c_int),
+                ("unfused", ctypes.c_int)]
+
+
+class Layer(ctypes.Structure):
+    _fields_ = [(n, QMatrix) for n in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")] + \
+               [(n, P) for n in ("attn_norm", "ffn_norm", "bq", "bk", "bv")]
+
+
+SIGNATURES = {
+    "edgellm_device_alloc": [ctypes.c_size_t, ctypes.POINTER(P)],
+    "edgellm_device_upload": [P, P, ctypes.c_size_t],
+    "edgellm_device_free": [P],
+    "edgellm_engine_create": [ctypes.POINTER(ModelConfig), ctypes.POINTER(Layer), ctypes.POINTER(QMatrix),
+                              ctypes.POINTER(QMatrix), P, P, ctypes.POINTER(P)],
+    "edgellm_engine_step": [P, ctypes.c_int, ctypes.POINTER(ctypes.c_int)],
+    "edgellm_engine_reset": [P],
+    "edgellm_engine_logits": [P, P],
+    "edgellm_engine_graph_nodes": [P, ctypes.POINTER(ctypes.c_size_t)],
+    "edgellm_engine_destroy": [P],
+}
+FLOAT_EMBEDDING_TYPES = ("F32", "F16")  # an embedding table is only gathered from, never multiplied
+
+
+def _layer_matrices(i: int) -> list[str]:
+    p = f"blk.{i}."
+    return [p + f"attn_{x}.weight" for x in ("q", "k", "v", "output")] + \
+        [p + f"ffn_{x}.weight" for x in ("gate", "up", "down")]
+
+
+def refuse_unsupported(c: Config, tensors: dict) -> None:
+    """UnsupportedModelError naming the first shape or tensor type the GPU kernels lack (no device work needed)."""
+    if c.head_dim not in (64, 128):
+        raise UnsupportedModelError(f"head dim {c.head_dim}: EdgeLLM's GPU attention has head dims 64 and 128")
+    if c.dim % 32 or c.hidden_dim % 32 or c.dim > 8192:
+        raise UnsupportedModelError(f"model width {c.dim} / FFN width {c.hidden_dim}: the GPU kernels take "
+                                    f"multiples of 32, widths up to 8192")
+    names = [m for i in range(c.n_layers) for m in _layer_matrices(i)]
+    names.append("token_embd.weight" if c.tied_embeddings else "output.weight")
+    for name in names:
+        t = tensors.get(name)
+        if t is None:
+            raise UnsupportedModelError(f"the GGUF file lacks the tensor {name}")
+        if t.tensor_type.name not in GPU_TYPES:
+            what = "an unquantized LM head" if name in ("output.weight", "token_embd.weight") else f"tensor {name}"
+            raise UnsupportedModelError(f"{what} is {t.tensor_type.name}: EdgeLLM's GPU kernels read "
+                                        f"{', '.join(GPU_TYPES)}")
+    embd = tensors.get("token_embd.weight")
+    if embd is None or embd.tensor_type.name not in GPU_TYPES + FLOAT_EMBEDDING_TYPES:
+        raise UnsupportedModelError(f"the token embedding is {embd.tensor_type.name if embd else 'missing'}: "
+                                    f"EdgeLLM's GPU kernels read {', '.join(GPU_TYPES + FLOAT_EMBEDDING_TYPES)}")
+
+
+class CudaEngine:
+    """Greedy decoding on the GPU: `greedy(prompt_ids, n)`; `step(token)` and `last_logits()` one token at a time."""
+
+    device = "cuda"
+
+    def __init__(self, path: str | Path, max_context: int = 2048, library: LibrarySpec = None, fused: bool = True,
+                 reader=None):
+        """library: a Library, a path, or None for edgellm.cuda.library_path()'s choice. fused=False runs one launch
+        per operation: the reference the fused step is tested against. reader: the file's GGUFReader where the
+        caller has one open already."""
+        self.fused = fused
+        self._buffers: list[int] = []
+        self.engine = P()
+        reader = reader if reader is not None else open_gguf(path)
+        self.config: Config = read_config(reader)
+        self.max_context = min(max_context, self.config.context_length)
+        self._tensors = {t.name: t for t in reader.tensors}
+        refuse_unsupported(self.config, self._tensors)  # before the library and the device are touched
+        self.library = Library.load(library)
+        lib = self.lib = self.library.lib
+        self.library.bind(SIGNATURES)
+        lib.edgellm_engine_destroy.restype = None
+        try:
+            self._create()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- weights -----------------------------------------------------------------------------------------------
+    def _upload(self, array: np.ndarray) -> int:
+        array = np.ascontiguousarray(array)
+        ptr = P()
+        self.library.check(self.lib.edgellm_device_alloc(array.nbytes, ctypes.byref(ptr)), "device allocation")
+        self._buffers.append(ptr.value)
+        self.library.check(self.lib.edgellm_device_upload(ptr, array.ctypes.data, array.nbytes), "weight upload")
+        return ptr.value
+
+    def _vector(self, name: str) -> int:
+        from gguf.quants import dequantize
+
+        t = self._tensors[name]
+        return self._upload(np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(-1))
+
+    def _matrix(self, name: str, allow_float: bool = False) -> QMatrix:
+        t = self._tensors.get(name)
+        if t is None:
+            raise UnsupportedModelError(f"the GGUF file lacks the tensor {name}")
+        cols, rows = int(t.shape[0]), int(t.shape[1])
+        qtype = t.tensor_type.name
+        raw = np.asarray(t.data)
+        if allow_float and qtype in FLOAT_EMBEDDING_TYPES:
+            return QMatrix(self._upload(raw), None, None, None, 0 if qtype == "F32" else 1, rows, cols)
+        if qtype not in GPU_TYPES:
+            raise UnsupportedModelError(f"tensor {name} is {qtype}: EdgeLLM's GPU kernels read "
+                                        f"{', '.join(GPU_TYPES)}")
+        fields = {k: self._upload(v) for k, v in planar(qtype, raw.reshape(-1).view(np.uint8), rows, cols).items()}
+        return QMatrix(fields.get("qs"), fields.get("qh"), fields.get("scales"), fields.get("d"), type_id(qtype),
+                       rows, cols)
+
+    def _create(self) -> None:
+        c = self.config
+        layers = (Layer * c.n_layers)()
+        for i in range(c.n_layers):
+            p = f"blk.{i}."
+            L = layers[i]
+            L.wq, L.wk, L.wv = (self._matrix(p + f"attn_{x}.weight") for x in "qkv")
+            L.wo = self._matrix(p + "attn_output.weight")
+            L.w_gate, L.w_up, L.w_down = (self._matrix(p + f"ffn_{x}.weight") for x in ("gate", "up", "down"))
+            L.attn_norm, L.ffn_norm = self._vector(p + "attn_norm.weight"), self._vector(p + "ffn_norm.weight")
+            if c.qkv_bias:
+                L.bq, L.bk, L.bv = (self._vector(p + f"attn_{x}.bias") for x in "qkv")
+        embd = self._matrix("token_embd.weight", allow_float=True)
+        output = embd if c.tied_embeddings else self._matrix("output.weight")
+        factors = self._vector("rope_freqs.weight") if "rope_freqs.weight" in self._tensors else None
+        cfg = ModelConfig(c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.hidden_dim, c.vocab_size,
+                          self.max_context, c.norm_eps, c.rope_base, int(c.rope_style == "neox"), int(not self.fused))
+        self._keep = (layers, embd, output)  # the engine keeps pointers into these structs' values, not the structs
+        self.library.check(self.lib.edgellm_engine_create(ctypes.byref(cfg), layers, ctypes.byref(embd),
+                                                          ctypes.byref(output), self._vector("output_norm.weight"),
+                                                          factors, ctypes.byref(self.engine)), "engine creation")
+
+    # --- generation --------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.library.check(self.lib.edgellm_engine_reset(self.engine), "engine reset")
+
+    def step(self, token: int | None = None) -> int:
+        """Feeds `token` (None: the engine's previous choice, which never leaves the GPU) and returns the next."""
+        nxt = ctypes.c_int()
+        self.library.check(self.lib.edgellm_engine_step(self.engine, -1 if token is None else int(token),
+                                                        ctypes.byref(nxt)), "decode step")
+        return nxt.value
+
+    def graph_nodes(self) -> int:
+        """Nodes (kernel launches, mostly) of the captured step; 0 until the second step has captured it."""
+        n = ctypes.c_size_t()
+        self.library.check(self.lib.edgellm_engine_graph_nodes(self.engine, ctypes.byref(n)), "graph inspection")
+        return n.value
+
+    def last_logits(self) -> np.ndarray:
+        """The logits [vocab] of the last step."""
+        out = np.empty(self.config.vocab_size, np.float32)
+        self.library.check(self.lib.edgellm_engine_logits(self.engine, out.ctypes.data), "logits copy")
+        return out
+
+    def logits(self, token_ids: list[int]) -> np.ndarray:
+        """Teacher-forced logits of every position, [len(token_ids), vocab]: the tokens fed one step at a time from
+        an empty cache, as in decoding."""
+        self.reset()
+        rows = []
+        for token in token_ids:
+            self.step(token)
+            rows.append(self.last_logits())
+        return np.stack(rows)
+
+    def greedy(self, prompt_ids: list[int], max_new_tokens: int):
+        """Greedy tokens after the prompt (token by token through the same captured step), yielded as they come.
+        Each step feeds the previous choice and returns the next, so a caller that stops early leaves no step
+        unused. The caller checks that the prompt is not empty and that prompt and tokens fit max_context."""
+        if not prompt_ids or len(prompt_ids) + max_new_tokens > self.max_context:
+            raise ContextLengthError(f"{len(prompt_ids)} prompt + {max_new_tokens} new tokens: the prompt must be "
+                                     f"non-empty and all fit the context of {self.max_context}")
+        if max_new_tokens <= 0:
+            return
+        self.reset()
+        for t in prompt_ids:
+            nxt = self.step(t)
+        yield nxt
+        for _ in range(max_new_tokens - 1):
+            yield self.step(None)
+
+    def build_info(self) -> str:
+        gpu = device_name() or "no CUDA device"
+        step = "fused step" if self.fused else "unfused step"
+        return f"cuda kernels {self.library.path} on {gpu}, GGUF blocks as stored, {step} in a CUDA graph"
+
+    def close(self) -> None:
+        if getattr(self, "engine", None) and self.engine.value:
+            self.lib.edgellm_engine_destroy(self.engine)
+            self.engine = P()
+        for ptr in getattr(self, "_buffers", []):
+            self.lib.edgellm_device_free(ptr)
+        self._buffers = []
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
