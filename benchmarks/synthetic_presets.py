@@ -37,14 +37,15 @@ def check_llama_cpp(path: Path) -> tuple[bool, float]:
 
 
 def check_edgellm(path: Path) -> str:
-    from edgellm.engine import Engine
+    import edgellm
     from edgellm.errors import UnsupportedModelError
 
     try:
-        engine = Engine.from_gguf(path, max_context=64, quantized=True)
+        engine = edgellm.load(path, device="cpu", max_context=64, quantized=True)
     except UnsupportedModelError as exc:
         return f"refused: {exc}"
-    logits = engine.logits(engine.tokenizer.encode("Hello world"))
+    with engine:
+        logits = engine.logits(engine.tokenizer.encode("Hello world"))
     return "finite logits" if np.isfinite(logits).all() else "NON-FINITE logits"
 
 

@@ -12,23 +12,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from skips import has_gpu  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
-
-
-@functools.lru_cache(maxsize=1)
-def has_gpu() -> bool:
-    """An NVIDIA GPU that nvidia-smi can list."""
-    smi = shutil.which("nvidia-smi")
-    return bool(smi) and subprocess.run([smi, "-L"], capture_output=True).returncode == 0
-
-
-def has_nvcc() -> bool:
-    return shutil.which("nvcc") is not None
-
-
-requires_gpu = pytest.mark.skipif(not has_gpu(), reason="needs an NVIDIA GPU")
-requires_nvcc = pytest.mark.skipif(not has_nvcc(), reason="nvcc is not installed")
 
 
 def pytest_collection_modifyitems(config, items):

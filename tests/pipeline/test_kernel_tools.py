@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import requires_nvcc
+from skips import requires_nvcc
 from edgebench import EdgebenchError
 from edgebench.build import cuda_arch as detect_arch
 from edgebench.config import validate

@@ -8,8 +8,8 @@ Runs the pipeline against the Ollama stand-in (tests/fake_ollama.py) on loopback
   5. checks that every Parquet file reads, that each run appears once in runs.parquet, and that no temporary or
      partial file is left.
 
-    python tests/kill_test.py            # prints each step; exit status 0 when every check holds
-    pytest -m slow tests/kill_test.py    # the same, as a test
+    python tests/pipeline/kill_test.py            # prints each step; exit status 0 when every check holds
+    pytest -m slow tests/pipeline/kill_test.py    # the same, as a test
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the Ollama stand-in
 sys.path.insert(0, str(ROOT / "src"))
 
 from fake_ollama import FakeOllama, Script  # noqa: E402
