@@ -1,0 +1,474 @@
+// Quantized matrix-matrix products on tensor cores (edgellm_prefill.h): Y = X W^T for a prefill chunk, X fp16
+// [n, cols], W the planar quant blocks of edgellm_gemv.h as stored.
+//
+// One thread block of kThreads computes a BM x BN tile of Y (BM tokens by BN weight rows), walking cols in slabs of
+// 64.  Per slab, the X tile arrives by cp.async (zero-filled past n and cols) and the W tile is dequantized by the
+// threads themselves: each thread owns one "unit" of 32 weights of one row (two units per row and slab), loads its raw
+// block bytes from global memory into registers one slab ahead, and after the current slab's products writes them as
+// fp16 into the other shared-memory buffer.  So the loads of slab s+1 (X and W) are in flight during the products of
+// slab s, with one barrier per slab: a buffer is written only after every warp has passed the barrier that follows
+// its last read.  Products run on mma.sync m16n8k16 (fp16 in, fp32 accumulate); both tiles are [rows][64] fp16 with
+// XOR-swizzled 16-byte chunks, read by ldmatrix free of bank conflicts.
+//
+// Numerics: a weight is computed in fp32 exactly as the GGUF formula gives it (d * q, d * sc * q - dmin * m, ...:
+// at most 21 significant bits, exact in fp32 but for Q4_1's and Q4_K's final addition) and rounded once to fp16
+// (relative error <= 2^-11), the one rounding the fp16 X operand also has; products are exact and summed in fp32.
+//
+// The epilogue stages the fp32 tile in shared memory (reusing the slab buffers) and writes Y row-major with
+// consecutive threads on consecutive columns: bias, residual add, SwiGLU (the tile's first BN/2 rows are gate rows,
+// the other BN/2 the same up rows), fp32 or fp16 output.
+#include <type_traits>
+
+#include "attention_common.cuh"
+#include "edgellm_prefill.h"
+
+namespace edgellm {
+namespace gemm {
+
+constexpr int kThreads = 256;  // 8 warps
+constexpr int kSlab = 64;      // weights of a row per slab (8 chunks of 16 bytes in fp16)
+constexpr int kMaxMats = 3;
+
+struct QW {
+    const uint8_t *qs, *qh, *scales;
+    const void *d;
+    int rows;
+};
+
+struct Params {
+    QW w[kMaxMats];
+    int row_end[kMaxMats];  // cumulative rows
+    int count, cols, n, epilogue;
+    const __half *x;
+    void *y[kMaxMats];
+    const float *bias[kMaxMats];
+};
+
+// The raw bytes of one unit (32 weights of one row and slab) and its scales, loaded one slab ahead.
+struct Raw {
+    uint4 q[4];
+    uint32_t e;
+    float d, m;
+    int qd;  // Q6_K: the quarter of its half the unit's chunk is
+    bool ok;
+};
+
+__device__ __forceinline__ uint4 ldg16(const uint8_t *p) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
+__device__ __forceinline__ float half_at(const void *d, int64_t i) {
+    return __half2float(reinterpret_cast<const __half *>(d)[i]);
+}
+__device__ __forceinline__ uint32_t word(const uint4 &v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+__device__ __forceinline__ int byte_of(const uint4 &v, int b) { return (word(v, b >> 2) >> (8 * (b & 3))) & 0xFF; }
+
+// Eight fp32 weights to fp16 (round to nearest) into 16-byte chunk `chunk` of `row` of a swizzled [rows][64] tile.
+__device__ __forceinline__ void store8(__half *tile, int row, int chunk, const float (&v)[8]) {
+    uint4 h;
+    h.x = pack2<__half>(v[0], v[1]), h.y = pack2<__half>(v[2], v[3]);
+    h.z = pack2<__half>(v[4], v[5]), h.w = pack2<__half>(v[6], v[7]);
+    *reinterpret_cast<uint4 *>(tile + swizzle<kSlab>(row, chunk)) = h;
+}
+__device__ __forceinline__ void store_zero(__half *tile, int row, int chunk) {
+    *reinterpret_cast<uint4 *>(tile + swizzle<kSlab>(row, chunk)) = make_uint4(0, 0, 0, 0);
+}
+
+// ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j (0..7) from a Q4_K super-block's 12 scale bytes.
+__device__ __forceinline__ void scale_min_k4(const uint8_t *s, int j, int &sc, int &mn) {
+    if (j < 4) {
+        sc = s[j] & 63;
+        mn = s[j + 4] & 63;
+    } else {
+        sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+// load<QT>: the unit's raw bytes (row r of w, slab s, unit u of 2).  store<QT>: its 32 weights into the tile.
+// Units of the 32-weight types are blocks 2s and 2s + 1 of the row (offsets 32u..32u+31 of the slab); a slab of a
+// 256-weight super-block is a quarter of it.
+template <int QT> __device__ void load(const QW &w, int cols, int r, int s, int u, Raw &raw);
+template <int QT> __device__ void store(const Raw &raw, __half *tile, int row, int u);
+
+template <> __device__ __forceinline__ void load<EDGELLM_Q8_0>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+    const int nb = cols / 32, b = 2 * s + u;
+    raw.ok = raw.ok && b < nb;
+    if (!raw.ok) return;
+    const int64_t blk = (int64_t)r * nb + b;
+    raw.q[0] = ldg16(w.qs + blk * 32), raw.q[1] = ldg16(w.qs + blk * 32 + 16);
+    raw.d = half_at(w.d, blk);
+}
+template <> __device__ __forceinline__ void store<EDGELLM_Q8_0>(const Raw &raw, __half *tile, int row, int u) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+        if (!raw.ok) {
+            store_zero(tile, row, 4 * u + c);
+            continue;
+        }
+        float v[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) v[i] = raw.d * (float)(int8_t)byte_of(raw.q[c >> 1], (c & 1) * 8 + i);
+        store8(tile, row, 4 * u + c, v);
+    }
+}
+
+// Q4_0, Q4_1 and Q5_0 share their 16 bytes of nibbles: weight e < 16 is the low nibble of byte e, weight e >= 16 the
+// high nibble of byte e - 16.
+template <int QT> __device__ __forceinline__ void load_nibbles(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+    const int nb = cols / 32, b = 2 * s + u;
+    raw.ok = raw.ok && b < nb;
+    if (!raw.ok) return;
+    const int64_t blk = (int64_t)r * nb + b;
+    raw.q[0] = ldg16(w.qs + blk * 16);
+    if (QT == EDGELLM_Q4_1) {
+        const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[blk];
+        raw.d = __low2float(dm), raw.m = __high2float(dm);
+    } else {
+        raw.d = half_at(w.d, blk);
+    }
+    if (QT == EDGELLM_Q5_0) raw.e = __ldg(reinterpret_cast<const uint32_t *>(w.qh) + blk);
+}
+template <> __device__ __forceinline__ void load<EDGELLM_Q4_0>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+    load_nibbles<EDGELLM_Q4_0>(w, cols, r, s, u, raw);
+}
+template <> __device__ __forceinline__ void load<EDGELLM_Q4_1>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+    load_nibbles<EDGELLM_Q4_1>(w, cols, r, s, u, raw);
+}
+template <> __device__ __forceinline__ void load<EDGELLM_Q5_0>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+    load_nibbles<EDGELLM_Q5_0>(w, cols, r, s, u, raw);
+}
+
+template <int QT> __device__ __forceinline__ void store_nibbles(const Raw &raw, __half *tile, int row, int u) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {  // chunk c: weights 8c..8c+7
+        if (!raw.ok) {
+            store_zero(tile, row, 4 * u + c);
+            continue;
+        }
+        float v[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const int e = 8 * c + i;
+            const int n = (byte_of(raw.q[0], e & 15) >> (e < 16 ? 0 : 4)) & 0x0F;
+            if (QT == EDGELLM_Q4_0) v[i] = raw.d * (float)(n - 8);
+            else if (QT == EDGELLM_Q4_1) v[i] = raw.d * (float)n + raw.m;
+            else v[i] = raw.d * (float)((n | (((raw.e >> e) & 1) << 4)) - 16);
+        }
+        store8(tile, row, 4 * u + c, v);
+    }
+}
+template <> __device__ __forceinline__ void store<EDGELLM_Q4_0>(const Raw &raw, __half *tile, int row, int u) {
+    store_nibbles<EDGELLM_Q4_0>(raw, tile, row, u);
+}
+template <> __device__ __forceinline__ void store<EDGELLM_Q4_1>(const Raw &raw, __half *tile, int row, int u) {
+    store_nibbles<EDGELLM_Q4_1>(raw, tile, row, u);
+}
+template <> __device__ __forceinline__ void store<EDGELLM_Q5_0>(const Raw &raw, __half *tile, int row, int u) {
+    store_nibbles<EDGELLM_Q5_0>(raw, tile, row, u);
+}
+
+// Q4_K: slab g (0..3) of a super-block is sub-blocks 2g (low nibbles of the group's 32 bytes) and 2g + 1 (high
+// nibbles); unit u takes bytes 16u..16u+15 of the group, i.e. offsets 16u.. and 32 + 16u.. of the slab.  Its scale
+// bytes are re-read from L1 at the store (12 bytes per super-block, shared by the row's units).
+template <> __device__ __forceinline__ void load<EDGELLM_Q4_K>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+    if (!raw.ok) return;
+    const int64_t sb = (int64_t)r * (cols / 256) + s / 4;
+    const int g = s % 4;
+    raw.q[0] = ldg16(w.qs + sb * 128 + g * 32 + 16 * u);
+    const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[sb];
+    raw.d = __low2float(dm), raw.m = __high2float(dm);
+    const uint8_t *sc = w.scales + sb * 12;
+    int sc0, mn0, sc1, mn1;
+    scale_min_k4(sc, 2 * g, sc0, mn0);
+    scale_min_k4(sc, 2 * g + 1, sc1, mn1);
+    raw.e = (uint32_t)sc0 | ((uint32_t)mn0 << 8) | ((uint32_t)sc1 << 16) | ((uint32_t)mn1 << 24);
+}
+template <> __device__ __forceinline__ void store<EDGELLM_Q4_K>(const Raw &raw, __half *tile, int row, int u) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {  // half 0: sub-block 2g (low nibbles), 1: sub-block 2g + 1 (high)
+        const float ds = raw.d * (float)((raw.e >> (16 * half)) & 0xFF);
+        const float dm = raw.m * (float)((raw.e >> (16 * half + 8)) & 0xFF);
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+            const int chunk = 4 * half + 2 * u + c;
+            if (!raw.ok) {
+                store_zero(tile, row, chunk);
+                continue;
+            }
+            float v[8];
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                const int n = (byte_of(raw.q[0], 8 * c + i) >> (4 * half)) & 0x0F;
+                v[i] = ds * (float)n - dm;
+            }
+            store8(tile, row, chunk, v);
+        }
+    }
+}
+
+// Q6_K: slab g of a super-block is its chunks j = 2g + u (32 weights each): half h = j / 4, quarter qd = j % 4;
+// weight l takes the low (qd < 2) or high nibble of ql byte h*64 + (qd & 1)*32 + l and bits 2*qd.. of qh byte
+// h*32 + l: q = that 6-bit value - 32, times the int8 scale of its 16 and d.
+template <> __device__ __forceinline__ void load<EDGELLM_Q6_K>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+    if (!raw.ok) return;
+    const int64_t sb = (int64_t)r * (cols / 256) + s / 4;
+    const int j = 2 * (s % 4) + u, h = j / 4, qd = j % 4;
+    const uint8_t *ql = w.qs + sb * 128 + h * 64 + (qd & 1) * 32;
+    const uint8_t *qh = w.qh + sb * 64 + h * 32;
+    raw.q[0] = ldg16(ql), raw.q[1] = ldg16(ql + 16), raw.q[2] = ldg16(qh), raw.q[3] = ldg16(qh + 16);
+    raw.e = __ldg(reinterpret_cast<const uint16_t *>(w.scales + sb * 16 + 2 * j));
+    raw.d = half_at(w.d, sb);
+    raw.qd = qd;
+}
+template <> __device__ __forceinline__ void store<EDGELLM_Q6_K>(const Raw &raw, __half *tile, int row, int u) {
+    const int qd = raw.qd;
+    const int lshift = (qd >> 1) * 4, hshift = 2 * qd;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+        if (!raw.ok) {
+            store_zero(tile, row, 4 * u + c);
+            continue;
+        }
+        const float ds = raw.d * (float)(int8_t)((raw.e >> (8 * (c >> 1))) & 0xFF);
+        float v[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const int l = 8 * c + i;
+            const int lo = (byte_of(raw.q[l >> 4], l & 15) >> lshift) & 0x0F;
+            const int hi = (byte_of(raw.q[2 + (l >> 4)], l & 15) >> hshift) & 3;
+            v[i] = ds * (float)((lo | (hi << 4)) - 32);
+        }
+        store8(tile, row, 4 * u + c, v);
+    }
+}
+
+// The matrix and row of tile row `local` of N tile `tile`; false past the matrix.
+__device__ __forceinline__ bool tile_row(const Params &p, int BN, int tile, int local, int &j, int &r) {
+    if (p.epilogue == EDGELLM_GEMM_SWIGLU_F32 || p.epilogue == EDGELLM_GEMM_SWIGLU_F16) {
+        j = local < BN / 2 ? 0 : 1;
+        r = tile * (BN / 2) + local - j * (BN / 2);
+        return r < p.w[0].rows;
+    }
+    const int gr = tile * BN + local;
+    j = gr < p.row_end[0] ? 0 : gr < p.row_end[1] ? 1 : 2;
+    if (j >= p.count || gr >= p.row_end[p.count - 1]) return false;
+    r = j > 0 ? gr - p.row_end[j - 1] : gr;
+    return true;
+}
+
+template <int BM, int BN> struct Tile {
+    static constexpr int kWarpsM = 2, kWarpsN = 4;
+    static constexpr int TM = BM / kWarpsM, TN = BN / kWarpsN;  // warp tile
+    static constexpr int MT = TM / 16, NT = TN / 8;
+    static constexpr int kStageStride = BN + 4;  // fp32 staging row (+4: rows start on different banks)
+    static constexpr int kLoopBytes = 2 * (BM + BN) * kSlab * 2;
+    static constexpr int kStageBytes = BM * kStageStride * 4;
+    static constexpr int kSmemBytes = kLoopBytes > kStageBytes ? kLoopBytes : kStageBytes;
+    static_assert(BN * 2 == kThreads, "one unit of W per thread and slab");
+    static_assert(MT >= 1 && NT % 2 == 0, "warp tile");
+};
+
+template <int QT, int BM, int BN>
+__global__ void __launch_bounds__(kThreads) gemm_kernel(const __grid_constant__ Params p) {
+    using C = Tile<BM, BN>;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    __half *sX = reinterpret_cast<__half *>(smem_raw);  // two buffers of BM x 64
+    __half *sW = sX + 2 * BM * kSlab;                   // two buffers of BN x 64
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int m0 = blockIdx.x * BM, ntile = blockIdx.y;
+    const int wm0 = (warp / C::kWarpsN) * C::TM, wn0 = (warp % C::kWarpsN) * C::TN;
+    const int slabs = (p.cols + kSlab - 1) / kSlab;
+
+    // This thread's unit of W: tile row tid / 2, unit tid % 2.
+    const int wrow = tid >> 1, wu = tid & 1;
+    int wj = 0, wr = 0;
+    const bool wrow_ok = tile_row(p, BN, ntile, wrow, wj, wr);
+    const QW &W = p.w[wj];
+
+    const auto load_x = [&](int s, int buf) {
+        constexpr int kPer = BM * 8 / kThreads;
+        __half *dst = sX + buf * BM * kSlab;
+#pragma unroll
+        for (int it = 0; it < kPer; ++it) {
+            const int idx = it * kThreads + tid, row = idx >> 3, chunk = idx & 7;
+            const int col = s * kSlab + chunk * 8;
+            const bool ok = m0 + row < p.n && col < p.cols;
+            const __half *src = ok ? p.x + (int64_t)(m0 + row) * p.cols + col : p.x;
+            cp_async_16(smem_addr(dst + swizzle<kSlab>(row, chunk)), src, ok ? 16 : 0);
+        }
+    };
+    const auto load_w = [&](int s, Raw &raw) {
+        raw.ok = wrow_ok;
+        load<QT>(W, p.cols, wr, s, wu, raw);
+    };
+
+    float acc[C::MT][C::NT][4];
+#pragma unroll
+    for (int a = 0; a < C::MT; ++a)
+#pragma unroll
+        for (int b = 0; b < C::NT; ++b) acc[a][b][0] = acc[a][b][1] = acc[a][b][2] = acc[a][b][3] = 0.f;
+
+    Raw raw;
+    load_x(0, 0);
+    cp_async_commit();
+    load_w(0, raw);
+    store<QT>(raw, sW, wrow, wu);
+
+    for (int s = 0; s < slabs; ++s) {
+        cp_async_wait<0>();
+        __syncthreads();  // slab s is in both buffers for everyone; everyone is done with slab s - 1's buffers
+        const int buf = s & 1;
+        if (s + 1 < slabs) {
+            load_x(s + 1, buf ^ 1);
+            load_w(s + 1, raw);
+        }
+        cp_async_commit();
+        const __half *tx = sX + buf * BM * kSlab, *tw = sW + buf * BN * kSlab;
+#pragma unroll
+        for (int kk = 0; kk < kSlab / 16; ++kk) {
+            uint32_t af[C::MT][4], bf[C::NT / 2][4];
+#pragma unroll
+            for (int mt = 0; mt < C::MT; ++mt) {
+                const int row = wm0 + mt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+                ldmatrix_x4(af[mt], smem_addr(tx + swizzle<kSlab>(row, 2 * kk + (lane >> 4))));
+            }
+#pragma unroll
+            for (int np = 0; np < C::NT / 2; ++np) {
+                const int row = wn0 + np * 16 + (lane & 7) + ((lane >> 4) << 3);
+                ldmatrix_x4(bf[np], smem_addr(tw + swizzle<kSlab>(row, 2 * kk + ((lane >> 3) & 1))));
+            }
+#pragma unroll
+            for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < C::NT; ++nt) mma_16816<__half>(acc[mt][nt], af[mt], &bf[nt >> 1][(nt & 1) * 2]);
+        }
+        if (s + 1 < slabs) store<QT>(raw, sW + (buf ^ 1) * BN * kSlab, wrow, wu);
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // every warp is done with the slab buffers the staging tile overwrites
+
+    float *sC = reinterpret_cast<float *>(smem_raw);
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < C::NT; ++nt) {
+            const int row = wm0 + mt * 16 + g, col = wn0 + nt * 8 + 2 * t;
+            *reinterpret_cast<float2 *>(sC + row * C::kStageStride + col) = make_float2(acc[mt][nt][0], acc[mt][nt][1]);
+            *reinterpret_cast<float2 *>(sC + (row + 8) * C::kStageStride + col) =
+                make_float2(acc[mt][nt][2], acc[mt][nt][3]);
+        }
+    __syncthreads();
+
+    const bool swiglu = p.epilogue == EDGELLM_GEMM_SWIGLU_F32 || p.epilogue == EDGELLM_GEMM_SWIGLU_F16;
+    const bool f16 = p.epilogue == EDGELLM_GEMM_F16 || p.epilogue == EDGELLM_GEMM_SWIGLU_F16;
+    const int width = swiglu ? BN / 2 : BN;
+    for (int idx = tid; idx < BM * width; idx += kThreads) {
+        const int m = idx / width, c = idx % width, token = m0 + m;
+        int j, r;
+        if (token >= p.n || !tile_row(p, BN, ntile, c, j, r)) continue;
+        float v = sC[m * C::kStageStride + c];
+        if (swiglu) {
+            const float u = sC[m * C::kStageStride + c + BN / 2];
+            v = v / (1.f + expf(-v)) * u;
+        } else if (p.bias[j]) {
+            v += p.bias[j][r];
+        }
+        const int64_t at = (int64_t)token * p.w[j].rows + r;
+        if (f16) static_cast<__half *>(p.y[j])[at] = __float2half_rn(v);
+        else if (p.epilogue == EDGELLM_GEMM_ADD_F32) static_cast<float *>(p.y[j])[at] += v;
+        else static_cast<float *>(p.y[j])[at] = v;
+    }
+}
+
+template <int QT, int BM, int BN> int launch(const Params &p, int n_tiles, cudaStream_t stream) {
+    using C = Tile<BM, BN>;
+    static bool configured = false;  // over 48 KB of dynamic shared memory needs the opt-in, once per kernel
+    if (!configured) {
+        const cudaError_t err =
+            cudaFuncSetAttribute(gemm_kernel<QT, BM, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
+        if (err != cudaSuccess) {
+            set_cuda_error(err);
+            return EDGELLM_ERR_CUDA;
+        }
+        configured = true;
+    }
+    const dim3 grid((unsigned)((p.n + BM - 1) / BM), (unsigned)n_tiles);
+    gemm_kernel<QT, BM, BN><<<grid, kThreads, C::kSmemBytes, stream>>>(p);
+    return check_launch();
+}
+
+constexpr int kBN = 128;
+
+template <int QT> int launch_bm(const Params &p, int n_tiles, int bm, cudaStream_t s) {
+    return bm == 64 ? launch<QT, 64, kBN>(p, n_tiles, s) : launch<QT, 128, kBN>(p, n_tiles, s);
+}
+
+}  // namespace gemm
+}  // namespace edgellm
+
+using namespace edgellm;
+
+namespace {
+
+bool gemm_matrix_ok(const edgellm_qmatrix *m) {
+    if (!m || !m->qs || !m->d || m->rows <= 0 || m->cols <= 0) return false;
+    const bool k_type = m->qtype == EDGELLM_Q4_K || m->qtype == EDGELLM_Q6_K;
+    if (m->cols % (k_type ? 256 : 32)) return false;
+    if (k_type && !m->scales) return false;
+    if ((m->qtype == EDGELLM_Q6_K || m->qtype == EDGELLM_Q5_0) && !m->qh) return false;
+    // 16-byte loads of qs (and of Q6_K's qh), 4-byte of the scales and d.
+    const uintptr_t qh_align = m->qtype == EDGELLM_Q6_K ? 16 : 4;
+    return reinterpret_cast<uintptr_t>(m->qs) % 16 == 0 && (!m->qh || reinterpret_cast<uintptr_t>(m->qh) % qh_align == 0) &&
+           (!m->scales || reinterpret_cast<uintptr_t>(m->scales) % 4 == 0) && reinterpret_cast<uintptr_t>(m->d) % 4 == 0;
+}
+
+int gemm_impl(const edgellm_qmatrix *const *w, void *const *y, const float *const *bias, int count, const void *x,
+              int n, int epilogue, int bm, void *stream) {
+    if (!w || !y || !x || n < 1 || count < 1 || count > gemm::kMaxMats) return EDGELLM_ERR_ARGUMENT;
+    if (epilogue < EDGELLM_GEMM_F32 || epilogue > EDGELLM_GEMM_SWIGLU_F16) return EDGELLM_ERR_ARGUMENT;
+    const bool swiglu = epilogue == EDGELLM_GEMM_SWIGLU_F32 || epilogue == EDGELLM_GEMM_SWIGLU_F16;
+    if (swiglu && (count != 2 || !w[0] || !w[1] || w[0]->rows != w[1]->rows)) return EDGELLM_ERR_ARGUMENT;
+    if (reinterpret_cast<uintptr_t>(x) % 16) return EDGELLM_ERR_ARGUMENT;
+    gemm::Params p{};
+    int rows = 0;
+    for (int j = 0; j < count; ++j) {
+        if (!gemm_matrix_ok(w[j]) || w[j]->qtype != w[0]->qtype || w[j]->cols != w[0]->cols) return EDGELLM_ERR_ARGUMENT;
+        if (!swiglu || j == 0) {
+            if (!y[j]) return EDGELLM_ERR_ARGUMENT;
+            p.y[j] = y[j];
+            p.bias[j] = bias && !swiglu ? bias[j] : nullptr;
+        }
+        p.w[j] = gemm::QW{static_cast<const uint8_t *>(w[j]->qs), static_cast<const uint8_t *>(w[j]->qh),
+                          static_cast<const uint8_t *>(w[j]->scales), w[j]->d, w[j]->rows};
+        p.row_end[j] = rows += w[j]->rows;
+    }
+    for (int j = count; j < gemm::kMaxMats; ++j) p.row_end[j] = rows;
+    p.count = count, p.cols = w[0]->cols, p.n = n, p.epilogue = epilogue, p.x = static_cast<const __half *>(x);
+    if (swiglu) p.w[1].rows = w[0]->rows, p.y[1] = nullptr;  // y[1] unused: output rows are gate rows
+    const int n_tiles = swiglu ? (w[0]->rows + gemm::kBN / 2 - 1) / (gemm::kBN / 2) : (rows + gemm::kBN - 1) / gemm::kBN;
+    if (bm <= 0) bm = n <= 64 ? 64 : 128;
+    if (bm != 64 && bm != 128) return EDGELLM_ERR_ARGUMENT;
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    switch (w[0]->qtype) {
+    case EDGELLM_Q4_0: return gemm::launch_bm<EDGELLM_Q4_0>(p, n_tiles, bm, s);
+    case EDGELLM_Q4_1: return gemm::launch_bm<EDGELLM_Q4_1>(p, n_tiles, bm, s);
+    case EDGELLM_Q5_0: return gemm::launch_bm<EDGELLM_Q5_0>(p, n_tiles, bm, s);
+    case EDGELLM_Q8_0: return gemm::launch_bm<EDGELLM_Q8_0>(p, n_tiles, bm, s);
+    case EDGELLM_Q4_K: return gemm::launch_bm<EDGELLM_Q4_K>(p, n_tiles, bm, s);
+    case EDGELLM_Q6_K: return gemm::launch_bm<EDGELLM_Q6_K>(p, n_tiles, bm, s);
+    default: return EDGELLM_ERR_UNSUPPORTED;
+    }
+}
+
+}  // namespace
+
+extern "C" int edgellm_gemm(const edgellm_qmatrix *const *w, void *const *y, const float *const *bias, int count,
+                            const void *x, int n, int epilogue, void *stream) {
+    return gemm_impl(w, y, bias, count, x, n, epilogue, 0, stream);
+}
+
+// A chosen tile height (bm 64 or 128; 0: the default for n), for the accuracy gate and the benchmark (not part of
+// the public header).
+extern "C" int edgellm_gemm_variant(const edgellm_qmatrix *const *w, void *const *y, const float *const *bias,
+                                    int count, const void *x, int n, int epilogue, int bm, void *stream) {
+    return gemm_impl(w, y, bias, count, x, n, epilogue, bm, stream);
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# On a GPU machine: builds the kernels, runs the prefill GEMM accuracy gate, compute-sanitizer memcheck and racecheck
+# on its small mode, and the prefill GEMM benchmark; every log goes to $OUT (default ./prefill-logs).
+#   kernels/tests/run_prefill_gpu.sh [BUILD_DIR]
+# Exit status: 0 when every step passed, otherwise the number of failed steps.
+set -u
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${1:-${BUILD:-/tmp/edgellm-prefill-build}}"
+out="${OUT:-$PWD/prefill-logs}"
+mkdir -p "$out"
+failed=0
+step() {  # step NAME COMMAND...: runs COMMAND with its output in $out/NAME.log, one summary line
+    local name="$1"; shift
+    local start=$SECONDS
+    "$@" >"$out/$name.log" 2>&1
+    local rc=$?
+    printf '%-22s rc=%d  %4ds  (%s)\n' "$name" "$rc" $((SECONDS - start)) "$out/$name.log" | tee -a "$out/summary.txt"
+    [ "$rc" -eq 0 ] || failed=$((failed + 1))
+    return "$rc"
+}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.txt" 2>&1
+step build make -C "$here" BUILD="$build" -j"$(nproc)" || { echo "build failed"; exit 1; }
+step gemm_accuracy "$build/gemm_accuracy" --csv "$out/gemm_accuracy.csv"
+sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+step memcheck "$sanitizer" --tool memcheck --error-exitcode 9 "$build/gemm_accuracy" --sanitize
+step racecheck "$sanitizer" --tool racecheck --racecheck-report all --error-exitcode 9 "$build/gemm_accuracy" --sanitize
+if [ -x "$build/prefill_accuracy" ]; then
+    step prefill_accuracy "$build/prefill_accuracy"
+    step prefill_memcheck "$sanitizer" --tool memcheck --error-exitcode 9 "$build/prefill_accuracy" --sanitize
+    step prefill_racecheck "$sanitizer" --tool racecheck --error-exitcode 9 "$build/prefill_accuracy" --sanitize
+fi
+step prefill_bench "$build/prefill_bench" --csv "$out/prefill_bench.csv"
+tail -n 1 "$out/gemm_accuracy.log"
+exit "$failed"
