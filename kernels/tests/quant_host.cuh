@@ -52,8 +52,8 @@ inline double half_value(const uint8_t *p) {
     return (double)__half2float(h);
 }
 
-// Random bytes for every field, fp16 scales of a magnitude that keeps weights within about +-2.
-inline HostQuant random_quant(int qtype, int rows, int cols, uint64_t seed) {
+// Random bytes for every field, fp16 scales of a magnitude that keeps weights within about +-2 (times `scale`).
+inline HostQuant random_quant(int qtype, int rows, int cols, uint64_t seed, float scale = 1.f) {
     HostQuant q;
     q.qtype = qtype, q.rows = rows, q.cols = cols;
     int bqs, bqh, bsc, bd;
@@ -73,10 +73,10 @@ inline HostQuant random_quant(int qtype, int rows, int cols, uint64_t seed) {
     const float d_scale = qtype == EDGELLM_Q8_0 ? 1.f / 96 : qtype == EDGELLM_Q5_0 ? 1.f / 12 : qtype == EDGELLM_Q4_K ? 1.f / 600
                           : qtype == EDGELLM_Q6_K ? 1.f / 2000 : 1.f / 6;
     for (size_t b = 0; b < blocks; ++b) {
-        const uint16_t dv = half_bits(unit(rng) * d_scale);
+        const uint16_t dv = half_bits(unit(rng) * d_scale * scale);
         std::memcpy(&q.d[b * bd], &dv, 2);
         if (bd == 4) {  // Q4_1's m (signed offset) or Q4_K's dmin
-            const float second = qtype == EDGELLM_Q4_1 ? (unit(rng) - 1.f) * 2.f : unit(rng) * (1.f / 600);
+            const float second = (qtype == EDGELLM_Q4_1 ? (unit(rng) - 1.f) * 2.f : unit(rng) * (1.f / 600)) * scale;
             const uint16_t mv = half_bits(second);
             std::memcpy(&q.d[b * bd + 2], &mv, 2);
         }
