@@ -421,6 +421,20 @@ bool gemm_matrix_ok(const edgellm_qmatrix *m) {
            (!m->scales || reinterpret_cast<uintptr_t>(m->scales) % 4 == 0) && reinterpret_cast<uintptr_t>(m->d) % 4 == 0;
 }
 
+// 128-token tiles unless they would leave the device less than two blocks per SM (a short chunk, or a product with
+// few rows): then 64, twice the blocks for the same work.
+int default_bm(int n, int n_tiles) {
+    static const int sms = [] {
+        int dev = 0, count = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            return 1;
+        return count;
+    }();
+    const long long blocks128 = (long long)((n + 127) / 128) * n_tiles;
+    return blocks128 >= 2LL * sms ? 128 : 64;
+}
+
 int gemm_impl(const edgellm_qmatrix *const *w, void *const *y, const float *const *bias, int count, const void *x,
               int n, int epilogue, int bm, void *stream) {
     if (!w || !y || !x || n < 1 || count < 1 || count > gemm::kMaxMats) return EDGELLM_ERR_ARGUMENT;
@@ -445,7 +459,7 @@ int gemm_impl(const edgellm_qmatrix *const *w, void *const *y, const float *cons
     p.count = count, p.cols = w[0]->cols, p.n = n, p.epilogue = epilogue, p.x = static_cast<const __half *>(x);
     if (swiglu) p.w[1].rows = w[0]->rows, p.y[1] = nullptr;  // y[1] unused: output rows are gate rows
     const int n_tiles = swiglu ? (w[0]->rows + gemm::kBN / 2 - 1) / (gemm::kBN / 2) : (rows + gemm::kBN - 1) / gemm::kBN;
-    if (bm <= 0) bm = n <= 64 ? 64 : 128;
+    if (bm <= 0) bm = default_bm(n, n_tiles);
     if (bm != 64 && bm != 128) return EDGELLM_ERR_ARGUMENT;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     switch (w[0]->qtype) {

@@ -243,7 +243,7 @@ int main(int argc, char **argv) {
     }
     Checks ck;
     if (sanitize) {
-        run_model(ck, "llama-style", 0, false, true, 40, 16, 3, 64);
+        run_model(ck, "llama-style", 0, false, true, 24, 16, 2, 32);
     } else {
         run_model(ck, "llama-style", 0, false, true, 300, 128, 16, 400);
         run_model(ck, "qwen2-style", 1, true, false, 150, 64, 16, 200);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On a GPU machine: builds the kernels, runs the prefill GEMM accuracy gate, compute-sanitizer memcheck and racecheck
-# on its small mode, and the prefill GEMM benchmark; every log goes to $OUT (default ./prefill-logs).
+# on its small mode, the prefill GEMM benchmark, and the engine's prefill against its steps (prefill_accuracy, and the
+# sanitizers on its small mode); every log goes to $OUT (default ./prefill-logs).
 #   kernels/tests/run_prefill_gpu.sh [BUILD_DIR]
 # Exit status: 0 when every step passed, otherwise the number of failed steps.
 set -u
@@ -20,15 +21,14 @@ step() {  # step NAME COMMAND...: runs COMMAND with its output in $out/NAME.log,
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.txt" 2>&1
 step build make -C "$here" BUILD="$build" -j"$(nproc)" || { echo "build failed"; exit 1; }
-step gemm_accuracy "$build/gemm_accuracy" --csv "$out/gemm_accuracy.csv"
+step gemm_accuracy timeout 150 "$build/gemm_accuracy" --csv "$out/gemm_accuracy.csv"
 sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
-step memcheck "$sanitizer" --tool memcheck --error-exitcode 9 "$build/gemm_accuracy" --sanitize
-step racecheck "$sanitizer" --tool racecheck --racecheck-report all --error-exitcode 9 "$build/gemm_accuracy" --sanitize
-if [ -x "$build/prefill_accuracy" ]; then
-    step prefill_accuracy "$build/prefill_accuracy"
-    step prefill_memcheck "$sanitizer" --tool memcheck --error-exitcode 9 "$build/prefill_accuracy" --sanitize
-    step prefill_racecheck "$sanitizer" --tool racecheck --error-exitcode 9 "$build/prefill_accuracy" --sanitize
-fi
+step memcheck timeout 120 "$sanitizer" --tool memcheck --error-exitcode 9 "$build/gemm_accuracy" --sanitize
+step racecheck timeout 120 "$sanitizer" --tool racecheck --racecheck-report all --error-exitcode 9 "$build/gemm_accuracy" --sanitize
 step prefill_bench "$build/prefill_bench" --csv "$out/prefill_bench.csv"
+# The engine's prefill against its own steps; the sanitizer runs bounded so the whole script stays within minutes.
+step prefill_accuracy timeout 120 "$build/prefill_accuracy"
+step prefill_memcheck timeout 60 "$sanitizer" --tool memcheck --error-exitcode 9 "$build/prefill_accuracy" --sanitize
+step prefill_racecheck timeout 60 "$sanitizer" --tool racecheck --error-exitcode 9 "$build/prefill_accuracy" --sanitize
 tail -n 1 "$out/gemm_accuracy.log"
 exit "$failed"
