@@ -17,6 +17,7 @@
 // The epilogue stages the fp32 tile in shared memory (reusing the slab buffers) and writes Y row-major with
 // consecutive threads on consecutive columns: bias, residual add, SwiGLU (the tile's first BN/2 rows are gate rows,
 // the other BN/2 the same up rows), fp32 or fp16 output.
+#include <cstring>
 #include <type_traits>
 
 #include "attention_common.cuh"
@@ -53,26 +54,43 @@ struct Raw {
     bool ok;
 };
 
-__device__ __forceinline__ uint4 ldg16(const uint8_t *p) { return __ldg(reinterpret_cast<const uint4 *>(p)); }
-__device__ __forceinline__ float half_at(const void *d, int64_t i) {
-    return __half2float(reinterpret_cast<const __half *>(d)[i]);
+// The unpacking of W (loads and stores below) also compiles for the host, where tests/gemm_unpack_check.cu runs it
+// against the float64 reading of the blocks without a GPU.
+#define GEMM_HD __host__ __device__ __forceinline__
+
+template <typename T> GEMM_HD T ldg(const T *p) {
+#ifdef __CUDA_ARCH__
+    return __ldg(p);
+#else
+    return *p;
+#endif
 }
-__device__ __forceinline__ uint32_t word(const uint4 &v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
-__device__ __forceinline__ int byte_of(const uint4 &v, int b) { return (word(v, b >> 2) >> (8 * (b & 3))) & 0xFF; }
+GEMM_HD uint4 ldg16(const uint8_t *p) { return ldg(reinterpret_cast<const uint4 *>(p)); }
+GEMM_HD float half_at(const void *d, int64_t i) { return __half2float(reinterpret_cast<const __half *>(d)[i]); }
+GEMM_HD uint32_t word(const uint4 &v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+GEMM_HD int byte_of(const uint4 &v, int b) { return (word(v, b >> 2) >> (8 * (b & 3))) & 0xFF; }
+GEMM_HD uint32_t pack_half2(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    uint32_t u;
+    memcpy(&u, &h, 4);
+    return u;
+}
+// Element offset of 16-byte chunk `chunk` of `row` in a swizzled [rows][64] fp16 tile (attention_common.cuh's swizzle).
+GEMM_HD int tile_offset(int row, int chunk) { return row * kSlab + ((chunk ^ (row & 7)) << 3); }
 
 // Eight fp32 weights to fp16 (round to nearest) into 16-byte chunk `chunk` of `row` of a swizzled [rows][64] tile.
-__device__ __forceinline__ void store8(__half *tile, int row, int chunk, const float (&v)[8]) {
+GEMM_HD void store8(__half *tile, int row, int chunk, const float (&v)[8]) {
     uint4 h;
-    h.x = pack2<__half>(v[0], v[1]), h.y = pack2<__half>(v[2], v[3]);
-    h.z = pack2<__half>(v[4], v[5]), h.w = pack2<__half>(v[6], v[7]);
-    *reinterpret_cast<uint4 *>(tile + swizzle<kSlab>(row, chunk)) = h;
+    h.x = pack_half2(v[0], v[1]), h.y = pack_half2(v[2], v[3]);
+    h.z = pack_half2(v[4], v[5]), h.w = pack_half2(v[6], v[7]);
+    *reinterpret_cast<uint4 *>(tile + tile_offset(row, chunk)) = h;
 }
-__device__ __forceinline__ void store_zero(__half *tile, int row, int chunk) {
-    *reinterpret_cast<uint4 *>(tile + swizzle<kSlab>(row, chunk)) = make_uint4(0, 0, 0, 0);
+GEMM_HD void store_zero(__half *tile, int row, int chunk) {
+    *reinterpret_cast<uint4 *>(tile + tile_offset(row, chunk)) = make_uint4(0, 0, 0, 0);
 }
 
 // ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j (0..7) from a Q4_K super-block's 12 scale bytes.
-__device__ __forceinline__ void scale_min_k4(const uint8_t *s, int j, int &sc, int &mn) {
+GEMM_HD void scale_min_k4(const uint8_t *s, int j, int &sc, int &mn) {
     if (j < 4) {
         sc = s[j] & 63;
         mn = s[j + 4] & 63;
@@ -85,10 +103,10 @@ __device__ __forceinline__ void scale_min_k4(const uint8_t *s, int j, int &sc, i
 // load<QT>: the unit's raw bytes (row r of w, slab s, unit u of 2).  store<QT>: its 32 weights into the tile.
 // Units of the 32-weight types are blocks 2s and 2s + 1 of the row (offsets 32u..32u+31 of the slab); a slab of a
 // 256-weight super-block is a quarter of it.
-template <int QT> __device__ void load(const QW &w, int cols, int r, int s, int u, Raw &raw);
-template <int QT> __device__ void store(const Raw &raw, __half *tile, int row, int u);
+template <int QT> GEMM_HD void load(const QW &w, int cols, int r, int s, int u, Raw &raw);
+template <int QT> GEMM_HD void store(const Raw &raw, __half *tile, int row, int u);
 
-template <> __device__ __forceinline__ void load<EDGELLM_Q8_0>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+template <> GEMM_HD void load<EDGELLM_Q8_0>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
     const int nb = cols / 32, b = 2 * s + u;
     raw.ok = raw.ok && b < nb;
     if (!raw.ok) return;
@@ -96,7 +114,7 @@ template <> __device__ __forceinline__ void load<EDGELLM_Q8_0>(const QW &w, int 
     raw.q[0] = ldg16(w.qs + blk * 32), raw.q[1] = ldg16(w.qs + blk * 32 + 16);
     raw.d = half_at(w.d, blk);
 }
-template <> __device__ __forceinline__ void store<EDGELLM_Q8_0>(const Raw &raw, __half *tile, int row, int u) {
+template <> GEMM_HD void store<EDGELLM_Q8_0>(const Raw &raw, __half *tile, int row, int u) {
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
         if (!raw.ok) {
@@ -112,7 +130,7 @@ template <> __device__ __forceinline__ void store<EDGELLM_Q8_0>(const Raw &raw, 
 
 // Q4_0, Q4_1 and Q5_0 share their 16 bytes of nibbles: weight e < 16 is the low nibble of byte e, weight e >= 16 the
 // high nibble of byte e - 16.
-template <int QT> __device__ __forceinline__ void load_nibbles(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+template <int QT> GEMM_HD void load_nibbles(const QW &w, int cols, int r, int s, int u, Raw &raw) {
     const int nb = cols / 32, b = 2 * s + u;
     raw.ok = raw.ok && b < nb;
     if (!raw.ok) return;
@@ -124,19 +142,19 @@ template <int QT> __device__ __forceinline__ void load_nibbles(const QW &w, int 
     } else {
         raw.d = half_at(w.d, blk);
     }
-    if (QT == EDGELLM_Q5_0) raw.e = __ldg(reinterpret_cast<const uint32_t *>(w.qh) + blk);
+    if (QT == EDGELLM_Q5_0) raw.e = ldg(reinterpret_cast<const uint32_t *>(w.qh) + blk);
 }
-template <> __device__ __forceinline__ void load<EDGELLM_Q4_0>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+template <> GEMM_HD void load<EDGELLM_Q4_0>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
     load_nibbles<EDGELLM_Q4_0>(w, cols, r, s, u, raw);
 }
-template <> __device__ __forceinline__ void load<EDGELLM_Q4_1>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+template <> GEMM_HD void load<EDGELLM_Q4_1>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
     load_nibbles<EDGELLM_Q4_1>(w, cols, r, s, u, raw);
 }
-template <> __device__ __forceinline__ void load<EDGELLM_Q5_0>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+template <> GEMM_HD void load<EDGELLM_Q5_0>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
     load_nibbles<EDGELLM_Q5_0>(w, cols, r, s, u, raw);
 }
 
-template <int QT> __device__ __forceinline__ void store_nibbles(const Raw &raw, __half *tile, int row, int u) {
+template <int QT> GEMM_HD void store_nibbles(const Raw &raw, __half *tile, int row, int u) {
 #pragma unroll
     for (int c = 0; c < 4; ++c) {  // chunk c: weights 8c..8c+7
         if (!raw.ok) {
@@ -150,25 +168,25 @@ template <int QT> __device__ __forceinline__ void store_nibbles(const Raw &raw, 
             const int n = (byte_of(raw.q[0], e & 15) >> (e < 16 ? 0 : 4)) & 0x0F;
             if (QT == EDGELLM_Q4_0) v[i] = raw.d * (float)(n - 8);
             else if (QT == EDGELLM_Q4_1) v[i] = raw.d * (float)n + raw.m;
-            else v[i] = raw.d * (float)((n | (((raw.e >> e) & 1) << 4)) - 16);
+            else v[i] = raw.d * (float)((n | (int)(((raw.e >> e) & 1) << 4)) - 16);  // int: n - 16 < 0
         }
         store8(tile, row, 4 * u + c, v);
     }
 }
-template <> __device__ __forceinline__ void store<EDGELLM_Q4_0>(const Raw &raw, __half *tile, int row, int u) {
+template <> GEMM_HD void store<EDGELLM_Q4_0>(const Raw &raw, __half *tile, int row, int u) {
     store_nibbles<EDGELLM_Q4_0>(raw, tile, row, u);
 }
-template <> __device__ __forceinline__ void store<EDGELLM_Q4_1>(const Raw &raw, __half *tile, int row, int u) {
+template <> GEMM_HD void store<EDGELLM_Q4_1>(const Raw &raw, __half *tile, int row, int u) {
     store_nibbles<EDGELLM_Q4_1>(raw, tile, row, u);
 }
-template <> __device__ __forceinline__ void store<EDGELLM_Q5_0>(const Raw &raw, __half *tile, int row, int u) {
+template <> GEMM_HD void store<EDGELLM_Q5_0>(const Raw &raw, __half *tile, int row, int u) {
     store_nibbles<EDGELLM_Q5_0>(raw, tile, row, u);
 }
 
 // Q4_K: slab g (0..3) of a super-block is sub-blocks 2g (low nibbles of the group's 32 bytes) and 2g + 1 (high
 // nibbles); unit u takes bytes 16u..16u+15 of the group, i.e. offsets 16u.. and 32 + 16u.. of the slab.  Its scale
 // bytes are re-read from L1 at the store (12 bytes per super-block, shared by the row's units).
-template <> __device__ __forceinline__ void load<EDGELLM_Q4_K>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+template <> GEMM_HD void load<EDGELLM_Q4_K>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
     if (!raw.ok) return;
     const int64_t sb = (int64_t)r * (cols / 256) + s / 4;
     const int g = s % 4;
@@ -181,7 +199,7 @@ template <> __device__ __forceinline__ void load<EDGELLM_Q4_K>(const QW &w, int 
     scale_min_k4(sc, 2 * g + 1, sc1, mn1);
     raw.e = (uint32_t)sc0 | ((uint32_t)mn0 << 8) | ((uint32_t)sc1 << 16) | ((uint32_t)mn1 << 24);
 }
-template <> __device__ __forceinline__ void store<EDGELLM_Q4_K>(const Raw &raw, __half *tile, int row, int u) {
+template <> GEMM_HD void store<EDGELLM_Q4_K>(const Raw &raw, __half *tile, int row, int u) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {  // half 0: sub-block 2g (low nibbles), 1: sub-block 2g + 1 (high)
         const float ds = raw.d * (float)((raw.e >> (16 * half)) & 0xFF);
@@ -207,18 +225,18 @@ template <> __device__ __forceinline__ void store<EDGELLM_Q4_K>(const Raw &raw, 
 // Q6_K: slab g of a super-block is its chunks j = 2g + u (32 weights each): half h = j / 4, quarter qd = j % 4;
 // weight l takes the low (qd < 2) or high nibble of ql byte h*64 + (qd & 1)*32 + l and bits 2*qd.. of qh byte
 // h*32 + l: q = that 6-bit value - 32, times the int8 scale of its 16 and d.
-template <> __device__ __forceinline__ void load<EDGELLM_Q6_K>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
+template <> GEMM_HD void load<EDGELLM_Q6_K>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
     if (!raw.ok) return;
     const int64_t sb = (int64_t)r * (cols / 256) + s / 4;
     const int j = 2 * (s % 4) + u, h = j / 4, qd = j % 4;
     const uint8_t *ql = w.qs + sb * 128 + h * 64 + (qd & 1) * 32;
     const uint8_t *qh = w.qh + sb * 64 + h * 32;
     raw.q[0] = ldg16(ql), raw.q[1] = ldg16(ql + 16), raw.q[2] = ldg16(qh), raw.q[3] = ldg16(qh + 16);
-    raw.e = __ldg(reinterpret_cast<const uint16_t *>(w.scales + sb * 16 + 2 * j));
+    raw.e = ldg(reinterpret_cast<const uint16_t *>(w.scales + sb * 16 + 2 * j));
     raw.d = half_at(w.d, sb);
     raw.qd = qd;
 }
-template <> __device__ __forceinline__ void store<EDGELLM_Q6_K>(const Raw &raw, __half *tile, int row, int u) {
+template <> GEMM_HD void store<EDGELLM_Q6_K>(const Raw &raw, __half *tile, int row, int u) {
     const int qd = raw.qd;
     const int lshift = (qd >> 1) * 4, hshift = 2 * qd;
 #pragma unroll

@@ -21,10 +21,12 @@ step() {  # step NAME COMMAND...: runs COMMAND with its output in $out/NAME.log,
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.txt" 2>&1
 step build make -C "$here" BUILD="$build" -j"$(nproc)" || { echo "build failed"; exit 1; }
+step gemm_unpack_check "$build/gemm_unpack_check"
 step gemm_accuracy timeout 150 "$build/gemm_accuracy" --csv "$out/gemm_accuracy.csv"
 sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
 step memcheck timeout 120 "$sanitizer" --tool memcheck --error-exitcode 9 "$build/gemm_accuracy" --sanitize
-step racecheck timeout 120 "$sanitizer" --tool racecheck --racecheck-report all --error-exitcode 9 "$build/gemm_accuracy" --sanitize
+step racecheck timeout 120 "$sanitizer" --tool racecheck --racecheck-report all --error-exitcode 9 \
+    "$build/gemm_accuracy" --sanitize
 step prefill_bench "$build/prefill_bench" --csv "$out/prefill_bench.csv"
 # The engine's prefill against its own steps; the sanitizer runs bounded so the whole script stays within minutes.
 step prefill_accuracy timeout 120 "$build/prefill_accuracy"
