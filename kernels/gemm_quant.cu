@@ -435,8 +435,9 @@ bool gemm_matrix_ok(const edgellm_qmatrix *m) {
     if ((m->qtype == EDGELLM_Q6_K || m->qtype == EDGELLM_Q5_0) && !m->qh) return false;
     // 16-byte loads of qs (and of Q6_K's qh), 4-byte of the scales and d.
     const uintptr_t qh_align = m->qtype == EDGELLM_Q6_K ? 16 : 4;
-    return reinterpret_cast<uintptr_t>(m->qs) % 16 == 0 && (!m->qh || reinterpret_cast<uintptr_t>(m->qh) % qh_align == 0) &&
-           (!m->scales || reinterpret_cast<uintptr_t>(m->scales) % 4 == 0) && reinterpret_cast<uintptr_t>(m->d) % 4 == 0;
+    const auto at = [](const void *p) { return reinterpret_cast<uintptr_t>(p); };
+    return at(m->qs) % 16 == 0 && (!m->qh || at(m->qh) % qh_align == 0) && (!m->scales || at(m->scales) % 4 == 0) &&
+           at(m->d) % 4 == 0;
 }
 
 // 128-token tiles unless they would leave the device less than two blocks per SM (a short chunk, or a product with
@@ -463,7 +464,8 @@ int gemm_impl(const edgellm_qmatrix *const *w, void *const *y, const float *cons
     gemm::Params p{};
     int rows = 0;
     for (int j = 0; j < count; ++j) {
-        if (!gemm_matrix_ok(w[j]) || w[j]->qtype != w[0]->qtype || w[j]->cols != w[0]->cols) return EDGELLM_ERR_ARGUMENT;
+        if (!gemm_matrix_ok(w[j]) || w[j]->qtype != w[0]->qtype || w[j]->cols != w[0]->cols)
+            return EDGELLM_ERR_ARGUMENT;
         if (!swiglu || j == 0) {
             if (!y[j]) return EDGELLM_ERR_ARGUMENT;
             p.y[j] = y[j];
@@ -476,7 +478,8 @@ int gemm_impl(const edgellm_qmatrix *const *w, void *const *y, const float *cons
     for (int j = count; j < gemm::kMaxMats; ++j) p.row_end[j] = rows;
     p.count = count, p.cols = w[0]->cols, p.n = n, p.epilogue = epilogue, p.x = static_cast<const __half *>(x);
     if (swiglu) p.w[1].rows = w[0]->rows, p.y[1] = nullptr;  // y[1] unused: output rows are gate rows
-    const int n_tiles = swiglu ? (w[0]->rows + gemm::kBN / 2 - 1) / (gemm::kBN / 2) : (rows + gemm::kBN - 1) / gemm::kBN;
+    constexpr int kBN = gemm::kBN;
+    const int n_tiles = swiglu ? (w[0]->rows + kBN / 2 - 1) / (kBN / 2) : (rows + kBN - 1) / kBN;
     if (bm <= 0) bm = default_bm(n, n_tiles);
     if (bm != 64 && bm != 128) return EDGELLM_ERR_ARGUMENT;
     cudaStream_t s = static_cast<cudaStream_t>(stream);

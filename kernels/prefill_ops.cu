@@ -32,7 +32,8 @@ __device__ float dequant_at(const edgellm_qmatrix &m, int64_t r, int c) {
     }
     case EDGELLM_Q8_0: {
         const int64_t blk = r * (m.cols / 32) + c / 32;
-        return __half2float(static_cast<const __half *>(m.d)[blk]) * reinterpret_cast<const int8_t *>(qs)[blk * 32 + c % 32];
+        return __half2float(static_cast<const __half *>(m.d)[blk]) *
+               reinterpret_cast<const int8_t *>(qs)[blk * 32 + c % 32];
     }
     case EDGELLM_Q4_K: {
         const int64_t sb = r * (m.cols / 256) + c / 256;
@@ -109,7 +110,8 @@ extern "C" int edgellm_embed_rows(const edgellm_qmatrix *m, const int *tokens, i
     return check_launch();
 }
 
-extern "C" int edgellm_rmsnorm_f16(const float *x, const float *w, void *out, int rows, int n, float eps, void *stream) {
+extern "C" int edgellm_rmsnorm_f16(const float *x, const float *w, void *out, int rows, int n, float eps,
+                                   void *stream) {
     if (!x || !w || !out || rows <= 0 || n <= 0) return EDGELLM_ERR_ARGUMENT;
     prefill::rmsnorm_f16_kernel<<<rows, kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         x, w, static_cast<__half *>(out), n, eps);

@@ -129,11 +129,11 @@ int main(int argc, char **argv) {
                         3, quick ? 5 : 9);
                     const double tf = flop / (t * 1e-3) / 1e12;
                     layer_ms += t, layer_flop += flop;
-                    std::printf("%-12s %-4s n=%-5d %-10s %6d x %-6d %8.3f ms %7.1f TFLOP/s\n", ms.name, qtype_name(qt), n,
-                                what, rows, cols, t, tf);
+                    std::printf("%-12s %-4s n=%-5d %-10s %6d x %-6d %8.3f ms %7.1f TFLOP/s\n", ms.name,
+                                qtype_name(qt), n, what, rows, cols, t, tf);
                     if (csv)
-                        std::fprintf(csv, "%s,%s,%s,%d,%s,%d,%d,%.5f,%.2f\n", prop.name, ms.name, qtype_name(qt), n, what,
-                                     rows, cols, t, tf);
+                        std::fprintf(csv, "%s,%s,%s,%d,%s,%d,%d,%.5f,%.2f\n", prop.name, ms.name, qtype_name(qt), n,
+                                     what, rows, cols, t, tf);
                 };
                 {
                     const edgellm_qmatrix *w[3] = {&wq.m, &wk.m, &wv.m};
@@ -156,11 +156,11 @@ int main(int argc, char **argv) {
                     run("down+res", w, y, 1, EDGELLM_GEMM_ADD_F32, d, f, 2.0 * n * d * f);
                 }
                 const double tf = layer_flop / (layer_ms * 1e-3) / 1e12;
-                std::printf("%-12s %-4s n=%-5d %-10s %17s %8.3f ms %7.1f TFLOP/s\n", ms.name, qtype_name(qt), n, "layer", "",
-                            layer_ms, tf);
+                std::printf("%-12s %-4s n=%-5d %-10s %17s %8.3f ms %7.1f TFLOP/s\n", ms.name, qtype_name(qt), n,
+                            "layer", "", layer_ms, tf);
                 if (csv)
-                    std::fprintf(csv, "%s,%s,%s,%d,layer,0,0,%.5f,%.2f\n", prop.name, ms.name, qtype_name(qt), n, layer_ms,
-                                 tf);
+                    std::fprintf(csv, "%s,%s,%s,%d,layer,0,0,%.5f,%.2f\n", prop.name, ms.name, qtype_name(qt), n,
+                                 layer_ms, tf);
             }
         }
     }

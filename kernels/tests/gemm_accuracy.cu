@@ -70,8 +70,8 @@ struct Report {
         std::printf("%-4s %-12s %-4s bm=%-3d n=%-4d rows=%-4d cols=%-4d err/bound %.3f  max err/max|ref| %.2e\n",
                     ok ? "ok" : "FAIL", what, qtype_name(qtype), bm, n, rows, cols, worst, rel);
         if (csv)
-            std::fprintf(csv, "%s,%s,%d,%d,%d,%d,%.6e,%.6e,%d\n", what, qtype_name(qtype), bm, n, rows, cols, worst, rel,
-                         ok ? 1 : 0);
+            std::fprintf(csv, "%s,%s,%d,%d,%d,%d,%.6e,%.6e,%d\n", what, qtype_name(qtype), bm, n, rows, cols, worst,
+                         rel, ok ? 1 : 0);
     }
 };
 

@@ -74,7 +74,11 @@ static void build_model(SynthModel &m, int neox, bool biases, bool factors, int 
         L.w_up = m.matrix(mixed ? EDGELLM_Q6_K : EDGELLM_Q8_0, c.hidden, c.dim, s);
         L.w_down = m.matrix(mixed ? EDGELLM_Q5_0 : EDGELLM_Q8_0, c.dim, c.hidden, s * 0.7f);
         L.attn_norm = m.vector(c.dim, 0.8f, 1.2f), L.ffn_norm = m.vector(c.dim, 0.8f, 1.2f);
-        if (biases) L.bq = m.vector(qdim, -0.1f, 0.1f), L.bk = m.vector(kvdim, -0.1f, 0.1f), L.bv = m.vector(kvdim, -0.1f, 0.1f);
+        if (biases) {
+            L.bq = m.vector(qdim, -0.1f, 0.1f);
+            L.bk = m.vector(kvdim, -0.1f, 0.1f);
+            L.bv = m.vector(kvdim, -0.1f, 0.1f);
+        }
         m.layers.push_back(L);
     }
     m.embd = m.matrix(EDGELLM_Q8_0, c.vocab, c.dim, 1.f);
@@ -112,8 +116,8 @@ static void compare(Agreement &a, const float *ref, const float *got, int vocab)
 static void report(Checks &ck, const char *what, const Agreement &a) {
     char detail[256];
     std::snprintf(detail, sizeof detail,
-                  "positions %d, top-1 misses %d (near ties but %d, largest gap %.3g), max |dlogit| %.4g of max |logit| "
-                  "%.4g (%.2e)",
+                  "positions %d, top-1 misses %d (near ties but %d, largest gap %.3g), "
+                  "max |dlogit| %.4g of max |logit| %.4g (%.2e)",
                   a.positions, a.misses, a.bad_misses, a.worst_gap, a.max_diff, a.max_ref,
                   a.max_ref > 0 ? a.max_diff / a.max_ref : 0.0);
     ck.expect(a.bad_misses == 0 && a.max_diff <= 0.02 * a.max_ref && a.positions > 0, what, detail);
@@ -128,8 +132,9 @@ static void check_ops(Checks &ck, const SynthModel &m, const std::vector<int> &t
     EDGELLM_CHECK(edgellm_embed_rows(&m.embd, tok.as<int>(), n, rows.as<float>(), nullptr));
     for (int t = 0; t < n; ++t)
         EDGELLM_CHECK(edgellm_embed(&m.embd, tok.as<int>() + t, one.as<float>() + (size_t)t * dim, nullptr));
-    EDGELLM_CHECK(edgellm_rmsnorm_f16(rows.as<float>(), m.layers[0].attn_norm, h16.ptr, n, dim, m.cfg.norm_eps, nullptr));
-    EDGELLM_CHECK(edgellm_rmsnorm(rows.as<float>(), m.layers[0].attn_norm, f32.as<float>(), n, dim, m.cfg.norm_eps, nullptr));
+    const float *norm = m.layers[0].attn_norm, eps = m.cfg.norm_eps;
+    EDGELLM_CHECK(edgellm_rmsnorm_f16(rows.as<float>(), norm, h16.ptr, n, dim, eps, nullptr));
+    EDGELLM_CHECK(edgellm_rmsnorm(rows.as<float>(), norm, f32.as<float>(), n, dim, eps, nullptr));
     CUDA_CHECK(cudaDeviceSynchronize());
     std::vector<float> a((size_t)n * dim), b(a.size()), f(a.size());
     std::vector<__half> h(a.size());
@@ -153,7 +158,8 @@ static void run_model(Checks &ck, const char *name, int neox, bool biases, bool 
     build_model(m, neox, biases, factors, max_context);
     const int V = m.cfg.vocab;
     edgellm_engine *e = nullptr;
-    EDGELLM_CHECK(edgellm_engine_create(&m.cfg, m.layers.data(), &m.embd, &m.output, m.output_norm, m.rope_factors, &e));
+    EDGELLM_CHECK(
+        edgellm_engine_create(&m.cfg, m.layers.data(), &m.embd, &m.output, m.output_norm, m.rope_factors, &e));
     std::mt19937_64 rng(42 + neox);
     std::vector<int> tokens(n);
     for (auto &t : tokens) t = (int)(rng() % V);

@@ -70,8 +70,11 @@ inline HostQuant random_quant(int qtype, int rows, int cols, uint64_t seed, floa
     q.d.resize(blocks * bd);
     std::uniform_real_distribution<float> unit(0.5f, 1.5f);
     // Typical magnitudes: d * max|q| about 1 to 2.
-    const float d_scale = qtype == EDGELLM_Q8_0 ? 1.f / 96 : qtype == EDGELLM_Q5_0 ? 1.f / 12 : qtype == EDGELLM_Q4_K ? 1.f / 600
-                          : qtype == EDGELLM_Q6_K ? 1.f / 2000 : 1.f / 6;
+    const float d_scale = qtype == EDGELLM_Q8_0   ? 1.f / 96
+                          : qtype == EDGELLM_Q5_0 ? 1.f / 12
+                          : qtype == EDGELLM_Q4_K ? 1.f / 600
+                          : qtype == EDGELLM_Q6_K ? 1.f / 2000
+                                                  : 1.f / 6;
     for (size_t b = 0; b < blocks; ++b) {
         const uint16_t dv = half_bits(unit(rng) * d_scale * scale);
         std::memcpy(&q.d[b * bd], &dv, 2);
