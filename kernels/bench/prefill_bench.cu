@@ -1,18 +1,25 @@
 // Prefill GEMM benchmark: achieved TFLOP/s of the quantized tensor-core products of one decoder layer (edgellm_gemm)
 // at the shapes of Llama 3.2 1B, Llama 3.2 3B and Llama 3.1 8B, for every quant type and chunk of n tokens.
 //
-//   prefill_bench [--csv PATH] [--quick]
+//   prefill_bench [--csv PATH] [--quick] [--engine | --engine-only] [--engine-csv PATH]
 //
 // Per layer: Q/K/V in one launch (bias-free), the output projection added to the residual, gate and up with SwiGLU
 // in one product (fp16 out), the down projection added to the residual.  FLOPs are 2 n rows cols per product (the
 // SwiGLU product counts both matrices).  Weights are random blocks with fp16 scales of ordinary magnitude (the time
 // does not depend on the values); each timing is the median over repetitions of back-to-back calls after a warm-up.
+//
+// --engine also times edgellm_engine_prefill end to end (host call to greedy token on the host, as a first token's
+// time) on whole synthetic models of those shapes: 1B all Q8_0; 3B and 8B Q4_K with Q6_K V, down projection and LM
+// head (the mix of Q4_K_M files), weights of about 0.02; prompts of 512, 2048 and 8192 tokens, chunks of 512 and
+// 2048; median of 3 after a warm-up; prompt tokens per second.
+#include <chrono>
+#include <memory>
 #include <algorithm>
 #include <cstring>
 #include <functional>
 #include <string>
 
-#include "../edgellm_prefill.h"
+#include "../edgellm_engine.h"
 #include "../tests/common_host.cuh"
 #include "../tests/quant_host.cuh"
 
@@ -42,18 +49,25 @@ static size_t field_size(int qtype, int rows, int cols, int which) {
 struct RandomMatrix {
     DeviceBuffer qs, qh, scales, d;
     edgellm_qmatrix m{};
-    RandomMatrix(int qtype, int rows, int cols, uint64_t seed)
+    RandomMatrix(int qtype, int rows, int cols, uint64_t seed, float d_lo = 1e-3f, float d_hi = 2e-2f)
         : qs(field_size(qtype, rows, cols, 0)), qh(field_size(qtype, rows, cols, 1)),
           scales(field_size(qtype, rows, cols, 2)), d(field_size(qtype, rows, cols, 3)) {
         random_bytes_kernel<<<1024, 256>>>(qs.as<uint8_t>(), qs.bytes, seed);
         if (qh.bytes) random_bytes_kernel<<<1024, 256>>>(qh.as<uint8_t>(), qh.bytes, seed + 1);
         if (scales.bytes) random_bytes_kernel<<<1024, 256>>>(scales.as<uint8_t>(), scales.bytes, seed + 2);
-        random_halves_kernel<<<1024, 256>>>(d.as<__half>(), d.bytes / 2, seed + 3, 1e-3f, 2e-2f);
+        random_halves_kernel<<<1024, 256>>>(d.as<__half>(), d.bytes / 2, seed + 3, d_lo, d_hi);
         CUDA_CHECK(cudaGetLastError());
         m.qs = qs.ptr, m.qh = qh.bytes ? qh.ptr : nullptr, m.scales = scales.bytes ? scales.ptr : nullptr, m.d = d.ptr;
         m.qtype = qtype, m.rows = rows, m.cols = cols;
     }
 };
+
+static uint64_t splitmix64_host(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
 
 static double median_ms(const std::function<void()> &fn, int calls, int reps) {
     cudaEvent_t a, b;
@@ -78,19 +92,101 @@ static double median_ms(const std::function<void()> &fn, int calls, int reps) {
     return t[t.size() / 2];
 }
 
+// Scales that give weights of about 0.02 (a trained model's order): d times the type's typical |q| (and scale).
+static float typical_d(int qtype) {
+    switch (qtype) {
+    case EDGELLM_Q8_0: return 0.02f / 64;
+    case EDGELLM_Q4_K: return 0.02f / 240;
+    case EDGELLM_Q6_K: return 0.02f / 1024;
+    default: return 0.02f / 8;
+    }
+}
+
+struct EngineModel {
+    const char *name;
+    int n_layers, dim, hidden, n_heads, n_kv_heads, head_dim, vocab;
+    int main_type, v_down_type, output_type;
+};
+
+static void engine_section(FILE *csv, const char *device) {
+    const EngineModel models[] = {
+        {"llama3.2-1b-q8_0", 16, 2048, 8192, 32, 8, 64, 128256, EDGELLM_Q8_0, EDGELLM_Q8_0, EDGELLM_Q8_0},
+        {"llama3.2-3b-q4_k_m", 28, 3072, 8192, 24, 8, 128, 128256, EDGELLM_Q4_K, EDGELLM_Q6_K, EDGELLM_Q6_K},
+        {"llama3.1-8b-q4_k_m", 32, 4096, 14336, 32, 8, 128, 128256, EDGELLM_Q4_K, EDGELLM_Q6_K, EDGELLM_Q6_K}};
+    const int max_context = 8192;
+    if (csv) std::fprintf(csv, "device,model,prompt_tokens,chunk,ms,prompt_tok_s\n");
+    uint64_t seed = 5000;
+    for (const EngineModel &em : models) {
+        std::vector<std::unique_ptr<RandomMatrix>> mats;
+        const auto matrix = [&](int qtype, int rows, int cols) {
+            const float d = typical_d(qtype);
+            mats.emplace_back(new RandomMatrix(qtype, rows, cols, seed++, 0.5f * d, 1.5f * d));
+            return mats.back()->m;
+        };
+        DeviceBuffer ones((size_t)std::max(em.dim, em.hidden) * 4);
+        {
+            std::vector<float> h(ones.bytes / 4, 1.f);
+            CUDA_CHECK(cudaMemcpy(ones.ptr, h.data(), ones.bytes, cudaMemcpyHostToDevice));
+        }
+        const int qdim = em.n_heads * em.head_dim, kvdim = em.n_kv_heads * em.head_dim;
+        std::vector<edgellm_layer> layers(em.n_layers);
+        for (edgellm_layer &L : layers) {
+            L.wq = matrix(em.main_type, qdim, em.dim), L.wk = matrix(em.main_type, kvdim, em.dim);
+            L.wv = matrix(em.v_down_type, kvdim, em.dim), L.wo = matrix(em.main_type, em.dim, qdim);
+            L.w_gate = matrix(em.main_type, em.hidden, em.dim), L.w_up = matrix(em.main_type, em.hidden, em.dim);
+            L.w_down = matrix(em.v_down_type, em.dim, em.hidden);
+            L.attn_norm = L.ffn_norm = ones.as<float>();
+        }
+        const edgellm_qmatrix embd = matrix(em.main_type, em.vocab, em.dim);
+        const edgellm_qmatrix output = matrix(em.output_type, em.vocab, em.dim);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        edgellm_model_config cfg{};
+        cfg.n_layers = em.n_layers, cfg.dim = em.dim, cfg.n_heads = em.n_heads, cfg.n_kv_heads = em.n_kv_heads;
+        cfg.head_dim = em.head_dim, cfg.hidden = em.hidden, cfg.vocab = em.vocab, cfg.max_context = max_context;
+        cfg.norm_eps = 1e-5f, cfg.rope_base = 500000.f, cfg.rope_neox = 0, cfg.unfused = 0;
+        edgellm_engine *e = nullptr;
+        EDGELLM_CHECK(edgellm_engine_create(&cfg, layers.data(), &embd, &output, ones.as<float>(), nullptr, &e));
+        std::vector<int> tokens(max_context);
+        for (int i = 0; i < max_context; ++i) tokens[i] = (int)(splitmix64_host(i) % em.vocab);
+        for (int n : {512, 2048, 8192})
+            for (int chunk : {512, 2048}) {
+                if (chunk > n) continue;
+                std::vector<double> ms;
+                for (int r = 0; r < 4; ++r) {  // the first is a warm-up (buffers, kernel attributes)
+                    EDGELLM_CHECK(edgellm_engine_reset(e));
+                    int next = 0;
+                    const auto t0 = std::chrono::steady_clock::now();
+                    EDGELLM_CHECK(edgellm_engine_prefill(e, tokens.data(), n, chunk, &next));
+                    const auto t1 = std::chrono::steady_clock::now();
+                    if (r > 0) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+                }
+                std::sort(ms.begin(), ms.end());
+                const double med = ms[ms.size() / 2];
+                std::printf("engine %-20s prompt %5d chunk %4d %9.2f ms %9.0f prompt tok/s\n", em.name, n, chunk, med,
+                            n / (med * 1e-3));
+                if (csv) std::fprintf(csv, "%s,%s,%d,%d,%.3f,%.1f\n", device, em.name, n, chunk, med, n / (med * 1e-3));
+            }
+        edgellm_engine_destroy(e);
+    }
+}
+
 struct ModelShape {
     const char *name;
     int dim, hidden, n_heads, n_kv_heads, head_dim;
 };
 
 int main(int argc, char **argv) {
-    const char *csv_path = nullptr;
-    bool quick = false;
+    const char *csv_path = nullptr, *engine_csv_path = nullptr;
+    bool quick = false, engine = false, engine_only = false;
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
+        else if (!std::strcmp(argv[i], "--engine-csv") && i + 1 < argc) engine_csv_path = argv[++i];
         else if (!std::strcmp(argv[i], "--quick")) quick = true;
+        else if (!std::strcmp(argv[i], "--engine")) engine = true;
+        else if (!std::strcmp(argv[i], "--engine-only")) engine = engine_only = true;
         else {
-            std::fprintf(stderr, "usage: %s [--csv PATH] [--quick]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--csv PATH] [--quick] [--engine | --engine-only] [--engine-csv PATH]\n",
+                         argv[0]);
             return 2;
         }
     }
@@ -111,6 +207,7 @@ int main(int argc, char **argv) {
     const int max_n = 2048;
     uint64_t seed = 1000;
     for (const ModelShape &ms : models) {
+        if (engine_only) break;
         const int d = ms.dim, f = ms.hidden, kv = ms.n_kv_heads * ms.head_dim, qd = ms.n_heads * ms.head_dim;
         DeviceBuffer x((size_t)max_n * std::max(d, f) * 2), y0((size_t)max_n * std::max(qd, f) * 4),
             y1((size_t)max_n * kv * 4), y2((size_t)max_n * kv * 4), res((size_t)max_n * d * 4);
@@ -165,5 +262,14 @@ int main(int argc, char **argv) {
         }
     }
     if (csv) std::fclose(csv);
+    if (engine) {
+        FILE *ecsv = nullptr;
+        if (engine_csv_path && !(ecsv = std::fopen(engine_csv_path, "w"))) {
+            std::fprintf(stderr, "error: cannot write %s\n", engine_csv_path);
+            return 2;
+        }
+        engine_section(ecsv, prop.name);
+        if (ecsv) std::fclose(ecsv);
+    }
     return 0;
 }

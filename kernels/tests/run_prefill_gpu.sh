@@ -27,10 +27,12 @@ sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sa
 step memcheck timeout 120 "$sanitizer" --tool memcheck --error-exitcode 9 "$build/gemm_accuracy" --sanitize
 step racecheck timeout 120 "$sanitizer" --tool racecheck --racecheck-report all --error-exitcode 9 \
     "$build/gemm_accuracy" --sanitize
-step prefill_bench "$build/prefill_bench" --csv "$out/prefill_bench.csv"
+step prefill_bench timeout 120 "$build/prefill_bench" --csv "$out/prefill_bench.csv"
 # The engine's prefill against its own steps; the sanitizer runs bounded so the whole script stays within minutes.
 step prefill_accuracy timeout 120 "$build/prefill_accuracy"
 step prefill_memcheck timeout 60 "$sanitizer" --tool memcheck --error-exitcode 9 "$build/prefill_accuracy" --sanitize
 step prefill_racecheck timeout 60 "$sanitizer" --tool racecheck --error-exitcode 9 "$build/prefill_accuracy" --sanitize
+# Whole-model prefill time (synthetic 1B/3B/8B models, 512 to 8192 prompt tokens).
+step prefill_engine_bench timeout 120 "$build/prefill_bench" --engine-only --engine-csv "$out/prefill_engine.csv"
 tail -n 1 "$out/gemm_accuracy.log"
 exit "$failed"
