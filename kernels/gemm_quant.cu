@@ -259,7 +259,7 @@ template <> GEMM_HD void store<EDGELLM_Q6_K>(const Raw &raw, __half *tile, int r
 }
 
 // The matrix and row of tile row `local` of N tile `tile`; false past the matrix.
-__device__ __forceinline__ bool tile_row(const Params &p, int BN, int tile, int local, int &j, int &r) {
+GEMM_HD bool tile_row(const Params &p, int BN, int tile, int local, int &j, int &r) {
     if (p.epilogue == EDGELLM_GEMM_SWIGLU_F32 || p.epilogue == EDGELLM_GEMM_SWIGLU_F16) {
         j = local < BN / 2 ? 0 : 1;
         r = tile * (BN / 2) + local - j * (BN / 2);
@@ -272,6 +272,15 @@ __device__ __forceinline__ bool tile_row(const Params &p, int BN, int tile, int 
     return true;
 }
 
+// Blocks per SM the register budget is held to (a build setting: make EXTRA=-DEDGELLM_GEMM_MIN_BLOCKS=1).  With 2,
+// the 128-token tiles fit 128 registers (ptxas spills up to 28 bytes for some types) and two blocks share an SM, one's
+// loads overlapping the other's products; with 1 the compiler takes up to 160 registers for some types.  Not yet
+// measured against each other.
+#ifndef EDGELLM_GEMM_MIN_BLOCKS
+#define EDGELLM_GEMM_MIN_BLOCKS 2
+#endif
+constexpr int kMinBlocks = EDGELLM_GEMM_MIN_BLOCKS;
+
 template <int BM, int BN> struct Tile {
     static constexpr int kWarpsM = 2, kWarpsN = 4;
     static constexpr int TM = BM / kWarpsM, TN = BN / kWarpsN;  // warp tile
@@ -282,17 +291,64 @@ template <int BM, int BN> struct Tile {
     static constexpr int kSmemBytes = kLoopBytes > kStageBytes ? kLoopBytes : kStageBytes;
     static_assert(BN * 2 == kThreads, "one unit of W per thread and slab");
     static_assert(MT >= 1 && NT % 2 == 0, "warp tile");
+    // The first tile row and column of warp w's share.
+    static GEMM_HD int warp_m0(int w) { return (w / kWarpsN) * TM; }
+    static GEMM_HD int warp_n0(int w) { return (w % kWarpsN) * TN; }
 };
 
+// Copy `it` of thread tid into a slab's X tile: the tile row and chunk it fills, and its source (ok: inside X).
+struct XCopy {
+    int row, chunk;
+    bool ok;
+    int64_t src;  // element offset in X
+};
+GEMM_HD XCopy x_copy(const Params &p, int m0, int s, int it, int tid) {
+    const int idx = it * kThreads + tid, row = idx >> 3, chunk = idx & 7;
+    const int col = s * kSlab + chunk * 8;
+    const bool ok = m0 + row < p.n && col < p.cols;
+    return XCopy{row, chunk, ok, ok ? (int64_t)(m0 + row) * p.cols + col : 0};
+}
+
+// The tile row and chunk whose address lane gives to ldmatrix: for the A fragment (X, 16 rows x 16 k) of m-tile mt
+// at k-step kk, and for the B fragments (W, two n-tiles of 8 rows x 16 k) of pair np.
+GEMM_HD int a_frag_row(int wm0, int mt, int lane) { return wm0 + mt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8; }
+GEMM_HD int a_frag_chunk(int kk, int lane) { return 2 * kk + (lane >> 4); }
+GEMM_HD int b_frag_row(int wn0, int np, int lane) { return wn0 + np * 16 + (lane & 7) + ((lane >> 4) << 3); }
+GEMM_HD int b_frag_chunk(int kk, int lane) { return 2 * kk + ((lane >> 3) & 1); }
+// The tile row and column of accumulator i (0..3) of lane's m16n8 tile (mt, nt).
+GEMM_HD int acc_row(int wm0, int mt, int lane, int i) { return wm0 + mt * 16 + (lane >> 2) + (i >> 1) * 8; }
+GEMM_HD int acc_col(int wn0, int nt, int lane, int i) { return wn0 + nt * 8 + 2 * (lane & 3) + (i & 1); }
+
+// Output element (tile row m, tile column c) from the staged fp32 tile sC (row stride `stride`): bias, SwiGLU,
+// residual add and the output type.
+GEMM_HD void epilogue_element(const Params &p, int BN, int ntile, int m0, int m, int c, const float *sC, int stride) {
+    const bool swiglu = p.epilogue == EDGELLM_GEMM_SWIGLU_F32 || p.epilogue == EDGELLM_GEMM_SWIGLU_F16;
+    const bool f16 = p.epilogue == EDGELLM_GEMM_F16 || p.epilogue == EDGELLM_GEMM_SWIGLU_F16;
+    const int token = m0 + m;
+    int j, r;
+    if (token >= p.n || !tile_row(p, BN, ntile, c, j, r)) return;
+    float v = sC[m * stride + c];
+    if (swiglu) {
+        const float u = sC[m * stride + c + BN / 2];
+        v = v / (1.f + expf(-v)) * u;
+    } else if (p.bias[j]) {
+        v += p.bias[j][r];
+    }
+    const int64_t at = (int64_t)token * p.w[j].rows + r;
+    if (f16) static_cast<__half *>(p.y[j])[at] = __float2half_rn(v);
+    else if (p.epilogue == EDGELLM_GEMM_ADD_F32) static_cast<float *>(p.y[j])[at] += v;
+    else static_cast<float *>(p.y[j])[at] = v;
+}
+
 template <int QT, int BM, int BN>
-__global__ void __launch_bounds__(kThreads) gemm_kernel(const __grid_constant__ Params p) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks) gemm_kernel(const __grid_constant__ Params p) {
     using C = Tile<BM, BN>;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     __half *sX = reinterpret_cast<__half *>(smem_raw);  // two buffers of BM x 64
     __half *sW = sX + 2 * BM * kSlab;                   // two buffers of BN x 64
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int m0 = blockIdx.x * BM, ntile = blockIdx.y;
-    const int wm0 = (warp / C::kWarpsN) * C::TM, wn0 = (warp % C::kWarpsN) * C::TN;
+    const int wm0 = C::warp_m0(warp), wn0 = C::warp_n0(warp);
     const int slabs = (p.cols + kSlab - 1) / kSlab;
 
     // This thread's unit of W: tile row tid / 2, unit tid % 2.
@@ -306,11 +362,8 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const __grid_constant__ 
         __half *dst = sX + buf * BM * kSlab;
 #pragma unroll
         for (int it = 0; it < kPer; ++it) {
-            const int idx = it * kThreads + tid, row = idx >> 3, chunk = idx & 7;
-            const int col = s * kSlab + chunk * 8;
-            const bool ok = m0 + row < p.n && col < p.cols;
-            const __half *src = ok ? p.x + (int64_t)(m0 + row) * p.cols + col : p.x;
-            cp_async_16(smem_addr(dst + swizzle<kSlab>(row, chunk)), src, ok ? 16 : 0);
+            const XCopy xc = x_copy(p, m0, s, it, tid);
+            cp_async_16(smem_addr(dst + tile_offset(xc.row, xc.chunk)), p.x + xc.src, xc.ok ? 16 : 0);
         }
     };
     const auto load_w = [&](int s, Raw &raw) {
@@ -344,15 +397,11 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const __grid_constant__ 
         for (int kk = 0; kk < kSlab / 16; ++kk) {
             uint32_t af[C::MT][4], bf[C::NT / 2][4];
 #pragma unroll
-            for (int mt = 0; mt < C::MT; ++mt) {
-                const int row = wm0 + mt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-                ldmatrix_x4(af[mt], smem_addr(tx + swizzle<kSlab>(row, 2 * kk + (lane >> 4))));
-            }
+            for (int mt = 0; mt < C::MT; ++mt)
+                ldmatrix_x4(af[mt], smem_addr(tx + tile_offset(a_frag_row(wm0, mt, lane), a_frag_chunk(kk, lane))));
 #pragma unroll
-            for (int np = 0; np < C::NT / 2; ++np) {
-                const int row = wn0 + np * 16 + (lane & 7) + ((lane >> 4) << 3);
-                ldmatrix_x4(bf[np], smem_addr(tw + swizzle<kSlab>(row, 2 * kk + ((lane >> 3) & 1))));
-            }
+            for (int np = 0; np < C::NT / 2; ++np)
+                ldmatrix_x4(bf[np], smem_addr(tw + tile_offset(b_frag_row(wn0, np, lane), b_frag_chunk(kk, lane))));
 #pragma unroll
             for (int mt = 0; mt < C::MT; ++mt)
 #pragma unroll
@@ -364,37 +413,20 @@ __global__ void __launch_bounds__(kThreads) gemm_kernel(const __grid_constant__ 
     __syncthreads();  // every warp is done with the slab buffers the staging tile overwrites
 
     float *sC = reinterpret_cast<float *>(smem_raw);
-    const int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int mt = 0; mt < C::MT; ++mt)
 #pragma unroll
-        for (int nt = 0; nt < C::NT; ++nt) {
-            const int row = wm0 + mt * 16 + g, col = wn0 + nt * 8 + 2 * t;
-            *reinterpret_cast<float2 *>(sC + row * C::kStageStride + col) = make_float2(acc[mt][nt][0], acc[mt][nt][1]);
-            *reinterpret_cast<float2 *>(sC + (row + 8) * C::kStageStride + col) =
-                make_float2(acc[mt][nt][2], acc[mt][nt][3]);
-        }
+        for (int nt = 0; nt < C::NT; ++nt)
+#pragma unroll
+            for (int i = 0; i < 4; i += 2)  // (i, i + 1): adjacent columns of one row
+                *reinterpret_cast<float2 *>(sC + acc_row(wm0, mt, lane, i) * C::kStageStride +
+                                            acc_col(wn0, nt, lane, i)) = make_float2(acc[mt][nt][i], acc[mt][nt][i + 1]);
     __syncthreads();
 
     const bool swiglu = p.epilogue == EDGELLM_GEMM_SWIGLU_F32 || p.epilogue == EDGELLM_GEMM_SWIGLU_F16;
-    const bool f16 = p.epilogue == EDGELLM_GEMM_F16 || p.epilogue == EDGELLM_GEMM_SWIGLU_F16;
     const int width = swiglu ? BN / 2 : BN;
-    for (int idx = tid; idx < BM * width; idx += kThreads) {
-        const int m = idx / width, c = idx % width, token = m0 + m;
-        int j, r;
-        if (token >= p.n || !tile_row(p, BN, ntile, c, j, r)) continue;
-        float v = sC[m * C::kStageStride + c];
-        if (swiglu) {
-            const float u = sC[m * C::kStageStride + c + BN / 2];
-            v = v / (1.f + expf(-v)) * u;
-        } else if (p.bias[j]) {
-            v += p.bias[j][r];
-        }
-        const int64_t at = (int64_t)token * p.w[j].rows + r;
-        if (f16) static_cast<__half *>(p.y[j])[at] = __float2half_rn(v);
-        else if (p.epilogue == EDGELLM_GEMM_ADD_F32) static_cast<float *>(p.y[j])[at] += v;
-        else static_cast<float *>(p.y[j])[at] = v;
-    }
+    for (int idx = tid; idx < BM * width; idx += kThreads)
+        epilogue_element(p, BN, ntile, m0, idx / width, idx % width, sC, C::kStageStride);
 }
 
 template <int QT, int BM, int BN> int launch(const Params &p, int n_tiles, cudaStream_t stream) {
