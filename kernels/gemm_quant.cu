@@ -54,7 +54,7 @@ struct Raw {
     bool ok;
 };
 
-// The unpacking of W (loads and stores below) also compiles for the host, where tests/gemm_unpack_check.cu runs it
+// The unpacking of W (loads and stores below) also compiles for the host, where tests/gemm_host_check.cu runs it
 // against the float64 reading of the blocks without a GPU.
 #define GEMM_HD __host__ __device__ __forceinline__
 

@@ -21,7 +21,7 @@ step() {  # step NAME COMMAND...: runs COMMAND with its output in $out/NAME.log,
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.txt" 2>&1
 step build make -C "$here" BUILD="$build" -j"$(nproc)" || { echo "build failed"; exit 1; }
-step gemm_unpack_check "$build/gemm_unpack_check"
+step gemm_host_check "$build/gemm_host_check"
 step gemm_accuracy timeout 150 "$build/gemm_accuracy" --csv "$out/gemm_accuracy.csv"
 sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
 step memcheck timeout 120 "$sanitizer" --tool memcheck --error-exitcode 9 "$build/gemm_accuracy" --sanitize
