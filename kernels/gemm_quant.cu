@@ -418,9 +418,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gemm_kernel(const __grid
 #pragma unroll
         for (int nt = 0; nt < C::NT; ++nt)
 #pragma unroll
-            for (int i = 0; i < 4; i += 2)  // (i, i + 1): adjacent columns of one row
-                *reinterpret_cast<float2 *>(sC + acc_row(wm0, mt, lane, i) * C::kStageStride +
-                                            acc_col(wn0, nt, lane, i)) = make_float2(acc[mt][nt][i], acc[mt][nt][i + 1]);
+            for (int i = 0; i < 4; i += 2) {  // (i, i + 1): adjacent columns of one row
+                float *dst = sC + acc_row(wm0, mt, lane, i) * C::kStageStride + acc_col(wn0, nt, lane, i);
+                *reinterpret_cast<float2 *>(dst) = make_float2(acc[mt][nt][i], acc[mt][nt][i + 1]);
+            }
     __syncthreads();
 
     const bool swiglu = p.epilogue == EDGELLM_GEMM_SWIGLU_F32 || p.epilogue == EDGELLM_GEMM_SWIGLU_F16;

@@ -130,15 +130,18 @@ template <int QT, int BM, int BN> static void emulate(const Params &p, int n_til
                         static Frag af[C::MT], bf[C::NT / 2];
                         int row[32], chunk[32];
                         for (int mt = 0; mt < C::MT; ++mt) {
-                            for (int L = 0; L < 32; ++L) row[L] = a_frag_row(wm0, mt, L), chunk[L] = a_frag_chunk(kk, L);
+                            for (int L = 0; L < 32; ++L)
+                                row[L] = a_frag_row(wm0, mt, L), chunk[L] = a_frag_chunk(kk, L);
                             ldmatrix_x4_host(tx, row, chunk, af[mt]);
                         }
                         for (int np = 0; np < C::NT / 2; ++np) {
-                            for (int L = 0; L < 32; ++L) row[L] = b_frag_row(wn0, np, L), chunk[L] = b_frag_chunk(kk, L);
+                            for (int L = 0; L < 32; ++L)
+                                row[L] = b_frag_row(wn0, np, L), chunk[L] = b_frag_chunk(kk, L);
                             ldmatrix_x4_host(tw, row, chunk, bf[np]);
                         }
                         for (int mt = 0; mt < C::MT; ++mt)
-                            for (int nt = 0; nt < C::NT; ++nt) mma_host(acc[w][mt][nt], af[mt], bf[nt >> 1], (nt & 1) * 2);
+                            for (int nt = 0; nt < C::NT; ++nt)
+                                mma_host(acc[w][mt][nt], af[mt], bf[nt >> 1], (nt & 1) * 2);
                     }
                 }
                 if (s + 1 < slabs) store_w(buf ^ 1);
@@ -148,9 +151,10 @@ template <int QT, int BM, int BN> static void emulate(const Params &p, int n_til
                 for (int mt = 0; mt < C::MT; ++mt)
                     for (int nt = 0; nt < C::NT; ++nt)
                         for (int L = 0; L < 32; ++L)
-                            for (int i = 0; i < 4; ++i)
-                                sC[acc_row(C::warp_m0(w), mt, L, i) * C::kStageStride + acc_col(C::warp_n0(w), nt, L, i)] =
-                                    (float)acc[w][mt][nt][L][i];
+                            for (int i = 0; i < 4; ++i) {
+                                const int r = acc_row(C::warp_m0(w), mt, L, i), c = acc_col(C::warp_n0(w), nt, L, i);
+                                sC[r * C::kStageStride + c] = (float)acc[w][mt][nt][L][i];
+                            }
             const bool swiglu = p.epilogue == EDGELLM_GEMM_SWIGLU_F32 || p.epilogue == EDGELLM_GEMM_SWIGLU_F16;
             const int width = swiglu ? BN / 2 : BN;
             for (int idx = 0; idx < BM * width; ++idx)
