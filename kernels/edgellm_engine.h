@@ -11,6 +11,7 @@
 #define EDGELLM_ENGINE_H
 
 #include "edgellm_ops.h"
+#include "edgellm_prefill.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -41,6 +42,17 @@ int edgellm_engine_reset(edgellm_engine *engine);
 /* One token through the model.  token >= 0: that token (prompt); token < 0: the previous step's choice.
  * *next: the greedy choice after it.  Refused (EDGELLM_ERR_ARGUMENT) once max_context tokens are in the cache. */
 int edgellm_engine_step(edgellm_engine *engine, int token, int *next);
+/* The n prompt tokens as a batch (edgellm_prefill.h), chunk tokens at a time (each chunk's queries attend to the
+ * cached prefix and to themselves, its K and V written into the same fp16 cache the step reads), then the last
+ * position's logits and greedy choice on the device: afterwards the engine is where n calls of edgellm_engine_step
+ * with these tokens would have left it (position advanced by n, *next chosen and held on the device, so
+ * edgellm_engine_step(engine, -1, &next) continues from it; edgellm_engine_logits gives the last position's logits).
+ * Refused (EDGELLM_ERR_ARGUMENT) before any device work when position + n > max_context or a token is outside the
+ * vocabulary.  Work buffers are sized for the chunk at the first call (again only when a larger chunk comes). */
+int edgellm_engine_prefill(edgellm_engine *engine, const int *tokens, int n, int chunk, int *next);
+/* edgellm_engine_prefill that also writes every position's logits (teacher forcing): host_all [n, vocab] floats in
+ * host memory; the engine's state afterwards is the same (the choice taken from the same products' last row). */
+int edgellm_engine_prefill_logits(edgellm_engine *engine, const int *tokens, int n, int chunk, float *host_all);
 /* The number of kernels (and other nodes) in the captured step graph; 0 before the second step captures it. */
 int edgellm_engine_graph_nodes(edgellm_engine *engine, size_t *count);
 /* The last step's logits (vocab floats) into host memory (tests and teacher-forced comparisons). */

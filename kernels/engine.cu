@@ -11,6 +11,13 @@
 // RMSNorm+quantize, gate/up with SwiGLU in the epilogue, quantize, down projection + residual.  A small model's
 // step is bound by launches, not bytes, so every launch saved is time.  Each fused kernel computes exactly what the separate ones do, in the same order (the GPU
 // tests compare the two steps bit for bit).
+//
+// Prefill (edgellm_engine_prefill) runs a prompt through the same weights chunk by chunk on tensor cores
+// (edgellm_prefill.h): per layer, RMSNorm to fp16, Q/K/V in one GEMM with biases, the decode path's own RoPE and cache
+// append over the chunk's rows, FlashAttention-2 prefill of the chunk's queries against the cache in place (keys
+// 0 .. p0 + n - 1, causal with the offset p0), the output projection and the down projection added to the residual in
+// their GEMM epilogues, gate and up with SwiGLU in one GEMM.  The last position then takes the decode step's own
+// final norm, LM head GEMV and argmax, so the state left is the one a step leaves.
 #include <algorithm>
 #include <cstdlib>
 #include <new>
@@ -22,6 +29,7 @@
 namespace {
 
 __global__ void advance_kernel(int *pos) { *pos += 1; }
+__global__ void advance_by_kernel(int *pos, int n) { *pos += n; }
 
 // Keys per decode split: the grid is fixed for graph replay (sized for max_context); while the cache is shorter than
 // one split, the first split's block alone computes attention (no merge).
@@ -50,6 +58,18 @@ struct edgellm_engine {
     int steps = 0;
     int position = 0;  // host copy of *pos: a step past the cache is refused before it could write past it
     std::vector<void *> owned;
+
+    // Prefill work buffers for chunks of up to prefill.chunk tokens (edgellm_engine_prefill), allocated at the first
+    // prefill; the logits of prefill_logits in rows of up to logit_rows.
+    struct Prefill {
+        int chunk = 0;
+        int *tokens = nullptr;
+        float *x = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *gate = nullptr, *up = nullptr;
+        __half *h = nullptr, *qh = nullptr, *att = nullptr, *ffn = nullptr;
+        int logit_rows = 0;
+        float *logits = nullptr;
+        std::vector<void *> owned;
+    } prefill;
 };
 
 namespace {
@@ -184,6 +204,165 @@ int enqueue_step(edgellm_engine *e) {
     return edgellm::check_launch();
 }
 
+// --- prefill ---------------------------------------------------------------------------------------------------
+
+template <typename T>
+int prefill_alloc(edgellm_engine *e, T **ptr, size_t count) {
+    void *p = nullptr;
+    TRY(cuda_rc(cudaMalloc(&p, count * sizeof(T) + 16)));
+    e->prefill.owned.push_back(p);
+    *ptr = static_cast<T *>(p);
+    return EDGELLM_OK;
+}
+
+void prefill_free(edgellm_engine *e) {
+    for (void *p : e->prefill.owned) cudaFree(p);
+    e->prefill = edgellm_engine::Prefill{};
+}
+
+// Work buffers for chunks of `chunk` tokens (kept when the present ones are large enough).
+int prefill_buffers(edgellm_engine *e, int chunk) {
+    edgellm_engine::Prefill &P = e->prefill;
+    if (P.chunk >= chunk) return EDGELLM_OK;
+    TRY(cuda_rc(cudaStreamSynchronize(e->stream)));  // the old buffers may still be in use
+    prefill_free(e);  // the logits rows too: logit_buffer makes them again at their next use
+    const edgellm_model_config &c = e->cfg;
+    const size_t n = chunk, qdim = (size_t)c.n_heads * c.head_dim, kvdim = (size_t)c.n_kv_heads * c.head_dim;
+    bool mixed_ffn = false;
+    for (const edgellm_layer &L : e->layers) mixed_ffn |= !same_kind(L.w_gate, L.w_up);
+    int rc = prefill_alloc(e, &P.tokens, n);
+    if (rc == EDGELLM_OK) rc = prefill_alloc(e, &P.x, n * c.dim);
+    if (rc == EDGELLM_OK) rc = prefill_alloc(e, &P.h, n * c.dim);
+    if (rc == EDGELLM_OK) rc = prefill_alloc(e, &P.q, n * qdim);
+    if (rc == EDGELLM_OK) rc = prefill_alloc(e, &P.k, n * kvdim);
+    if (rc == EDGELLM_OK) rc = prefill_alloc(e, &P.v, n * kvdim);
+    if (rc == EDGELLM_OK) rc = prefill_alloc(e, &P.qh, n * qdim);
+    if (rc == EDGELLM_OK) rc = prefill_alloc(e, &P.att, n * qdim);
+    if (rc == EDGELLM_OK) rc = prefill_alloc(e, &P.ffn, n * c.hidden);
+    if (rc == EDGELLM_OK && mixed_ffn) rc = prefill_alloc(e, &P.gate, n * c.hidden);
+    if (rc == EDGELLM_OK && mixed_ffn) rc = prefill_alloc(e, &P.up, n * c.hidden);
+    if (rc != EDGELLM_OK) {
+        prefill_free(e);
+        return rc;
+    }
+    P.chunk = chunk;
+    return EDGELLM_OK;
+}
+
+// Rows of logits prefill_logits computes at a time (a [rows, vocab] fp32 buffer).
+constexpr int kLogitRows = 64;
+
+int logit_buffer(edgellm_engine *e, int rows) {
+    edgellm_engine::Prefill &P = e->prefill;
+    if (P.logit_rows >= rows) return EDGELLM_OK;
+    TRY(prefill_alloc(e, &P.logits, (size_t)rows * e->cfg.vocab));
+    P.logit_rows = rows;
+    return EDGELLM_OK;
+}
+
+// One layer over the chunk of c tokens at positions *pos .. *pos + c - 1 (host copy p0): P.x is the residual stream.
+int prefill_layer(edgellm_engine *e, int i, int c, int p0) {
+    const edgellm_model_config &cfg = e->cfg;
+    const edgellm_layer &L = e->layers[i];
+    edgellm_engine::Prefill &P = e->prefill;
+    const int qdim = cfg.n_heads * cfg.head_dim, kvdim = cfg.n_kv_heads * cfg.head_dim;
+    TRY(edgellm_rmsnorm_f16(P.x, L.attn_norm, P.h, c, cfg.dim, cfg.norm_eps, e->stream));
+    const edgellm_qmatrix *w[3] = {&L.wq, &L.wk, &L.wv};
+    void *y[3] = {P.q, P.k, P.v};
+    const float *b[3] = {L.bq, L.bk, L.bv};
+    if (same_kind(L.wq, L.wk) && same_kind(L.wq, L.wv)) {
+        TRY(edgellm_gemm(w, y, b, 3, P.h, c, EDGELLM_GEMM_F32, e->stream));
+    } else {  // mixed quant types (Q4_K_M's V is often Q6_K): one launch each
+        for (int j = 0; j < 3; ++j) TRY(edgellm_gemm(&w[j], &y[j], &b[j], 1, P.h, c, EDGELLM_GEMM_F32, e->stream));
+    }
+    // RoPE and the cache append of the decode step's unfused path, over c rows at *pos + t.
+    TRY(edgellm_rope(P.q, c, cfg.n_heads, cfg.head_dim, qdim, e->pos, cfg.rope_base, e->rope_factors, cfg.rope_neox,
+                     e->stream));
+    TRY(edgellm_rope(P.k, c, cfg.n_kv_heads, cfg.head_dim, kvdim, e->pos, cfg.rope_base, e->rope_factors,
+                     cfg.rope_neox, e->stream));
+    TRY(edgellm_kv_append(P.k, e->kcache[i], c, kvdim, kvdim, e->pos, e->stream));
+    TRY(edgellm_kv_append(P.v, e->vcache[i], c, kvdim, kvdim, e->pos, e->stream));
+    TRY(edgellm_to_f16(P.q, P.qh, (int64_t)c * qdim, e->stream));
+    // The chunk's queries against the cache rows 0 .. p0 + c - 1, read in place (rows of kvdim, heads of head_dim).
+    edgellm_prefill_args a{};
+    a.q = P.qh, a.k = e->kcache[i], a.v = e->vcache[i], a.o = P.att;
+    a.q_layout = a.o_layout = edgellm_layout{(int64_t)c * qdim, qdim, cfg.head_dim};
+    a.k_layout = a.v_layout = edgellm_layout{(int64_t)cfg.max_context * kvdim, kvdim, cfg.head_dim};
+    a.batch = 1, a.seq_q = c, a.seq_k = p0 + c, a.n_heads = cfg.n_heads, a.n_kv_heads = cfg.n_kv_heads;
+    a.head_dim = cfg.head_dim, a.softmax_scale = 1.f / sqrtf((float)cfg.head_dim), a.causal = 1;
+    TRY(edgellm_attention_prefill(&a, EDGELLM_F16, e->stream));
+    const edgellm_qmatrix *wo = &L.wo;
+    void *x = P.x;
+    TRY(edgellm_gemm(&wo, &x, nullptr, 1, P.att, c, EDGELLM_GEMM_ADD_F32, e->stream));
+    TRY(edgellm_rmsnorm_f16(P.x, L.ffn_norm, P.h, c, cfg.dim, cfg.norm_eps, e->stream));
+    if (same_kind(L.w_gate, L.w_up)) {
+        const edgellm_qmatrix *gu[2] = {&L.w_gate, &L.w_up};
+        void *out[2] = {P.ffn, nullptr};
+        TRY(edgellm_gemm(gu, out, nullptr, 2, P.h, c, EDGELLM_GEMM_SWIGLU_F16, e->stream));
+    } else {
+        const edgellm_qmatrix *g = &L.w_gate, *u = &L.w_up;
+        void *gy = P.gate, *uy = P.up;
+        TRY(edgellm_gemm(&g, &gy, nullptr, 1, P.h, c, EDGELLM_GEMM_F32, e->stream));
+        TRY(edgellm_gemm(&u, &uy, nullptr, 1, P.h, c, EDGELLM_GEMM_F32, e->stream));
+        TRY(edgellm_swiglu_f16(P.gate, P.up, P.ffn, c, cfg.hidden, e->stream));
+    }
+    const edgellm_qmatrix *wd = &L.w_down;
+    return edgellm_gemm(&wd, &x, nullptr, 1, P.ffn, c, EDGELLM_GEMM_ADD_F32, e->stream);
+}
+
+// Both prefill entry points: every layer chunk by chunk, the position advanced on the device and the host after each
+// chunk; with host_all, every position's logits from the LM head GEMM (its last row also the engine's logits), else
+// the last position's from the decode step's own norm and GEMV.  Then argmax and the last advance, as a step ends.
+int prefill(edgellm_engine *e, const int *tokens, int n, int chunk, float *host_all, int *next) {
+    if (!e || !tokens || n < 1 || chunk < 1) return EDGELLM_ERR_ARGUMENT;
+    const edgellm_model_config &cfg = e->cfg;
+    if (n > cfg.max_context - e->position) return EDGELLM_ERR_ARGUMENT;
+    for (int t = 0; t < n; ++t)
+        if (tokens[t] < 0 || tokens[t] >= cfg.vocab) return EDGELLM_ERR_ARGUMENT;
+    chunk = std::min(std::min(chunk, n), 65535);
+    TRY(prefill_buffers(e, chunk));
+    if (host_all) TRY(logit_buffer(e, std::min(chunk, kLogitRows)));
+    edgellm_engine::Prefill &P = e->prefill;
+    for (int t0 = 0; t0 < n; t0 += chunk) {
+        const int c = std::min(chunk, n - t0), p0 = e->position;
+        const bool last = t0 + c == n;
+        TRY(cuda_rc(cudaMemcpyAsync(P.tokens, tokens + t0, c * sizeof(int), cudaMemcpyHostToDevice, e->stream)));
+        TRY(edgellm_embed_rows(&e->embd, P.tokens, c, P.x, e->stream));
+        for (int i = 0; i < cfg.n_layers; ++i) TRY(prefill_layer(e, i, c, p0));
+        if (host_all) {
+            TRY(edgellm_rmsnorm_f16(P.x, e->output_norm, P.h, c, cfg.dim, cfg.norm_eps, e->stream));
+            for (int r0 = 0; r0 < c; r0 += P.logit_rows) {
+                const int rows = std::min(P.logit_rows, c - r0);
+                const edgellm_qmatrix *w = &e->output;
+                void *y = P.logits;
+                TRY(edgellm_gemm(&w, &y, nullptr, 1, P.h + (size_t)r0 * cfg.dim, rows, EDGELLM_GEMM_F32, e->stream));
+                TRY(cuda_rc(cudaMemcpyAsync(host_all + (size_t)(t0 + r0) * cfg.vocab, P.logits,
+                                            (size_t)rows * cfg.vocab * sizeof(float), cudaMemcpyDeviceToHost,
+                                            e->stream)));
+                if (last && r0 + rows == c)
+                    TRY(cuda_rc(cudaMemcpyAsync(e->logits, P.logits + (size_t)(rows - 1) * cfg.vocab,
+                                                cfg.vocab * sizeof(float), cudaMemcpyDeviceToDevice, e->stream)));
+            }
+        } else if (last) {
+            TRY(edgellm_rmsnorm_quantize(P.x + (size_t)(c - 1) * cfg.dim, e->output_norm, cfg.dim, cfg.norm_eps, e->xq,
+                                         e->xds, e->stream));
+            TRY(edgellm_gemv(&e->output, e->xq, e->xds, e->logits, e->stream));
+        }
+        const int advance = last ? c - 1 : c;  // the last position's advance is the argmax's, as in a step
+        if (advance > 0) {
+            advance_by_kernel<<<1, 1, 0, e->stream>>>(e->pos, advance);
+            TRY(edgellm::check_launch());
+        }
+        e->position += advance;
+    }
+    TRY(edgellm_argmax_advance(e->logits, cfg.vocab, e->token, e->pos, e->stream));
+    e->position += 1;
+    TRY(cuda_rc(cudaMemcpyAsync(e->host_token, e->token, sizeof(int), cudaMemcpyDeviceToHost, e->stream)));
+    TRY(cuda_rc(cudaStreamSynchronize(e->stream)));
+    if (next) *next = *e->host_token;
+    return EDGELLM_OK;
+}
+
 }  // namespace
 
 extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgellm_layer *layers,
@@ -270,6 +449,17 @@ extern "C" int edgellm_engine_step(edgellm_engine *e, int token, int *next) {
     return EDGELLM_OK;
 }
 
+extern "C" int edgellm_engine_prefill(edgellm_engine *e, const int *tokens, int n, int chunk, int *next) {
+    if (!next) return EDGELLM_ERR_ARGUMENT;
+    return prefill(e, tokens, n, chunk, nullptr, next);
+}
+
+extern "C" int edgellm_engine_prefill_logits(edgellm_engine *e, const int *tokens, int n, int chunk,
+                                             float *host_all) {
+    if (!host_all) return EDGELLM_ERR_ARGUMENT;
+    return prefill(e, tokens, n, chunk, host_all, nullptr);
+}
+
 extern "C" int edgellm_engine_graph_nodes(edgellm_engine *e, size_t *count) {
     if (!e || !count) return EDGELLM_ERR_ARGUMENT;
     *count = 0;
@@ -288,6 +478,7 @@ extern "C" void edgellm_engine_destroy(edgellm_engine *e) {
     if (e->exec) cudaGraphExecDestroy(e->exec);
     if (e->graph) cudaGraphDestroy(e->graph);
     for (void *p : e->owned) cudaFree(p);
+    for (void *p : e->prefill.owned) cudaFree(p);
     if (e->host_token) cudaFreeHost(e->host_token);
     if (e->stream) cudaStreamDestroy(e->stream);
     delete e;
