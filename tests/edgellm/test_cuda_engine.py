@@ -14,7 +14,8 @@ from edgellm.errors import KernelError, UnsupportedModelError
 def test_gpu_decoder_agrees_with_the_cpu_engine_teacher_forced(kernel_library, cuda_device, smollm2_gguf):
     from edgellm.cuda.engine import CudaEngine
 
-    gpu = CudaEngine(smollm2_gguf, max_context=256, library=kernel_library)
+    # The decode step alone (prompts one step per token): the batched prefill has its own tests (test_cuda_prefill).
+    gpu = CudaEngine(smollm2_gguf, max_context=256, library=kernel_library, prefill_chunk=None)
     cpu = edgellm.load(smollm2_gguf, device="cpu", quantized=False)
     prompt = cpu.tokenizer.encode("Explain quantum computing in simple terms.")
     generated = list(cpu.generate(prompt, 48, ignore_eos=True))
@@ -38,7 +39,7 @@ def test_gpu_decoder_agrees_with_the_cpu_engine_teacher_forced(kernel_library, c
     # (CPU top-2 gaps 0.04 and 0.07) and the logits differed by up to 1.15; now a flip may only be a much closer tie.
     assert all(gap < 0.02 for gap in misses), misses
     assert rate >= 0.98 and worst < 0.5
-    # The teacher-forced logits of the generator interface are the same steps.
+    # Without a prefill chunk the teacher-forced logits of the generator interface are the same steps.
     assert np.array_equal(gpu.logits(sequence[:8]), np.stack([_step_logits(gpu, sequence[:8])[i] for i in range(8)]))
     gpu.close()
     cpu.close()
@@ -122,6 +123,27 @@ def test_shapes_the_gpu_kernels_lack_are_refused_by_name_before_any_device_work(
         edgellm.load(path, device="cuda", max_context=64, library=tmp_path / "absent" / "libedgellm.so")
 
 
+@pytest.mark.parametrize("chunk", [0, -4, 2.5, "512", True])
+def test_a_prefill_chunk_that_is_not_a_positive_integer_is_one_clear_error_before_any_work(tmp_path, chunk):
+    """Refused before the file is read (the path does not exist) and before the kernels load."""
+    from edgellm.cuda.engine import CudaEngine
+    from edgellm.errors import EdgeLLMError
+
+    absent = tmp_path / "absent" / "libedgellm.so"
+    with pytest.raises(EdgeLLMError, match="prefill_chunk is .*positive integer"):
+        edgellm.load(tmp_path / "missing.gguf", device="cuda", library=absent, prefill_chunk=chunk)
+    with pytest.raises(EdgeLLMError, match="prefill_chunk is .*positive integer"):
+        CudaEngine(tmp_path / "missing.gguf", library=absent, prefill_chunk=chunk)
+
+
+def test_the_cpu_engine_takes_and_ignores_a_prefill_chunk(tmp_path, tiny_synthetic):
+    path = tiny_synthetic(tmp_path / "tiny.gguf")
+    with edgellm.load(path, device="cpu", max_context=64, prefill_chunk=8) as a, \
+            edgellm.load(path, device="cpu", max_context=64) as b:
+        ids = a.tokenizer.encode("hello world")
+        assert list(a.generate(ids, 4, ignore_eos=True)) == list(b.generate(ids, 4, ignore_eos=True))
+
+
 def test_an_unbuilt_library_is_one_clear_error(tmp_path, tiny_synthetic):
     path = tiny_synthetic(tmp_path / "tiny.gguf")
     with pytest.raises(KernelError, match="not built .*absent/libedgellm.so is missing.*make kernels"):
@@ -129,15 +151,23 @@ def test_an_unbuilt_library_is_one_clear_error(tmp_path, tiny_synthetic):
 
 
 class CountingEngine:
-    """CudaEngine's greedy chain over a stand-in for the library's step: each step returns the fed token + 1."""
+    """CudaEngine's greedy chain over a stand-in for the library's prefill and step: each returns the last fed
+    token + 1. prefill_chunk None: the prompt one step per token."""
 
     max_context = 64
 
-    def __init__(self):
+    def __init__(self, prefill_chunk=None):
+        self.prefill_chunk = prefill_chunk
         self.steps = 0
+        self.prefills = []
 
     def reset(self):
         self.last = None
+
+    def prefill(self, tokens):
+        self.prefills.append(list(tokens))
+        self.last = tokens[-1] + 1
+        return self.last
 
     def step(self, token=None):
         self.steps += 1
@@ -145,7 +175,30 @@ class CountingEngine:
         return self.last
 
 
-def test_the_gpu_chain_takes_one_step_per_prompt_token_then_one_per_further_token():
+def test_the_gpu_chain_prefills_the_prompt_in_one_call_then_takes_one_step_per_further_token():
+    from edgellm.cuda.engine import CudaEngine
+
+    engine = CountingEngine(prefill_chunk=512)
+    assert list(CudaEngine.greedy(engine, [7, 8, 9], 4)) == [10, 11, 12, 13]
+    assert engine.prefills == [[7, 8, 9]] and engine.steps == 3  # the first new token comes with the prefill
+    engine = CountingEngine(prefill_chunk=512)
+    chain = CudaEngine.greedy(engine, [7, 8, 9], 2)
+    assert next(chain) == 10
+    chain.close()
+    assert engine.steps == 0
+
+
+def test_the_gpu_chain_refuses_a_prompt_past_the_context_before_any_device_work():
+    from edgellm.cuda.engine import CudaEngine
+    from edgellm.errors import ContextLengthError
+
+    engine = CountingEngine(prefill_chunk=512)
+    with pytest.raises(ContextLengthError, match="context of 64"):
+        list(CudaEngine.greedy(engine, list(range(60)), 5))
+    assert engine.prefills == [] and engine.steps == 0 and not hasattr(engine, "last")
+
+
+def test_without_a_prefill_chunk_the_gpu_chain_takes_one_step_per_prompt_token_then_one_per_further_token():
     from edgellm.cuda.engine import CudaEngine
 
     engine = CountingEngine()

@@ -1,5 +1,6 @@
-"""EdgeLLM on the GPU: the GGUF file's weights uploaded once, every token through the CUDA decoder
-(kernels/edgellm_engine.h), greedy choice on the device.
+"""EdgeLLM on the GPU: the GGUF file's weights uploaded once, the prompt through the CUDA prefill as a batch (in
+chunks), every further token through the captured decode step (kernels/edgellm_engine.h), greedy choice on the
+device.
 
 Quantized matrices go to the device as their planar blocks (edgellm.cuda.layout: the file's bytes, regrouped), so
 the GPU holds the model at the file's size; norms, biases and rope factors as float32. Like the CPU engine it knows
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ContextLengthError, UnsupportedModelError
+from ..errors import ContextLengthError, EdgeLLMError, UnsupportedModelError
 from ..gguf.config import Config, read_config
 from ..gguf.reader import open_gguf
+from ..loader import checked_chunk
 from .device import device_name
 from .gemv import QMatrix
 from .layout import GPU_TYPES, planar, type_id
@@ -43,12 +45,22 @@ SIGNATURES = {
     "edgellm_engine_create": [ctypes.POINTER(ModelConfig), ctypes.POINTER(Layer), ctypes.POINTER(QMatrix),
                               ctypes.POINTER(QMatrix), P, P, ctypes.POINTER(P)],
     "edgellm_engine_step": [P, ctypes.c_int, ctypes.POINTER(ctypes.c_int)],
+    "edgellm_engine_prefill": [P, ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int,
+                               ctypes.POINTER(ctypes.c_int)],
+    "edgellm_engine_prefill_logits": [P, ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int, P],
     "edgellm_engine_reset": [P],
     "edgellm_engine_logits": [P, P],
     "edgellm_engine_graph_nodes": [P, ctypes.POINTER(ctypes.c_size_t)],
     "edgellm_engine_destroy": [P],
 }
 FLOAT_EMBEDDING_TYPES = ("F32", "F16")  # an embedding table is only gathered from, never multiplied
+DEFAULT_PREFILL_CHUNK = 512
+
+
+def checked_prefill_chunk(chunk) -> int | None:
+    """The prefill chunk (prompt tokens per batch) as given, or one clear error; None (tests only) feeds the prompt
+    one decode step per token, the reference the batched prefill is tested against."""
+    return None if chunk is None else checked_chunk(chunk)
 
 
 def _layer_matrices(i: int) -> list[str]:
@@ -81,15 +93,18 @@ def refuse_unsupported(c: Config, tensors: dict) -> None:
 
 
 class CudaEngine:
-    """Greedy decoding on the GPU: `greedy(prompt_ids, n)`; `step(token)` and `last_logits()` one token at a time."""
+    """Greedy decoding on the GPU: `greedy(prompt_ids, n)`; `prefill(tokens)` a batch of tokens, `step(token)` one
+    token, `last_logits()` the logits of the last position either gave."""
 
     device = "cuda"
 
     def __init__(self, path: str | Path, max_context: int = 2048, library: LibrarySpec = None, fused: bool = True,
-                 reader=None):
+                 reader=None, prefill_chunk: int | None = DEFAULT_PREFILL_CHUNK):
         """library: a Library, a path, or None for edgellm.cuda.library_path()'s choice. fused=False runs one launch
         per operation: the reference the fused step is tested against. reader: the file's GGUFReader where the
-        caller has one open already."""
+        caller has one open already. prefill_chunk: prompt tokens per prefill batch (the work buffers are sized for
+        it); None feeds prompts one decode step per token (the reference of the prefill's tests)."""
+        self.prefill_chunk = checked_prefill_chunk(prefill_chunk)
         self.fused = fused
         self._buffers: list[int] = []
         self.engine = P()
@@ -172,6 +187,36 @@ class CudaEngine:
                                                         ctypes.byref(nxt)), "decode step")
         return nxt.value
 
+    def _prefill_call(self, tokens: list[int], chunk: int | None, host_all: np.ndarray | None) -> int:
+        n = len(tokens)
+        chunk = checked_prefill_chunk(chunk if chunk is not None else self.prefill_chunk or DEFAULT_PREFILL_CHUNK)
+        ids = (ctypes.c_int * n)(*(int(t) for t in tokens))
+        if host_all is None:
+            nxt = ctypes.c_int()
+            self.library.check(self.lib.edgellm_engine_prefill(self.engine, ids, n, chunk, ctypes.byref(nxt)),
+                               "prefill")
+            return nxt.value
+        self.library.check(self.lib.edgellm_engine_prefill_logits(self.engine, ids, n, chunk, host_all.ctypes.data),
+                           "prefill with logits")
+        return int(np.argmax(host_all[-1]))
+
+    def prefill(self, tokens: list[int], chunk: int | None = None) -> int:
+        """Feeds `tokens` as a batch, `chunk` at a time (default: the engine's prefill_chunk), from the present
+        position, and returns the greedy next token: the engine is where one step per token would have left it, so
+        step(None) continues from here. Refused before any device work past the context or outside the
+        vocabulary."""
+        if not tokens:
+            raise EdgeLLMError("an empty prefill: it takes at least one token")
+        return self._prefill_call(tokens, chunk, None)
+
+    def prefill_logits(self, tokens: list[int], chunk: int | None = None) -> np.ndarray:
+        """prefill that also returns every position's logits, float32 [len(tokens), vocab] (teacher forcing)."""
+        if not tokens:
+            raise EdgeLLMError("an empty prefill: it takes at least one token")
+        out = np.empty((len(tokens), self.config.vocab_size), np.float32)
+        self._prefill_call(tokens, chunk, out)
+        return out
+
     def graph_nodes(self) -> int:
         """Nodes (kernel launches, mostly) of the captured step; 0 until the second step has captured it."""
         n = ctypes.c_size_t()
@@ -185,9 +230,11 @@ class CudaEngine:
         return out
 
     def logits(self, token_ids: list[int]) -> np.ndarray:
-        """Teacher-forced logits of every position, [len(token_ids), vocab]: the tokens fed one step at a time from
-        an empty cache, as in decoding."""
+        """Teacher-forced logits of every position, [len(token_ids), vocab], from an empty cache: one batched
+        prefill (with prefill_chunk None, one decode step per token)."""
         self.reset()
+        if self.prefill_chunk is not None:
+            return self.prefill_logits(token_ids)
         rows = []
         for token in token_ids:
             self.step(token)
@@ -195,17 +242,22 @@ class CudaEngine:
         return np.stack(rows)
 
     def greedy(self, prompt_ids: list[int], max_new_tokens: int):
-        """Greedy tokens after the prompt (token by token through the same captured step), yielded as they come.
-        Each step feeds the previous choice and returns the next, so a caller that stops early leaves no step
-        unused. The caller checks that the prompt is not empty and that prompt and tokens fit max_context."""
+        """Greedy tokens after the prompt, yielded as they come: the prompt through one batched prefill (with
+        prefill_chunk None, one decode step per token), its choice the first token, then one captured decode step
+        per further token. Each step feeds the previous choice and returns the next, so a caller that stops early
+        leaves no step unused. The caller checks that the prompt is not empty and that prompt and tokens fit
+        max_context (checked here again before any device work)."""
         if not prompt_ids or len(prompt_ids) + max_new_tokens > self.max_context:
             raise ContextLengthError(f"{len(prompt_ids)} prompt + {max_new_tokens} new tokens: the prompt must be "
                                      f"non-empty and all fit the context of {self.max_context}")
         if max_new_tokens <= 0:
             return
         self.reset()
-        for t in prompt_ids:
-            nxt = self.step(t)
+        if self.prefill_chunk is not None:
+            nxt = self.prefill(prompt_ids)
+        else:
+            for t in prompt_ids:
+                nxt = self.step(t)
         yield nxt
         for _ in range(max_new_tokens - 1):
             yield self.step(None)
@@ -213,7 +265,9 @@ class CudaEngine:
     def build_info(self) -> str:
         gpu = device_name() or "no CUDA device"
         step = "fused step" if self.fused else "unfused step"
-        return f"cuda kernels {self.library.path} on {gpu}, GGUF blocks as stored, {step} in a CUDA graph"
+        prefill = (f"prompt prefill in chunks of {self.prefill_chunk}" if self.prefill_chunk is not None
+                   else "prompt one step per token")
+        return f"cuda kernels {self.library.path} on {gpu}, GGUF blocks as stored, {prefill}, {step} in a CUDA graph"
 
     def close(self) -> None:
         if getattr(self, "engine", None) and self.engine.value:
