@@ -115,7 +115,8 @@ def run_model(preset: str, quant: str, args, lengths: list[int], backends: list[
     if not wanted:
         return []
     # A short prompt first takes each engine's first-call costs (work buffers, graph capture); its rows are dropped.
-    prompts = {WARMUP_ID: exact_prompt(tokenizer, min(wanted)), **{f"pp{n}": exact_prompt(tokenizer, n) for n in wanted}}
+    prompts = {WARMUP_ID: exact_prompt(tokenizer, min(wanted))}
+    prompts.update({f"pp{n}": exact_prompt(tokenizer, n) for n in wanted})
     lengths_of = {f"pp{n}": n for n in wanted}
     settings = GenerationSettings(max_new_tokens=args.new_tokens, ignore_eos=True, prompt_format="raw",
                                   num_ctx=max(wanted) + args.new_tokens)

@@ -209,3 +209,58 @@ def test_without_a_prefill_chunk_the_gpu_chain_takes_one_step_per_prompt_token_t
     assert next(chain) == 10 and next(chain) == 11
     chain.close()  # the caller stopped (an end-of-generation token): no step beyond the ones asked for
     assert engine.steps == 3 + 1
+
+
+class FakePrefillLibrary:
+    """Stands in for libedgellm.so's prefill entry points: records what the binding passes, answers like the C API
+    (the choice through *next; every position's logits written into the host buffer)."""
+
+    def __init__(self, vocab):
+        self.vocab, self.calls = vocab, []
+
+    def edgellm_engine_reset(self, engine):
+        self.calls.append(("reset",))
+        return 0
+
+    def edgellm_engine_prefill(self, engine, ids, n, chunk, next_ref):
+        self.calls.append(("prefill", [ids[i] for i in range(n)], chunk))
+        next_ref._obj.value = 42
+        return 0
+
+    def edgellm_engine_prefill_logits(self, engine, ids, n, chunk, host):
+        import ctypes
+
+        self.calls.append(("prefill_logits", [ids[i] for i in range(n)], chunk))
+        out = np.ctypeslib.as_array((ctypes.c_float * (n * self.vocab)).from_address(host)).reshape(n, self.vocab)
+        out[:] = 0
+        out[np.arange(n), [ids[i] % self.vocab for i in range(n)]] = 1  # position i "predicts" its own token
+        return 0
+
+
+def _fake_engine(prefill_chunk):
+    from types import SimpleNamespace
+
+    from edgellm.cuda.engine import CudaEngine
+
+    engine = object.__new__(CudaEngine)
+    engine.prefill_chunk, engine.engine, engine.max_context = prefill_chunk, None, 64
+    engine.config = SimpleNamespace(vocab_size=10)
+    engine.lib = FakePrefillLibrary(10)
+    engine.library = SimpleNamespace(check=lambda rc, what: None if rc == 0 else pytest.fail(what))
+    return engine
+
+
+def test_the_prefill_bindings_pass_the_tokens_their_count_and_the_chunk_and_read_the_answers():
+    engine = _fake_engine(prefill_chunk=16)
+    assert engine.prefill([5, 6, 7]) == 42
+    assert engine.prefill([8], chunk=2) == 42
+    assert engine.lib.calls == [("prefill", [5, 6, 7], 16), ("prefill", [8], 2)]
+    engine.lib.calls.clear()
+    rows = engine.logits([3, 14, 9])  # teacher forcing from an empty cache: a reset, then one call for all positions
+    assert engine.lib.calls == [("reset",), ("prefill_logits", [3, 14, 9], 16)]
+    assert rows.shape == (3, 10) and rows.dtype == np.float32 and rows.argmax(1).tolist() == [3, 4, 9]
+    assert list(engine.greedy([1, 2], 1)) == [42]  # the first new token is the prefill's choice
+    with pytest.raises(edgellm.errors.EdgeLLMError, match="empty prefill"):
+        engine.prefill([])
+    with pytest.raises(edgellm.errors.EdgeLLMError, match="prefill_chunk is 0"):
+        engine.prefill([1], chunk=0)

@@ -190,7 +190,8 @@ class CudaEngine:
     def _prefill_call(self, tokens: list[int], chunk: int | None, host_all: np.ndarray | None) -> int:
         n = len(tokens)
         chunk = checked_prefill_chunk(chunk if chunk is not None else self.prefill_chunk or DEFAULT_PREFILL_CHUNK)
-        ids = (ctypes.c_int * n)(*(int(t) for t in tokens))
+        array = np.ascontiguousarray(tokens, dtype=np.int32)  # held here while the library reads it
+        ids = array.ctypes.data_as(ctypes.POINTER(ctypes.c_int))
         if host_all is None:
             nxt = ctypes.c_int()
             self.library.check(self.lib.edgellm_engine_prefill(self.engine, ids, n, chunk, ctypes.byref(nxt)),
