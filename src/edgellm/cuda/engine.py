@@ -54,7 +54,9 @@ SIGNATURES = {
     "edgellm_engine_destroy": [P],
 }
 FLOAT_EMBEDDING_TYPES = ("F32", "F16")  # an embedding table is only gathered from, never multiplied
-DEFAULT_PREFILL_CHUNK = 512
+# Every chunk reads each weight matrix once, so longer chunks spread that read over more tokens; the work buffers grow
+# with the chunk (a few times chunk x ffn x 2 bytes), which a GPU of the plan holds easily at 2048.
+DEFAULT_PREFILL_CHUNK = 2048
 
 
 def checked_prefill_chunk(chunk) -> int | None:
