@@ -29,7 +29,8 @@ PROMPT = [1, 9038, 2114, 314, 253]
 
 
 def ms_per_token(engine, tokens: int, repeats: int) -> float:
-    list(engine.greedy(PROMPT, tokens))  # warm-up: the first step runs eagerly, the second captures the graph
+    # Warm-up: the prefill, then the first decode step runs eagerly and the second captures the graph.
+    list(engine.greedy(PROMPT, tokens))
     times = []
     for _ in range(repeats):
         gen = engine.greedy(PROMPT, tokens)
