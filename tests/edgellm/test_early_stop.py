@@ -56,6 +56,8 @@ def test_llama_cpp_counts_the_same_early_stop(smollm2_gguf, prompt_ids, cpu_toke
 @pytest.mark.gpu
 def test_the_gpu_engine_counts_the_same_early_stop(kernel_library, cuda_device, smollm2_gguf, prompt_ids,
                                                    cpu_tokens):
+    if len(cpu_tokens) == LIMIT:  # a truncated copy of SmolLM2 (what a GPU machine can receive) does not stop
+        pytest.skip("the model does not stop early on this prompt, so there is no early stop to count")
     with edgellm.load(smollm2_gguf, device="cuda", max_context=512, library=kernel_library) as gpu:
         tokens = list(gpu.generate(prompt_ids, LIMIT))
     assert len(tokens) == len(cpu_tokens), (tokens, cpu_tokens)
