@@ -74,26 +74,51 @@ def parse_sanitizer_summary(text: str) -> tuple[int | None, int | None]:
     return errors, hazards
 
 
-def _sanitize_one(sanitizer: str, tool: str, binary: str, timeout: float) -> dict:
+def parse_checks(text: str, binary: str) -> pd.DataFrame:
+    """The `ok ...` / `FAIL ...` lines of a check binary (gemm_accuracy, prefill_accuracy), one row each."""
+    rows = [dict(binary=binary, check=line[4:].strip(), passed=line.startswith("ok "))
+            for line in text.splitlines() if line.startswith(("ok ", "FAIL "))]
+    return pd.DataFrame(rows, columns=["binary", "check", "passed"])
+
+
+def run_checks(binary: str | Path, timeout: float = 3600) -> pd.DataFrame:
+    """Every check of a prefill gate binary as a row. A binary that exits nonzero without a FAIL line (a crash), or
+    prints no check at all, is an error: no verdict is not a pass."""
+    name = Path(binary).name
+    try:
+        proc = subprocess.run([str(binary)], capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise EdgebenchError(f"{name}: {binary} not found (run the compile_kernels rule)") from None
+    except subprocess.TimeoutExpired:
+        raise EdgebenchError(f"{name}: no result within {timeout:.0f} s") from None
+    checks = parse_checks(proc.stdout, name)
+    if checks.empty or (proc.returncode != 0 and checks.passed.all()):
+        last = ((proc.stderr + proc.stdout).strip().splitlines() or ["no output"])[-1]
+        raise EdgebenchError(f"{name} gave no verdict (exit {proc.returncode}): {last}")
+    return checks
+
+
+def _sanitize_one(sanitizer: str, tool: str, binary: str, timeout: float, args=("--csv", "/dev/null")) -> dict:
     start = time.monotonic()
     # racecheck skips the test's own float64 reference kernels (edgellm_ref::, checked by memcheck and synccheck):
     # instrumenting their shared memory takes minutes and says nothing about the kernels the engine runs.
     only = ["--kernel-name-exclude", "kns=edgellm_ref"] if tool == "racecheck" else []
     cmd = [sanitizer, "--tool", tool, *only, "--error-exitcode", "3", "--print-limit", "50", binary, "--sanitize",
-           "--csv", "/dev/null"]
+           *args]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise EdgebenchError(f"compute-sanitizer {tool}: no verdict within {timeout:.0f} s") from None
     text = proc.stdout + proc.stderr
     errors, hazards = parse_sanitizer_summary(text)
-    return dict(tool=tool, errors=errors, hazards=hazards, exit_code=proc.returncode,
+    return dict(binary=Path(binary).name, tool=tool, errors=errors, hazards=hazards, exit_code=proc.returncode,
                 seconds=round(time.monotonic() - start, 1),
                 clean=proc.returncode == 0 and errors == 0 and hazards in (0, None),
                 report="\n".join([ln for ln in text.splitlines() if ln.startswith("=========")][:200]))
 
 
-def run_sanitizer(binary: str | Path, tools=SANITIZER_TOOLS, timeout: float = 3600) -> pd.DataFrame:
+def run_sanitizer(binary: str | Path, tools=SANITIZER_TOOLS, timeout: float = 3600,
+                  args=("--csv", "/dev/null")) -> pd.DataFrame:
     """compute-sanitizer's verdict per tool on the accuracy test's --sanitize cases (every kernel instance and code
     path, short sequences: the slow tools instrument every shared-memory access).  The tools run concurrently, as
     separate processes."""
@@ -101,7 +126,7 @@ def run_sanitizer(binary: str | Path, tools=SANITIZER_TOOLS, timeout: float = 36
 
     sanitizer = _sanitizer_binary()
     with ThreadPoolExecutor(len(tools)) as pool:
-        rows = list(pool.map(lambda tool: _sanitize_one(sanitizer, tool, str(binary), timeout), tools))
+        rows = list(pool.map(lambda tool: _sanitize_one(sanitizer, tool, str(binary), timeout, args), tools))
     return pd.DataFrame(rows)
 
 

@@ -7,7 +7,8 @@ KERNEL_TOOLS = Path(workflow.basedir) / "kernels" / "tools"
 
 def kernel_outputs(testbed):
     return [f"{RESULTS}/{testbed}/kernels/{name}" for name in
-            ("accuracy.parquet", "sanitizer.parquet", "bench.parquet", "figures/kernel_attention.png")]
+            ("accuracy.parquet", "sanitizer.parquet", "bench.parquet", "figures/kernel_attention.png",
+             "prefill_gate.parquet", "prefill_sanitizer.parquet")]
 
 
 for _testbed in TESTBEDS:
@@ -30,6 +31,25 @@ rule kernel_accuracy:
         "../../envs/edgebench.yaml"
     script:
         "scripts/accuracy.py"
+
+
+rule prefill_gate:
+    """The prefill's gate: the quantized GEMMs against float64 for every quant type (gemm_accuracy) and the engine's
+    batched prefill against its own token-by-token steps (prefill_accuracy), each compute-sanitizer clean."""
+    input:
+        gemm=f"{BUILD}/gemm_accuracy",
+        prefill=f"{BUILD}/prefill_accuracy",
+    output:
+        checks=f"{RESULTS}/{{testbed}}/kernels/prefill_gate.parquet",
+        sanitizer=f"{RESULTS}/{{testbed}}/kernels/prefill_sanitizer.parquet",
+    log:
+        f"{RESULTS}/logs/{{testbed}}/prefill_gate.log",
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/edgebench.yaml"
+    script:
+        "scripts/prefill_gate.py"
 
 
 rule kernel_bench:

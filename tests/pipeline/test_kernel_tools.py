@@ -20,7 +20,7 @@ from edgebench.config import validate
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "kernels" / "tools"))
 
-from kernel_gate import headline, parse_sanitizer_summary, run_accuracy  # noqa: E402
+from kernel_gate import headline, parse_checks, parse_sanitizer_summary, run_accuracy, run_checks  # noqa: E402
 C_API = ["edgellm_attention_prefill", "edgellm_attention_decode", "edgellm_attention_decode_at",
          "edgellm_decode_splits", "edgellm_decode_workspace_bytes", "edgellm_error_string", "edgellm_last_cuda_error",
          "edgellm_quantize_activations", "edgellm_gemv", "edgellm_gemv_many", "edgellm_gemv_swiglu",
@@ -115,3 +115,31 @@ def test_kernels_pass_their_quick_accuracy_cases_on_this_gpu(tmp_path):
     acc = run_accuracy(build / "attention_accuracy", quick=True)
     assert len(acc) > 500
     assert acc.passed.all(), acc[~acc.passed].head().to_string()
+
+
+def fake_binary(tmp_path, name: str, body: str) -> Path:
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_prefill_gate_reads_every_ok_and_fail_line():
+    text = ("-- model llama-style: prompt 150 tokens\nok   embed_rows equals edgellm_embed bit for bit \n"
+            "FAIL prefill_logits vs steps positions 150\n     greedy tokens after prefill: 16 of 16\n1 checks\n")
+    checks = parse_checks(text, "prefill_accuracy")
+    assert checks.passed.tolist() == [True, False]
+    assert checks.check.tolist() == ["embed_rows equals edgellm_embed bit for bit", "prefill_logits vs steps positions 150"]
+
+
+def test_prefill_gate_refuses_a_run_without_a_verdict(tmp_path):
+    passing = fake_binary(tmp_path, "ok_then_crash", 'echo "ok   first"; kill -SEGV $$')
+    with pytest.raises(EdgebenchError, match="no verdict"):
+        run_checks(passing)
+    silent = fake_binary(tmp_path, "silent", "exit 0")
+    with pytest.raises(EdgebenchError, match="no verdict"):
+        run_checks(silent)
+    failing = fake_binary(tmp_path, "failing", 'echo "ok   a"; echo "FAIL b"; exit 1')
+    assert run_checks(failing).passed.tolist() == [True, False]
+    with pytest.raises(EdgebenchError, match="not found"):
+        run_checks(tmp_path / "missing")

@@ -102,6 +102,7 @@ def test_kernel_tools_join_the_dag_only_when_asked(tmp_path, tiny_gguf):
         proc = smk(tmp_path, "-n", "all", "--configfile", str(cfg))
         assert proc.returncode == 0, proc.stderr
         assert ("kernel_accuracy" in jobs_of(proc)) == expected
+        assert ("prefill_gate" in jobs_of(proc)) == expected
 
 
 def test_only_the_registry_and_the_adapter_name_the_engine():

@@ -27,7 +27,8 @@ class EdgeLLMBackend(Backend):
     name = "edgellm"
     # kernels/Makefile builds the engine's CUDA library (and the kernels' own test and benchmark binaries).
     build_step = BuildStep(rule="compile_kernels", sources="kernels",
-                           products=("libedgellm.so", "attention_accuracy", "attention_bench"),
+                           products=("libedgellm.so", "attention_accuracy", "attention_bench", "gemm_accuracy",
+                                     "prefill_accuracy"),
                            option_products=(("library", "libedgellm.so"),))
 
     def __init__(self, device: Literal["auto", "cpu", "cuda"] = "auto", quantized: bool = True,
