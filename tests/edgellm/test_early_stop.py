@@ -53,12 +53,35 @@ def test_llama_cpp_counts_the_same_early_stop(smollm2_gguf, prompt_ids, cpu_toke
     assert ref == cpu_tokens
 
 
+def with_end_token(src, dst, token: int):
+    """A byte-for-byte copy of the GGUF whose end-of-sequence id is `token`: a model that never stops on its own
+    (a truncated copy) then stops where its greedy chain first reaches that token."""
+    import shutil
+
+    import gguf
+
+    shutil.copyfile(src, dst)
+    reader = gguf.GGUFReader(dst, "r+")
+    reader.fields["tokenizer.ggml.eos_token_id"].parts[-1][0] = token
+    del reader
+    return dst
+
+
 @pytest.mark.gpu
 def test_the_gpu_engine_counts_the_same_early_stop(kernel_library, cuda_device, smollm2_gguf, prompt_ids,
-                                                   cpu_tokens):
-    if len(cpu_tokens) == LIMIT:  # a truncated copy of SmolLM2 (what a GPU machine can receive) does not stop
-        pytest.skip("the model does not stop early on this prompt, so there is no early stop to count")
-    with edgellm.load(smollm2_gguf, device="cuda", max_context=512, library=kernel_library) as gpu:
+                                                   cpu_tokens, tmp_path):
+    path = smollm2_gguf
+    expected = cpu_tokens
+    if len(cpu_tokens) == LIMIT:  # a truncated SmolLM2 (what a GPU machine can receive) never stops on its own
+        # The last token of the chain that is new where it stands: the copy stops right before it.
+        cut = max((i for i in range(1, LIMIT) if cpu_tokens[i] not in cpu_tokens[:i]), default=None)
+        assert cut is not None, f"the greedy chain is one token repeated: {cpu_tokens[:8]}"
+        path = with_end_token(smollm2_gguf, tmp_path / "stops.gguf", cpu_tokens[cut])
+        with edgellm.load(path, device="cpu", max_context=512) as cpu:
+            expected = list(cpu.generate(prompt_ids, LIMIT))
+        assert expected == cpu_tokens[:cut]
+    with edgellm.load(path, device="cuda", max_context=512, library=kernel_library) as gpu:
         tokens = list(gpu.generate(prompt_ids, LIMIT))
-    assert len(tokens) == len(cpu_tokens), (tokens, cpu_tokens)
-    assert tokens == cpu_tokens
+    assert 0 < len(expected) < LIMIT
+    assert len(tokens) == len(expected), (tokens, expected)
+    assert tokens == expected
