@@ -1,9 +1,11 @@
-"""numba kernels for the CPU path: FlashAttention-2 style attention, RMSNorm, RoPE, SwiGLU.
+"""numba kernels for the CPU path: FlashAttention-2 style attention, RMSNorm, RoPE, SwiGLU and GeGLU.
 
 Attention follows FlashAttention-2's forward pass: for each (query, head) the keys are visited in tiles; a running
 maximum `m` and running sum `l` of the softmax are kept with an unnormalised accumulator, rescaled by exp(m_old -
 m_new) whenever the maximum grows, and divided by `l` once at the end. The score matrix is never materialised.
-Causal masking is by position: the query at absolute position p sees keys 0..p. Grouped-query attention maps query
+Causal masking is by position: the query at absolute position p sees keys 0..p, or only the last `window` of them
+(p - window + 1 .. p) in a sliding-window layer. A soft-cap (gemma2) bends each scaled score s to cap * tanh(s / cap)
+before the softmax, as llama.cpp does. Grouped-query attention maps query
 head h to key/value head h // (H / Hkv). The same kernel serves prefill (T queries) and decode (T = 1 over a cache).
 """
 
@@ -19,14 +21,15 @@ KEY_TILE = 64  # keys per tile: a tile's K and V rows (2 x 64 x 128 x 4 bytes) s
 
 
 @njit(cache=True)
-def attend(q, k, v, kvh, n_keys, scale, out):
-    """One query vector q [D] against keys/values 0..n_keys-1 of KV head kvh (k, v: [S, Hkv, D]) -> out [D]."""
+def attend(q, k, v, kvh, first_key, n_keys, scale, softcap, out):
+    """One query vector q [D] against keys/values first_key..n_keys-1 of KV head kvh (k, v: [S, Hkv, D]) -> out [D].
+    softcap > 0: each score s becomes softcap * tanh(s / softcap)."""
     D = q.shape[0]
     m = np.float32(-np.inf)
     l = np.float32(0.0)
     acc = np.zeros(D, dtype=np.float32)
     scores = np.empty(KEY_TILE, dtype=np.float32)
-    for tile_start in range(0, n_keys, KEY_TILE):
+    for tile_start in range(first_key, n_keys, KEY_TILE):
         tile_end = min(tile_start + KEY_TILE, n_keys)
         tile_max = np.float32(-np.inf)
         for j in range(tile_start, tile_end):
@@ -34,6 +37,8 @@ def attend(q, k, v, kvh, n_keys, scale, out):
             for d in range(D):
                 s += q[d] * k[j, kvh, d]
             s *= scale
+            if softcap > 0:
+                s = np.float32(softcap * math.tanh(s / softcap))
             scores[j - tile_start] = s
             if s > tile_max:
                 tile_max = s
@@ -54,16 +59,19 @@ def attend(q, k, v, kvh, n_keys, scale, out):
 
 
 @njit(parallel=True, cache=True)
-def flash_attention(q, k, v, start_pos, scale, out):
+def flash_attention(q, k, v, start_pos, scale, out, window=0, softcap=0.0):
     """q: [T, H, D] queries at absolute positions start_pos..start_pos+T-1; k, v: [S, Hkv, D] with
     S >= start_pos + T (the cache); out: [T, H, D]. float32 in, float32 accumulation.
-    One (query, head) pair per parallel item; causal: the query at position p sees keys 0..p."""
+    One (query, head) pair per parallel item; causal: the query at position p sees keys 0..p, only the last `window`
+    of them when window > 0. softcap > 0: scores soft-capped (see attend)."""
     T, H, D = q.shape
     group = H // k.shape[1]
     for item in prange(T * H):
         t = item // H
         h = item % H
-        attend(q[t, h], k, v, h // group, start_pos + t + 1, scale, out[t, h])
+        n_keys = start_pos + t + 1
+        first = max(0, n_keys - window) if window > 0 else 0
+        attend(q[t, h], k, v, h // group, first, n_keys, scale, softcap, out[t, h])
 
 
 @njit(cache=True)
@@ -79,13 +87,15 @@ def rmsnorm(x, weight, eps, out):
             out[t, i] = x[t, i] * scale * weight[i]
 
 
-def rope_tables(positions: np.ndarray, head_dim: int, base: float, freq_factors=None) -> tuple[np.ndarray, ...]:
-    """cos and sin [T, head_dim/2] of theta = pos * base^(-2i/d) / factor_i (llama3 scaling via the factors)."""
+def rope_tables(positions: np.ndarray, head_dim: int, base: float, freq_factors=None,
+                attn_factor: float = 1.0) -> tuple[np.ndarray, ...]:
+    """cos and sin [T, head_dim/2] of theta = pos * base^(-2i/d) / factor_i (llama3 scaling and phi3's long/short
+    factors via the factors), both times attn_factor (phi3's rope.scaling.attn_factor; ggml's rope mscale)."""
     inv_freq = base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
     if freq_factors is not None:
         inv_freq = inv_freq / freq_factors.astype(np.float64)
     theta = positions.astype(np.float64)[:, None] * inv_freq[None, :]
-    return np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+    return (attn_factor * np.cos(theta)).astype(np.float32), (attn_factor * np.sin(theta)).astype(np.float32)
 
 
 @njit(cache=True)
@@ -115,6 +125,21 @@ def swiglu(gate_up, hidden, out):
         for i in range(hidden):
             g = gate_up[t, i]
             out[t, i] = g / (np.float32(1.0) + np.float32(math.exp(-g))) * gate_up[t, hidden + i]
+
+
+GELU_TANH_C = math.sqrt(2.0 / math.pi)
+
+
+@njit(cache=True)
+def geglu(gate_up, hidden, out):
+    """out = gelu(gate) * up with GELU's tanh approximation (gemma's gelu_pytorch_tanh, ggml's gelu), gate_up = [gate
+    | up] along the last axis."""
+    T = gate_up.shape[0]
+    for t in range(T):
+        for i in range(hidden):
+            g = gate_up[t, i]
+            inner = GELU_TANH_C * (g + 0.044715 * g * g * g)
+            out[t, i] = np.float32(0.5 * g * (1.0 + math.tanh(inner))) * gate_up[t, hidden + i]
 
 
 @njit(parallel=True, fastmath=True, cache=True)

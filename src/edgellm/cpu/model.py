@@ -7,7 +7,6 @@ Three plain structures: the Config (edgellm.gguf), the Weights (edgellm.cpu.weig
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,18 +67,29 @@ def forward(cfg: Config, w: Weights, state: RunState, tokens: np.ndarray, all_lo
         raise ContextLengthError(f"the KV cache holds {state.capacity} tokens; {start + T} were asked for")
     H, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
     q_end, k_end = H * D, H * D + Hkv * D
-    scale = np.float32(1.0 / math.sqrt(D))
-    cos, sin = K.rope_tables(np.arange(start, start + T), D, cfg.rope_base, w.rope_freq_factors)
+    scale = np.float32(cfg.scale)
+    attn_softcap = np.float32(cfg.attn_softcap)
+    positions = np.arange(start, start + T)
+    factors = w.rope_factors_for(cfg, state.capacity)
+    rope = K.rope_tables(positions, D, cfg.rope_base, factors, cfg.rope_attn_factor)
+    # local (sliding-window) layers may rotate with a base of their own (gemma3)
+    rope_local = rope if not cfg.rope_base_local else \
+        K.rope_tables(positions, D, cfg.rope_base_local, factors, cfg.rope_attn_factor)
     neox = cfg.rope_style == "neox"
+    activation = K.geglu if cfg.activation == "gelu_tanh" else K.swiglu
 
-    # 1. token embeddings
+    # 1. token embeddings (gemma scales them by sqrt(dim))
     x = embed(w.token_embd, tokens)                                  # [T, dim]
+    if cfg.embedding_scale != 1.0:
+        x *= np.float32(cfg.embedding_scale)
     h = np.empty_like(x)
     att = np.empty((T, H, D), np.float32)
     ffn = np.empty((T, cfg.hidden_dim), np.float32)
 
     for layer, lw in enumerate(w.layers):
-        # 2. attention: norm, one stacked QKV projection (+ qwen2's biases), RoPE on q and k
+        local = cfg.is_local_layer(layer)
+        cos, sin = rope_local if local else rope
+        # 2. attention: norm, one stacked QKV projection (+ qwen2's biases; gemma3 norms each head), RoPE on q and k
         K.rmsnorm(x, lw.attn_norm, cfg.norm_eps, h)
         qkv = linear_stacked(h, lw.wqkv)
         if lw.bqkv is not None:
@@ -87,23 +97,39 @@ def forward(cfg: Config, w: Weights, state: RunState, tokens: np.ndarray, all_lo
         q = np.ascontiguousarray(qkv[:, :q_end]).reshape(T, H, D)
         k = np.ascontiguousarray(qkv[:, q_end:k_end]).reshape(T, Hkv, D)
         v = qkv[:, k_end:].reshape(T, Hkv, D)
+        if lw.q_norm is not None:
+            K.rmsnorm(q.reshape(T * H, D), lw.q_norm, cfg.norm_eps, q.reshape(T * H, D))
+            K.rmsnorm(k.reshape(T * Hkv, D), lw.k_norm, cfg.norm_eps, k.reshape(T * Hkv, D))
         K.apply_rope(q, cos, sin, neox)
         K.apply_rope(k, cos, sin, neox)
-        # 3. append k, v to the cache, then FlashAttention-2 style attention over everything cached so far
+        # 3. append k, v to the cache, then FlashAttention-2 style attention over everything cached so far (only the
+        # last `sliding_window` positions in a local layer)
         state.k_cache[layer, start:start + T] = k
         state.v_cache[layer, start:start + T] = v
-        K.flash_attention(q, state.k_cache[layer, :start + T], state.v_cache[layer, :start + T], start, scale, att)
-        # 4. output projection and residual
-        x += linear(att.reshape(T, H * D), lw.wo)
-        # 5. SwiGLU feed-forward and residual
+        window = cfg.sliding_window if local else 0
+        K.flash_attention(q, state.k_cache[layer, :start + T], state.v_cache[layer, :start + T], start, scale, att,
+                          window, attn_softcap)
+        # 4. output projection (gemma: normed) and residual
+        o = linear(att.reshape(T, H * D), lw.wo)
+        if lw.post_attn_norm is not None:
+            K.rmsnorm(o, lw.post_attn_norm, cfg.norm_eps, o)
+        x += o
+        # 5. SwiGLU or GeGLU feed-forward (gemma: normed) and residual
         K.rmsnorm(x, lw.ffn_norm, cfg.norm_eps, h)
-        K.swiglu(linear_stacked(h, lw.w_gate_up), cfg.hidden_dim, ffn)
-        x += linear(ffn, lw.w_down)
+        activation(linear_stacked(h, lw.w_gate_up), cfg.hidden_dim, ffn)
+        f = linear(ffn, lw.w_down)
+        if lw.post_ffn_norm is not None:
+            K.rmsnorm(f, lw.post_ffn_norm, cfg.norm_eps, f)
+        x += f
 
     state.pos = start + T
-    # 6. final norm and the LM head
+    # 6. final norm, the LM head (gemma2: soft-capped logits)
     if not all_logits:
         x = x[-1:]
         h = h[-1:]
     K.rmsnorm(x, w.output_norm, cfg.norm_eps, h)
-    return linear(h, w.output)
+    logits = linear(h, w.output)
+    if cfg.final_softcap:
+        cap = np.float32(cfg.final_softcap)
+        logits = cap * np.tanh(logits / cap)
+    return logits

@@ -25,6 +25,11 @@ class LayerWeights:
     ffn_norm: np.ndarray
     w_gate_up: list[Matrix]     # gate and up; stacked when they share a storage type
     w_down: Matrix              # [dim, hidden]
+    # gemma: norms of the attention output and the FFN output; gemma3: per-head norms of q and k ([head_dim])
+    post_attn_norm: Optional[np.ndarray] = None
+    post_ffn_norm: Optional[np.ndarray] = None
+    q_norm: Optional[np.ndarray] = None
+    k_norm: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -35,6 +40,20 @@ class Weights:
     output: Matrix              # [vocab, dim] (the embedding itself when tied)
     rope_freq_factors: Optional[np.ndarray]  # llama3 rope scaling, from the `rope_freqs.weight` tensor
     quantized: bool
+    # phi3's rope factors (rope_factors_long/short.weight); which one applies depends on the context (see
+    # rope_factors_for)
+    rope_factors_long: Optional[np.ndarray] = None
+    rope_factors_short: Optional[np.ndarray] = None
+
+    def rope_factors_for(self, cfg: Config, context: int) -> Optional[np.ndarray]:
+        """The rope frequency factors for a KV cache of `context` tokens: a file's rope_freqs, else phi3's long
+        factors when the context exceeds the original training context and its short ones otherwise, as llama.cpp
+        chooses them for its context size."""
+        if self.rope_freq_factors is not None:
+            return self.rope_freq_factors
+        if context > cfg.rope_original_context and self.rope_factors_long is not None:
+            return self.rope_factors_long
+        return self.rope_factors_short
 
 
 class TensorReader:
@@ -105,18 +124,34 @@ def read_weights(reader, cfg: Config, quantized: bool = True) -> Weights:
         if cfg.qkv_bias:
             bqkv = np.concatenate([tr.get(p + "attn_q.bias", (h * hd,)), tr.get(p + "attn_k.bias", (hkv * hd,)),
                                    tr.get(p + "attn_v.bias", (hkv * hd,))])
-        layers.append(LayerWeights(
-            attn_norm=tr.get(p + "attn_norm.weight", (d,)),
-            wqkv=stack([tr.matrix(p + "attn_q.weight", (h * hd, d)), tr.matrix(p + "attn_k.weight", (hkv * hd, d)),
-                        tr.matrix(p + "attn_v.weight", (hkv * hd, d))]),
-            bqkv=bqkv,
+        if cfg.architecture == "phi3":
+            # phi3 stores q, k, v as one matrix, and gate then up as one `ffn_up` of 2 * hidden rows
+            wqkv = [tr.matrix(p + "attn_qkv.weight", ((h + 2 * hkv) * hd, d))]
+            w_gate_up = [tr.matrix(p + "ffn_up.weight", (2 * ff, d))]
+        else:
+            wqkv = stack([tr.matrix(p + "attn_q.weight", (h * hd, d)), tr.matrix(p + "attn_k.weight", (hkv * hd, d)),
+                          tr.matrix(p + "attn_v.weight", (hkv * hd, d))])
+            w_gate_up = stack([tr.matrix(p + "ffn_gate.weight", (ff, d)), tr.matrix(p + "ffn_up.weight", (ff, d))])
+        layer = LayerWeights(
+            attn_norm=tr.get(p + "attn_norm.weight", (d,)), wqkv=wqkv, bqkv=bqkv,
             wo=tr.matrix(p + "attn_output.weight", (d, h * hd)),
-            ffn_norm=tr.get(p + "ffn_norm.weight", (d,)),
-            w_gate_up=stack([tr.matrix(p + "ffn_gate.weight", (ff, d)), tr.matrix(p + "ffn_up.weight", (ff, d))]),
+            ffn_norm=tr.get(p + "ffn_norm.weight", (d,)), w_gate_up=w_gate_up,
             w_down=tr.matrix(p + "ffn_down.weight", (d, ff)),
-        ))
+        )
+        if cfg.post_norms:
+            layer.post_attn_norm = tr.get(p + "post_attention_norm.weight", (d,))
+            layer.post_ffn_norm = tr.get(p + "post_ffw_norm.weight", (d,))
+        if cfg.qk_norm:
+            layer.q_norm = tr.get(p + "attn_q_norm.weight", (hd,))
+            layer.k_norm = tr.get(p + "attn_k_norm.weight", (hd,))
+        layers.append(layer)
     embd = tr.matrix("token_embd.weight", (cfg.vocab_size, d))
     output = embd if cfg.tied_embeddings else tr.matrix("output.weight", (cfg.vocab_size, d))
-    freqs = tr.get("rope_freqs.weight", (hd // 2,)) if "rope_freqs.weight" in tr else None
+
+    def optional(name):
+        return tr.get(name, (hd // 2,)) if name in tr else None
+
     return Weights(token_embd=embd, layers=layers, output_norm=tr.get("output_norm.weight", (d,)), output=output,
-                   rope_freq_factors=freqs, quantized=quantized)
+                   rope_freq_factors=optional("rope_freqs.weight"), quantized=quantized,
+                   rope_factors_long=optional("rope_factors_long.weight"),
+                   rope_factors_short=optional("rope_factors_short.weight"))

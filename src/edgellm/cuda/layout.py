@@ -26,6 +26,16 @@ FIELDS = {
     "Q6_K": (("qs", 0, 128), ("qh", 128, 192), ("scales", 192, 208), ("d", 208, 210)),
 }
 GPU_TYPES = tuple(FIELDS)
+# The architectures whose forward pass the GPU kernels implement. phi3 and the gemmas run on the CPU engine only
+# (fused QKV/gate+up, head dims 96 and 256, GeGLU, post-norms, soft-caps and sliding windows have no kernels yet).
+GPU_ARCHITECTURES = ("llama", "qwen2")
+
+
+def refuse_architecture(architecture: str) -> None:
+    """UnsupportedModelError for a model the GPU kernels would compute wrongly; called before any device work."""
+    if architecture not in GPU_ARCHITECTURES:
+        raise UnsupportedModelError(f"architecture {architecture!r} runs on EdgeLLM's CPU engine only; its GPU "
+                                    f"kernels implement {', '.join(GPU_ARCHITECTURES)} (use device='cpu')")
 
 
 def _layout(qtype: str):
