@@ -39,8 +39,8 @@ def write_gguf(path, arch="llama", qtype=None, token_types=(1, 1)):
 
 
 def test_unsupported_architecture_is_named(tmp_path):
-    with pytest.raises(UnsupportedModelError, match="architecture 'phi3' is not supported"):
-        edgellm.load(write_gguf(tmp_path / "phi.gguf", arch="phi3"), device="cpu")
+    with pytest.raises(UnsupportedModelError, match="architecture 'falcon' is not supported"):
+        edgellm.load(write_gguf(tmp_path / "phi.gguf", arch="falcon"), device="cpu")
 
 
 def test_unsupported_quant_type_is_named(tmp_path):

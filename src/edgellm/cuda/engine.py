@@ -20,7 +20,7 @@ from ..gguf.reader import open_gguf
 from ..loader import checked_chunk
 from .device import device_name
 from .gemv import QMatrix
-from .layout import GPU_TYPES, planar, type_id
+from .layout import GPU_TYPES, planar, refuse_architecture, type_id
 from .library import Library, LibrarySpec
 
 P = ctypes.c_void_p
@@ -73,6 +73,7 @@ def _layer_matrices(i: int) -> list[str]:
 
 def refuse_unsupported(c: Config, tensors: dict) -> None:
     """UnsupportedModelError naming the first shape or tensor type the GPU kernels lack (no device work needed)."""
+    refuse_architecture(c.architecture)
     if c.head_dim not in (64, 128):
         raise UnsupportedModelError(f"head dim {c.head_dim}: EdgeLLM's GPU attention has head dims 64 and 128")
     if c.dim % 32 or c.hidden_dim % 32 or c.dim > 8192:
