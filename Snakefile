@@ -22,6 +22,7 @@ include: "workflow/rules/bench.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/context.smk"
 
 
 # Kernel development (accuracy gate, sanitizer, kernel benchmark) lives with the kernels, only when asked for.
@@ -42,6 +43,8 @@ localrules:
     analysis,
     tables,
     figures,
+    context_figures,
+    context_table,
     compare_testbeds,
 
 

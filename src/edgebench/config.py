@@ -42,6 +42,9 @@ def _message(error: jsonschema.ValidationError) -> str:
                 f"and _ . / + - only)")
     if error.validator == "pattern" and error.validator_value == NAME_PATTERN:
         return f"config key {where}: {error.instance!r} is not a usable name ({NAME_RULE})"
+    if error.validator in ("propertyNames", "pattern") and where == "prompts":
+        return (f"config key prompts: {error.instance!r} is not a usable prompt name (letters, digits, '_' and '-'; "
+                f"ctx<N> names the context sweep's prompts)")
     if error.validator == "propertyNames":
         return f"config key {where}: {error.message} (allowed: {error.schema.get('propertyNames')})"
     return f"config key {where}: {error.message}"

@@ -20,14 +20,18 @@ import pyarrow.parquet as pq
 from . import EdgebenchError
 from .atomic import Temporary, prepare_target
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: context_tokens, prompt_tokens_mismatch
 
 _f64, _i64, _str, _bool = pa.float64(), pa.int64(), pa.string(), pa.bool_()
 
 RUN_FIELDS: list[tuple[str, pa.DataType]] = [
     # what ran
     ("testbed", _str), ("backend", _str), ("model", _str), ("prompt_id", _str), ("prompt_text", _str),
-    ("prompt_rendered", _str), ("run_index", _i64), ("is_warmup", _bool), ("timestamp_utc", _str),
+    ("prompt_rendered", _str),
+    # a context run's prompt length in the model's tokenizer (null for the named prompts), and whether a count the
+    # engine reported (prompt_tokens, engine_prompt_eval_count) differs from it
+    ("context_tokens", _i64), ("prompt_tokens_mismatch", _bool),
+    ("run_index", _i64), ("is_warmup", _bool), ("timestamp_utc", _str),
     # what the harness measured
     ("prompt_tokens", _i64), ("generated_tokens", _i64), ("done_reason", _str), ("stream_arrivals", _i64),
     # true: the timed request had to open a new connection to the server (its set-up is inside this run's TTFT)

@@ -23,6 +23,7 @@ import numpy as np
 from . import EdgebenchError
 from .backends import Backend, Completion, GenerationSettings, ModelRef
 from .monitor import Monitor
+from .context import count_mismatch
 from .prompts import gguf_chat_template, render
 from .provenance import config_hash, machine
 
@@ -113,8 +114,13 @@ def render_prompt(model: ModelRef, text: str, settings: GenerationSettings) -> s
 
 def run_benchmark(backend: Backend, model: ModelRef, prompts: dict[str, str], settings: GenerationSettings,
                   runs: int, warmup: int, testbed: str = "local",
-                  on_run: Optional[Callable[[dict], None]] = None) -> list[dict]:
+                  on_run: Optional[Callable[[dict], None]] = None,
+                  context_tokens: Optional[int] = None) -> list[dict]:
     """Load once, then for each prompt `warmup` + `runs` generations; returns one row per generation.
+
+    context_tokens: the prompts are context prompts of exactly this many tokens (edgebench.context), sent as they
+    are (no chat template: it would add tokens); each row records the length and whether any count the engine
+    reported differs from it (`prompt_tokens_mismatch`).
 
     The model is released at the end (for Ollama: keep_alive 0) so that the next engine gets the GPU to itself.
     """
@@ -134,11 +140,12 @@ def run_benchmark(backend: Backend, model: ModelRef, prompts: dict[str, str], se
         rows = []
         with Monitor() as monitor:
             for prompt_id, text in prompts.items():
-                rendered = render_prompt(model, text, settings)
+                rendered = text if context_tokens else render_prompt(model, text, settings)
                 for i in range(warmup + runs):
                     with monitor.window() as mon:
                         measured = measure_once(backend, rendered, settings)
-                    rows.append(_row(static, prompt_id, text, rendered, i - warmup, measured, mon.result))
+                    rows.append(_row(static, prompt_id, text, rendered, i - warmup, measured, mon.result,
+                                     context_tokens))
                     if on_run:
                         on_run(rows[-1])
         return rows
@@ -147,11 +154,14 @@ def run_benchmark(backend: Backend, model: ModelRef, prompts: dict[str, str], se
 
 
 def _row(static: dict, prompt_id: str, text: str, rendered: str, run_index: int, measured: Measured,
-         resources: dict) -> dict:
+         resources: dict, context_tokens: Optional[int] = None) -> dict:
     row = {**static, "prompt_id": prompt_id, "prompt_text": text, "prompt_rendered": rendered,
            "run_index": run_index, "is_warmup": run_index < 0,
            "timestamp_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
            **metrics_of(measured), **engine_columns(measured.completion), **resources}
+    row["context_tokens"] = context_tokens
+    row["prompt_tokens_mismatch"] = count_mismatch(context_tokens, row["prompt_tokens"],
+                                                   row["engine_prompt_eval_count"])
     energy = row.get("gpu_energy_j")
     row["gpu_energy_j_per_token"] = (energy / row["generated_tokens"]
                                      if energy is not None and row["generated_tokens"] else None)

@@ -1,5 +1,8 @@
 """Statistics of timed runs per (testbed, backend, model, prompt), plus each model's pooled "all" prompts row.
 
+The "all" row pools the named prompts only: a context sweep's runs (context_tokens set) are rows of their own, one
+per length, so that long prompts do not change the named prompts' statistics.
+
 Warm-up runs are excluded here (they stay in runs.parquet, flagged). Definitions are those of edgebench.stats.
 """
 
@@ -16,7 +19,8 @@ GROUP = ["testbed", "backend", "model"]
 RUN_METRICS = ["decode_tok_s", "ttft_ms", "e2e_ms", "prefill_tok_s"]
 # Columns that are the same in every run of a group and describe it.
 CARRIED = ["parameter_count", "quantization", "architecture", "synthetic", "gguf_sha256", "gguf_size_bytes",
-           "engine_name", "engine_version", "engine_device", "gpu_name", "setting_max_new_tokens", "ollama_tag"]
+           "engine_name", "engine_version", "engine_device", "gpu_name", "setting_max_new_tokens", "ollama_tag",
+           "context_tokens", "setting_num_ctx"]
 
 
 def _summarise_group(g: pd.DataFrame) -> dict:
@@ -34,6 +38,9 @@ def _summarise_group(g: pd.DataFrame) -> dict:
     out["itl_mean_ms"] = float(pooled.mean()) if pooled.size else math.nan
     out["jitter_ms"] = jitter_ms(itl_lists)
     out["generated_tokens_mean"] = float(g["generated_tokens"].mean())
+    out["prompt_tokens_mean"] = _mean_or_nan(g.get("prompt_tokens"))
+    mismatch = g.get("prompt_tokens_mismatch")
+    out["prompt_tokens_mismatches"] = int(mismatch.fillna(False).astype(bool).sum()) if mismatch is not None else 0
     out["early_stops"] = int((g["done_reason"] == "stop").sum())
     out["engine_decode_tok_s_mean"] = _mean_or_nan(g.get("engine_decode_tok_s"))
     out["gpu_mem_peak_mb"] = _max_or_nan(g.get("gpu_mem_peak_mb"))
@@ -63,7 +70,8 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for keys, g in timed.groupby(GROUP + ["prompt_id"], sort=True, dropna=False):
         rows.append({**dict(zip(GROUP + ["prompt_id"], keys)), **_summarise_group(g)})
-    for keys, g in timed.groupby(GROUP, sort=True, dropna=False):
+    named = timed[timed["context_tokens"].isna()] if "context_tokens" in timed else timed
+    for keys, g in named.groupby(GROUP, sort=True, dropna=False):
         rows.append({**dict(zip(GROUP, keys)), "prompt_id": "all", **_summarise_group(g)})
     return pd.DataFrame(rows)
 

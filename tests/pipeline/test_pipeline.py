@@ -131,8 +131,13 @@ def test_pipeline_end_to_end_reruns_only_what_changed_and_reports(tmp_path, smol
 
     first = smk(tmp_path, "all", *args)
     assert first.returncode == 0, first.stderr[-3000:]
-    runs = pd.read_parquet(tmp_path / "results" / "ci" / "runs.parquet")
+    all_runs = pd.read_parquet(tmp_path / "results" / "ci" / "runs.parquet")
+    runs = all_runs[all_runs["context_tokens"].isna()]
     assert len(runs) == len(cfg["backends"]) * 2 * 3 and set(runs["prompt_id"]) == {"minimal", "short"}
+    # the quickstart's context sweep: every engine reported exactly the requested prompt length
+    sweep = all_runs[all_runs["context_tokens"].notna()]
+    assert len(sweep) == len(cfg["backends"]) * len(cfg["contexts"]) * 3
+    assert (sweep["prompt_tokens"] == sweep["context_tokens"]).all() and not sweep["prompt_tokens_mismatch"].any()
     assert set(runs["backend"]) == set(cfg["backends"])
     assert runs["generated_tokens"].gt(0).all()
     crit = pd.read_parquet(tmp_path / "results" / "ci" / "criteria.parquet")
@@ -141,7 +146,8 @@ def test_pipeline_end_to_end_reruns_only_what_changed_and_reports(tmp_path, smol
     assert crit.loc[crit.criterion == 1, "status"].item() in ("PASS", "FAIL")
     assert crit.loc[crit.criterion == 1, "value"].item() > 0
     for fig in ("throughput_vs_size", "speedup", "latency_distribution", "ttft", "memory_vs_size",
-                "energy_per_token"):
+                "energy_per_token", "context_ttft", "context_prefill", "context_decode", "context_speedup",
+                "context_memory"):
         assert (tmp_path / "results" / "ci" / "figures" / f"{fig}.png").stat().st_size > 0
         assert (tmp_path / "results" / "ci" / "figures" / f"{fig}.pdf").stat().st_size > 0
 
@@ -153,7 +159,11 @@ def test_pipeline_end_to_end_reruns_only_what_changed_and_reports(tmp_path, smol
     # the benchmarks and what depends on them, not the model record
     assert jobs.get("bench") == len(cfg["backends"]) * 2 and "model_from_path" not in jobs
 
+    one_more_length = smk(tmp_path, "-n", "all", "--config", f"contexts={cfg['contexts'] + [128]}", *args)
+    jobs = jobs_of(one_more_length)
+    assert jobs.get("bench_context") == len(cfg["backends"]) and "bench" not in jobs  # only the new length runs
+
     rep = smk(tmp_path, "--report", str(tmp_path / "report.html"), *args)
     assert rep.returncode == 0, rep.stderr[-3000:]
     html = (tmp_path / "report.html").read_text(errors="replace")
-    assert len(html) > 100_000 and "throughput_vs_size.png" in html
+    assert len(html) > 100_000 and "throughput_vs_size.png" in html and "context_ttft.png" in html

@@ -27,3 +27,31 @@ rule bench:
         "../../envs/edgebench.yaml"
     script:
         "../scripts/bench.py"
+
+
+# The context sweep: one job per testbed x backend x model x length. The prompt is built in the job, from the model's
+# GGUF tokenizer and the shipped text (an input: a change to the text reruns the sweep); num_ctx grows to fit it.
+rule bench_context:
+    input:
+        unpack(bench_inputs),
+        text=CONTEXT_TEXT,
+    output:
+        runs=f"{RESULTS}/{{testbed}}/runs/{{backend}}/{{model}}/ctx{{tokens}}.parquet",
+    wildcard_constraints:
+        backend=constraint(BACKENDS),
+        model=constraint(MODELS),
+        tokens=constraint([str(n) for n in CONTEXTS]),
+    params:
+        settings=lambda wc: context_settings(int(wc.tokens)),
+        context_tokens=lambda wc: int(wc.tokens),
+        backend_options=lambda wc: config["backends"][wc.backend],
+        expect_gpu=lambda wc: testbed_spec(wc.testbed).get("expect_gpu"),
+    resources:
+        gpu=1,
+        gpu_model=lambda wc: testbed_spec(wc.testbed).get("gpu_model"),
+    log:
+        f"{RESULTS}/logs/{{testbed}}/bench/{{backend}}/{{model}}/ctx{{tokens}}.log",
+    conda:
+        "../../envs/edgebench.yaml"
+    script:
+        "../scripts/bench.py"

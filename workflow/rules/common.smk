@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from edgebench import EdgebenchError
 from edgebench.backends import build_inputs, build_steps
 from edgebench.config import resolve_testbed, validate
+from edgebench.context import context_text_path
 
 try:
     validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -24,8 +25,10 @@ TESTBEDS = list(config.get("testbeds") or {}) or [TESTBED]
 MODELS = list(config["models"])
 BACKENDS = list(config["backends"])
 PROMPTS = list(config["prompts"])
+CONTEXTS = list(config["contexts"])  # context sweep: prompt lengths in tokens (workflow/rules/context.smk)
 BASELINE = config.get("baseline") or BACKENDS[0]
 SRC = str(Path(workflow.basedir) / "src")
+CONTEXT_TEXT = str(context_text_path())  # the context sweep's shipped text
 # What backends' build steps make (compiled kernels), and the steps themselves (workflow/rules/build.smk).
 BUILD = str(Path(workflow.basedir) / "build")
 BUILD_STEPS = build_steps()
@@ -73,8 +76,11 @@ def testbed_spec(testbed):
 
 
 def run_files(testbed):
+    """Every benchmark job's runs: the named prompts, then the context sweep's lengths (ctx{tokens})."""
     return expand(f"{RESULTS}/{testbed}/runs/{{backend}}/{{model}}/{{prompt}}.parquet",
-                  backend=BACKENDS, model=MODELS, prompt=PROMPTS)
+                  backend=BACKENDS, model=MODELS, prompt=PROMPTS) + \
+        expand(f"{RESULTS}/{testbed}/runs/{{backend}}/{{model}}/ctx{{tokens}}.parquet",
+               backend=BACKENDS, model=MODELS, tokens=CONTEXTS)
 
 
 def bench_settings():
@@ -84,8 +90,17 @@ def bench_settings():
     return {k: config[k] for k in keys}
 
 
+def context_settings(tokens):
+    """A context job's settings: the raw prompt (a chat template would add tokens), num_ctx grown to fit it."""
+    from edgebench.context import grown_num_ctx
+
+    s = bench_settings()
+    return {**s, "prompt_format": "raw", "num_ctx": grown_num_ctx(s["num_ctx"], tokens, s["max_new_tokens"])}
+
+
 FIGURES = ["throughput_vs_size", "speedup", "latency_distribution", "ttft", "memory_vs_size", "energy_per_token"]
 TABLES = ["summary", "criteria", "scaling"]
+CONTEXT_FIGURES = ["context_ttft", "context_prefill", "context_decode", "context_speedup", "context_memory"]
 
 
 def all_outputs():
@@ -94,6 +109,9 @@ def all_outputs():
         out += [f"{RESULTS}/{testbed}/{name}.parquet" for name in ("runs", "summary", "scaling", "criteria")]
         out += expand(f"{RESULTS}/{testbed}/figures/{{fig}}.png", fig=FIGURES)
         out += expand(f"{RESULTS}/{testbed}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "tex"])
+        if CONTEXTS:
+            out += expand(f"{RESULTS}/{testbed}/figures/{{fig}}.png", fig=CONTEXT_FIGURES)
+            out += expand(f"{RESULTS}/{testbed}/tables/context.{{ext}}", ext=["csv", "tex"])
     out += EXTRA_OUTPUTS
     if len(TESTBEDS) > 1 or config["compare_testbeds"]:
         out.append(f"{RESULTS}/comparison/throughput_by_testbed.png")

@@ -10,6 +10,7 @@ smk = snakemake  # noqa: F821 - provided by Snakemake
 with rule_context(smk):
     testbed = smk.wildcards.testbed
     runs = pd.read_parquet(smk.input.runs)
+    runs = runs[runs["context_tokens"].isna()]  # the named prompts; the context sweep has figures of its own
     summary = pd.read_parquet(smk.input.summary)
     scaling = pd.read_parquet(smk.input.scaling)
     out = smk.output
