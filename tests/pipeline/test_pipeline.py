@@ -159,7 +159,8 @@ def test_pipeline_end_to_end_reruns_only_what_changed_and_reports(tmp_path, smol
     # the benchmarks and what depends on them, not the model record
     assert jobs.get("bench") == len(cfg["backends"]) * 2 and "model_from_path" not in jobs
 
-    one_more_length = smk(tmp_path, "-n", "all", "--config", f"contexts={cfg['contexts'] + [128]}", *args)
+    longer = cfg["contexts"] + [2 * max(cfg["contexts"])]
+    one_more_length = smk(tmp_path, "-n", "all", "--config", f"contexts={longer}", *args)
     jobs = jobs_of(one_more_length)
     assert jobs.get("bench_context") == len(cfg["backends"]) and "bench" not in jobs  # only the new length runs
 
