@@ -16,11 +16,13 @@ if ! .venv/bin/snakemake all --profile slurm --config results="$out" > "$out/sna
   exit 1
 fi
 ls "$out"/*/runs.parquet
-# The number of benchmark jobs, from Snakemake's own plan of the same run (job stats of a dry run in a fresh folder).
-expected=$(.venv/bin/snakemake all -n --cores 1 --config results="$(mktemp -d)" | awk '$1 == "bench" {n = $2} END {print n}')
+# The number of benchmark jobs (named prompts and the context sweep), from Snakemake's own plan of the same run (job
+# stats of a dry run in a fresh folder; the table is printed twice, the first one counts).
+expected=$(.venv/bin/snakemake all -n --cores 1 --config results="$(mktemp -d)" | \
+  awk '$1 == "total" {done = 1} !done && ($1 == "bench" || $1 == "bench_context") {n += $2} END {print n + 0}')
 submitted=$(grep -c "has been submitted with SLURM jobid" "$out/snakemake.log" || true)
-bench_logs=$(find .snakemake/slurm_logs/rule_bench -name "*.log" | wc -l)
-other=$(find .snakemake/slurm_logs -mindepth 1 -maxdepth 1 ! -name rule_bench | wc -l)
+bench_logs=$(find .snakemake/slurm_logs/rule_bench .snakemake/slurm_logs/rule_bench_context -name "*.log" 2>/dev/null | wc -l)
+other=$(find .snakemake/slurm_logs -mindepth 1 -maxdepth 1 ! -name rule_bench ! -name rule_bench_context | wc -l)
 echo "benchmark jobs: expected $expected, submitted to Slurm $submitted, Slurm job logs $bench_logs; other rules on Slurm: $other"
 [ "$submitted" -eq "$expected" ] && [ "$bench_logs" -eq "$expected" ] && [ "$other" -eq 0 ]
 echo "slurm stage: passed"

@@ -159,8 +159,9 @@ def test_pipeline_end_to_end_reruns_only_what_changed_and_reports(tmp_path, smol
     # the benchmarks and what depends on them, not the model record
     assert jobs.get("bench") == len(cfg["backends"]) * 2 and "model_from_path" not in jobs
 
-    longer = cfg["contexts"] + [2 * max(cfg["contexts"])]
-    one_more_length = smk(tmp_path, "-n", "all", "--config", f"contexts={longer}", *args)
+    # One more length, in a config file (--config would hand the list's items over as strings).
+    (tmp_path / "longer.yaml").write_text(yaml.safe_dump({**cfg, "contexts": cfg["contexts"] + [2 * max(cfg["contexts"])]}))
+    one_more_length = smk(tmp_path, "-n", "all", "--cores", "1", "--configfile", str(tmp_path / "longer.yaml"))
     jobs = jobs_of(one_more_length)
     assert jobs.get("bench_context") == len(cfg["backends"]) and "bench" not in jobs  # only the new length runs
 
