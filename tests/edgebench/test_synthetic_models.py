@@ -62,3 +62,13 @@ def test_edgellm_loads_its_architectures(tmp_path, name):
     logits = engine.logits(prompt)
     assert np.isfinite(logits).all()
     assert len(list(engine.generate(prompt, 16, ignore_eos=True))) == 16
+
+
+def test_a_vocabulary_too_small_for_the_byte_tokens_is_one_error():
+    from synthgguf import SyntheticModelError
+    from synthgguf.synthetic import synthetic_vocab
+
+    with pytest.raises(SyntheticModelError, match="at least 261"):
+        synthetic_vocab(200)
+    tokens, _, types, _, _ = synthetic_vocab(261)
+    assert len(tokens) == len(types) == 261
