@@ -210,7 +210,8 @@ def synthetic_vocab(size: int) -> tuple[list[str], list[str], list[int], int, in
     """(tokens, merges, token types, bos, eos): the 256 byte tokens of byte-level BPE first (so any text tokenizes),
     then merged byte pairs, then filler tokens up to the real vocabulary size, and five control tokens (BOS <s>, EOS </s>)."""
     if size < 256 + 5:  # the byte tokens and the control tokens must fit, or the token types would not line up
-        raise SyntheticModelError(f"a synthetic vocabulary needs at least 261 tokens (256 bytes + 5 control), not {size}")
+        raise SyntheticModelError(f"a synthetic vocabulary needs at least 261 tokens (256 bytes + 5 control), "
+                                  f"not {size}")
     chars = list(byte_alphabet().values())
     tokens = chars[:]
     merges = []
