@@ -8,7 +8,8 @@ The files are shape-exact random-weight models (synthgguf) in the quant type of 
 prompt length N the prompt is a text that the file's own tokenizer turns into exactly N tokens (checked against the
 prompt token count each engine reports). Each engine answers it through edgebench's run_benchmark with N prompt
 tokens and --new-tokens greedy tokens: TTFT (prefill and the first token, as the harness sees it), prompt tok/s =
-N / TTFT, median of --runs; the 1024-token prompt's whole request (TTFT + decode) is the end-to-end row. The achieved
+N / TTFT, median of --runs; the decode rate of the tokens that follow each prompt (decode at that depth); the
+1024-token prompt's whole request (TTFT + decode) is the end-to-end row. The achieved
 matrix TFLOP/s is the prompt's matrix-product work (2 x N x the weights the prompt multiplies, attention left out)
 over TTFT: a lower bound on the prefill GEMMs' rate. Lengths that with --new-tokens exceed a model's context are
 skipped with a note.
@@ -158,6 +159,19 @@ def report(df: pd.DataFrame, backends: list[str]) -> None:
     runs = int(med.runs.min())
     print(f"\ngpu: {df['gpu_name'].iloc[0]}   prompt processing through the harness, median of {runs} runs "
           f"(speed-up: llama.cpp TTFT / EdgeLLM TTFT)")
+    print(table.to_string(float_format=lambda v: f"{v:.2f}"))
+    decode = sweep.groupby(["preset", "quant", "n_prompt", "backend"], sort=False).agg(
+        decode_tok_s=("decode_tok_s", "median"), itl_p50_ms=("itl_p50_ms", "median"),
+        itl_p99_ms=("itl_p99_ms", "median")).unstack("backend")
+    table = pd.DataFrame(index=decode.index)
+    for b in backends:
+        table[f"{b} decode tok/s"] = decode["decode_tok_s"][b]
+        table[f"{b} ITL p99/p50"] = decode["itl_p99_ms"][b] / decode["itl_p50_ms"][b]
+    if set(ENGINES) <= set(backends):
+        table["EdgeLLM / llama.cpp"] = decode["decode_tok_s"]["edgellm"] / decode["decode_tok_s"]["llamacpp"]
+    table.index = [f"{p} {q} after {n}" for p, q, n in table.index]
+    print(f"\ndecode at depth: the {int(df['generated_tokens'].iloc[0])} tokens generated after each prompt "
+          f"(context {int(df['setting_num_ctx'].iloc[0])} for every length)")
     print(table.to_string(float_format=lambda v: f"{v:.2f}"))
     e2e = df[df.n_prompt == E2E_PROMPT].groupby(["preset", "backend"], sort=False).agg(
         ttft_ms=("ttft_ms", "median"), e2e_ms=("e2e_ms", "median"), decode_tok_s=("decode_tok_s", "median"))

@@ -45,17 +45,35 @@ __device__ __forceinline__ void quantize_chunk_x4(float4 v, int64_t chunk, int s
 
 __device__ __forceinline__ int cache_rows(const DecodeParams &p) { return p.pos ? min(*p.pos + 1, p.seq_k) : p.seq_k; }
 
+// Keys per split and splits in use for a cache length read on the device (a replayed graph, whose grid has
+// `num_splits` splits sized once for the longest cache): the rows are shared evenly among the splits in whole steps
+// of `step` keys, but no split takes fewer than kMinSplitKeys (shorter ones cost more to merge than they gain), so a
+// short cache uses fewer splits and the blocks past them leave.  The same for every block of the grid.
+#ifndef EDGELLM_DECODE_MIN_SPLIT
+#define EDGELLM_DECODE_MIN_SPLIT 128
+#endif
+constexpr int kMinSplitKeys = EDGELLM_DECODE_MIN_SPLIT;
+struct SplitPlan {
+    int len, used;
+};
+__device__ __forceinline__ SplitPlan split_plan(int rows, int num_splits, int step) {
+    const int even = (rows + num_splits - 1) / num_splits;
+    const int len = (max(even, kMinSplitKeys) + step - 1) / step * step;
+    return SplitPlan{len, min(num_splits, (rows + len - 1) / len)};
+}
+
 // The weight of a split in the merge; an empty split (lse -inf) weighs nothing.
 __device__ __forceinline__ float split_weight(float lse, float mx) { return lse == -INFINITY ? 0.f : exp2f(lse - mx); }
 
 constexpr int kMaxMergeRows = 16;  // query heads merged by one block at most (the tensor-core decode's 16 rows)
 
 // Called by every thread of a split's block once its partials are written.  The last block of this (sequence, head
-// group) to arrive merges all the splits: partials are published with a fence before the ticket is taken and read
-// back past L1 (__ldcg); the counter is reset for the next call.  s_lse holds n_rows * num_splits floats.
+// group) to arrive merges the first num_splits splits (the partials of a head are `stride` rows apart: the grid's
+// split count, of which a short cache may use fewer): partials are published with a fence before the ticket is taken
+// and read back past L1 (__ldcg); the counter is reset for the next call.  s_lse holds n_rows * num_splits floats.
 template <int D, int kThreads>
-__device__ void merge_if_last(const DecodeParams &p, int b, int h0, int n_rows, int num_splits, const float *part_o,
-                              const float *part_lse, int *counter, float *s_lse, float *s_max) {
+__device__ void merge_if_last(const DecodeParams &p, int b, int h0, int n_rows, int num_splits, int stride,
+                              const float *part_o, const float *part_lse, int *counter, float *s_lse, float *s_max) {
     __shared__ int s_last;
     const int tid = threadIdx.x;
     __threadfence();
@@ -70,7 +88,7 @@ __device__ void merge_if_last(const DecodeParams &p, int b, int h0, int n_rows, 
     // Log-sum-exps of every split into shared memory (one parallel read), then per head the largest and the sum of
     // the weights exp2(lse - max).
     for (int i = tid; i < n_rows * num_splits; i += kThreads)
-        s_lse[i] = __ldcg(part_lse + ((int64_t)b * p.n_heads + h0) * num_splits + i);
+        s_lse[i] = __ldcg(part_lse + ((int64_t)b * p.n_heads + h0 + i / num_splits) * stride + i % num_splits);
     __syncthreads();
     __shared__ float s_wsum[kMaxMergeRows];
     for (int h = tid; h < n_rows; h += kThreads) {
@@ -93,7 +111,7 @@ __device__ void merge_if_last(const DecodeParams &p, int b, int h0, int n_rows, 
         float4 num = make_float4(0.f, 0.f, 0.f, 0.f);
         const int h = v / (D / V);
         if (v < vecs && part < parts) {
-            const int64_t row0 = ((int64_t)b * p.n_heads + h0 + h) * num_splits;
+            const int64_t row0 = ((int64_t)b * p.n_heads + h0 + h) * stride;
             const float mx = s_max[h];
 #pragma unroll 8
             for (int sp = part; sp < num_splits; sp += parts) {

@@ -49,6 +49,10 @@ int edgellm_argmax_advance(const float *logits, int n, int *out, int *pos, void 
 int edgellm_kv_append(const float *src, void *cache, int rows, int width, int64_t cache_row_stride, const int *pos,
                       void *stream);
 
+/* The device's read bandwidth in GB/s (10^9 bytes): `passes` timed read-only passes over a buffer of `bytes` (at
+ * least 1 MiB; 1 GiB is the yardstick, far past L2), after one untimed pass.  Allocates and frees its buffer. */
+int edgellm_read_bandwidth(size_t bytes, int passes, double *gb_per_s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -31,10 +31,6 @@ namespace {
 __global__ void advance_kernel(int *pos) { *pos += 1; }
 __global__ void advance_by_kernel(int *pos, int n) { *pos += n; }
 
-// Keys per decode split: the grid is fixed for graph replay (sized for max_context); while the cache is shorter than
-// one split, the first split's block alone computes attention (no merge).
-constexpr int kSplitLen = 256;
-
 }  // namespace
 
 struct edgellm_engine {
@@ -380,8 +376,6 @@ extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgell
     int rc = cuda_rc(cudaStreamCreateWithFlags(&e->stream, cudaStreamNonBlocking));
     const int qdim = c->n_heads * c->head_dim, kvdim = c->n_kv_heads * c->head_dim;
     const int widest = std::max(std::max(c->dim, c->hidden), qdim);
-    e->splits = std::min(EDGELLM_MAX_SPLITS, (c->max_context + kSplitLen - 1) / kSplitLen);
-    e->workspace_bytes = edgellm_decode_workspace_bytes(1, c->n_heads, c->head_dim, e->splits);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->x, c->dim);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->h, c->dim);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->tmp, c->dim);
@@ -394,7 +388,6 @@ extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgell
     if (rc == EDGELLM_OK) rc = alloc(e, &e->logits, c->vocab);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->xq, EDGELLM_ACT_BYTES(widest));
     if (rc == EDGELLM_OK) rc = alloc(e, &e->xds, widest / 32);
-    if (rc == EDGELLM_OK) rc = alloc(e, reinterpret_cast<unsigned char **>(&e->workspace), e->workspace_bytes);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->pos, 1);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->token, 1);
     for (int i = 0; rc == EDGELLM_OK && i < c->n_layers; ++i) {
@@ -402,6 +395,15 @@ extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgell
         rc = alloc(e, &kc, (size_t)c->max_context * kvdim);
         if (rc == EDGELLM_OK) rc = alloc(e, &vc, (size_t)c->max_context * kvdim);
         e->kcache.push_back(kc), e->vcache.push_back(vc);
+    }
+    // The decode attention's grid is sized once, for the whole context, as the attention kernel would size it for a
+    // cache that long (one wave of blocks); at every replay the kernel shares the live cache among as many of those
+    // splits as it fills.
+    if (rc == EDGELLM_OK) {
+        const edgellm_decode_args a = attention_args(e, 0);
+        e->splits = std::max(1, edgellm_decode_splits(&a, EDGELLM_F16));
+        e->workspace_bytes = edgellm_decode_workspace_bytes(1, c->n_heads, c->head_dim, e->splits);
+        rc = alloc(e, reinterpret_cast<unsigned char **>(&e->workspace), e->workspace_bytes);
     }
     if (rc == EDGELLM_OK) rc = cuda_rc(cudaMallocHost(&e->host_token, sizeof(int)));
     if (rc == EDGELLM_OK) rc = cuda_rc(cudaStreamSynchronize(e->stream));

@@ -93,13 +93,14 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
     const int half = lane >> 4, sub = lane & 15;
     const int hw = warp * 2 + half;  // half-warp index in the block
     const int rows = cache_rows(p);
-    // A cache length read from the device (a replayed graph) runs a grid sized for the longest cache: while the cache
-    // fits in the first split, that split's block writes the output itself and the others leave (no partials, no
-    // merge, no counter touched).  The choice is uniform across the grid.
-    const bool first_only = num_splits > 1 && rows <= split_len;
-    if (first_only && split > 0) return;
-    const bool direct = num_splits == 1 || first_only;  // this block writes the final output
-    const int start = split * split_len, end = min(rows, start + split_len);
+    // A cache length read from the device (a replayed graph) runs a grid sized for the longest cache: the keys are
+    // shared among as many of its splits as they fill (split_plan), and the blocks past those leave at once.  With
+    // one split in use its block writes the output itself (no partials, no merge, no counter touched).  The choice is
+    // uniform across the grid.
+    const SplitPlan plan = p.pos ? split_plan(rows, num_splits, STEP) : SplitPlan{split_len, num_splits};
+    if (split >= plan.used) return;
+    const bool direct = plan.used == 1;  // this block writes the final output
+    const int start = split * plan.len, end = min(rows, start + plan.len);
 
     float q[G][E], acc[G][E], m[G], l[G];
 #pragma unroll
@@ -258,7 +259,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
     }
     if (direct) return;
     __shared__ float s_lse[G * EDGELLM_MAX_SPLITS], s_max[G];
-    merge_if_last<D, kDecodeThreads>(p, b, h0, n_heads_here, num_splits, part_o, part_lse,
+    merge_if_last<D, kDecodeThreads>(p, b, h0, n_heads_here, plan.used, num_splits, part_o, part_lse,
                                      counters + (int64_t)b * gridDim.y + blockIdx.y, s_lse, s_max);
 }
 

@@ -171,7 +171,7 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
     if (num_splits == 1) return;
     // Q and the stage ring are free now: the same shared memory holds the merge's log-sum-exps.
     float *s_lse = reinterpret_cast<float *>(smem_raw), *s_max = s_lse + kTcRows * EDGELLM_MAX_SPLITS;
-    merge_if_last<D, 32>(p, b, h0, n_rows, num_splits, part_o, part_lse,
+    merge_if_last<D, 32>(p, b, h0, n_rows, num_splits, num_splits, part_o, part_lse,
                          counters + (int64_t)b * gridDim.y + blockIdx.y, s_lse, s_max);
 }
 

@@ -354,6 +354,140 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_swiglu_kernel(QMatrix ga
     }
 }
 
+// K-sliced GEMV: the activations of a row held in registers, the weights streamed past them.
+//
+// The block's lanes split the row's chunks among them (lane l of warp w takes chunk 32 w + l, and with two chunks per
+// lane also 32 (w + W) + l), so each lane loads its chunks' activations once and keeps them in registers while the
+// block walks kKsRows output rows: the only loads in the row loop are the weights', each byte once (the first
+// kernel above reloads the 72 activation bytes of a chunk, from L1, for every pair of rows).  Each row's 32 lane sums
+// of a warp are combined by a reduce-scatter (one shuffle per row pair and step instead of five per row), then the
+// warps' sums in shared memory in warp order.  Every row's sum takes the same path whatever the rows beside it, so the
+// results of edgellm_gemv, edgellm_gemv_many and edgellm_gemv_swiglu are bit for bit the same for the same matrix.
+// Used for rows of 64 to 1024 chunks (2048 to 32768 values); narrower rows leave too many lanes idle and take the
+// kernels above.  Off unless built with make EXTRA=-DEDGELLM_GEMV_KSLICE=1 (it is gated and timed on a GPU first).
+#ifndef EDGELLM_GEMV_KSLICE
+#define EDGELLM_GEMV_KSLICE 0
+#endif
+#ifndef EDGELLM_GEMV_KS_ROWS
+#define EDGELLM_GEMV_KS_ROWS 8
+#endif
+constexpr int kKsRows = EDGELLM_GEMV_KS_ROWS;  // output rows per block (per matrix)
+static_assert(kKsRows == 4 || kKsRows == 8 || kKsRows == 16, "4, 8 or 16 rows per block");
+constexpr int kKsLog2Rows = kKsRows == 4 ? 2 : kKsRows == 8 ? 3 : 4;
+constexpr int kKsMaxWarps = 16;
+constexpr int kKsMinChunks = 64, kKsMaxChunks = 2 * 32 * kKsMaxWarps;
+
+// a[r] is this lane's share of row r; returns the warp's sum of row ks_lane_row(lane) on the lanes that
+// ks_lane_writes(lane), after log2(N) halving exchanges and the plain butterfly over the remaining lane bits.
+template <int N, int LOG2N>
+__device__ __forceinline__ float reduce_scatter(float (&a)[N], int lane) {
+#pragma unroll
+    for (int step = 0; step < LOG2N; ++step) {
+        const int off = 16 >> step, half = N >> (step + 1);
+        const bool upper = lane & off;
+#pragma unroll
+        for (int i = 0; i < half; ++i) {
+            const float send = upper ? a[i] : a[i + half], keep = upper ? a[i + half] : a[i];
+            a[i] = keep + __shfl_xor_sync(0xffffffffu, send, off);
+        }
+    }
+#pragma unroll
+    for (int off = 16 >> LOG2N; off > 0; off >>= 1) a[0] += __shfl_xor_sync(0xffffffffu, a[0], off);
+    return a[0];
+}
+__device__ __forceinline__ int ks_lane_row(int lane) { return (lane >> (5 - kKsLog2Rows)) & (kKsRows - 1); }
+__device__ __forceinline__ bool ks_lane_writes(int lane) { return (lane & ((32 >> kKsLog2Rows) - 1)) == 0; }
+
+// The block's sums of kKsRows rows of NM matrices over the activations; row_of(r, m) gives matrix m's QMatrix and
+// row for the block's row r (rows past the end repeat the last one, their sums dropped by the caller).  Thread t <
+// kKsRows gets sums[m] of its row t.  Every thread of the block calls it.
+template <int QT, int CPL, int NM, typename RowOf>
+__device__ __forceinline__ void ks_block_sums(RowOf row_of, const int8_t *xq, const float2 *xds, int chunks,
+                                              float (&sums)[NM]) {
+    __shared__ float red[NM][kKsMaxWarps][kKsRows];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    int chunk[CPL];
+    bool inside[CPL];
+#pragma unroll
+    for (int k = 0; k < CPL; ++k) {
+        const int c = (warp + k * warps) * 32 + lane;
+        inside[k] = c < chunks;
+        chunk[k] = inside[k] ? c : chunks - 1;  // an idle lane reads a real chunk and drops its product
+    }
+    chained_start();  // the activations are the previous kernel's output
+    XChunk x[CPL];
+#pragma unroll
+    for (int k = 0; k < CPL; ++k) x[k] = load_x(xq, xds, chunk[k]);
+    float acc[NM][kKsRows];
+#pragma unroll
+    for (int r = 0; r < kKsRows; ++r) {
+#pragma unroll
+        for (int m = 0; m < NM; ++m) {
+            const auto at = row_of(r, m);
+            float v = 0.f;
+#pragma unroll
+            for (int k = 0; k < CPL; ++k) {
+                const float d = chunk_dot<QT>(*at.w, at.row, chunk[k], x[k]);
+                v += inside[k] ? d : 0.f;
+            }
+            acc[m][r] = v;
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < NM; ++m) {
+        const float v = reduce_scatter<kKsRows, kKsLog2Rows>(acc[m], lane);
+        if (ks_lane_writes(lane)) red[m][warp][ks_lane_row(lane)] = v;
+    }
+    __syncthreads();
+    if (threadIdx.x < kKsRows) {
+#pragma unroll
+        for (int m = 0; m < NM; ++m) {
+            float total = 0.f;
+            for (int w = 0; w < warps; ++w) total += red[m][w][threadIdx.x];
+            sums[m] = total;
+        }
+    }
+}
+
+struct KsRow {
+    const QMatrix *w;
+    int row;
+};
+
+template <int QT, int CPL>
+__global__ void __launch_bounds__(32 * kKsMaxWarps) ks_jobs_kernel(const __grid_constant__ GemvJobs jobs,
+                                                                   const int8_t *xq, const float2 *xds) {
+    const int first = blockIdx.x * kKsRows, total = jobs.row_end[jobs.count - 1];
+    auto row_of = [&](int r, int) {
+        const int row = min(first + r, total - 1);
+        const int j = row < jobs.row_end[0] ? 0 : row < jobs.row_end[1] ? 1 : 2;
+        return KsRow{&jobs.w[j], j > 0 ? row - jobs.row_end[j - 1] : row};
+    };
+    float sums[1];
+    ks_block_sums<QT, CPL, 1>(row_of, xq, xds, jobs.w[0].cols / 32, sums);
+    const int row = first + (int)threadIdx.x;
+    if (threadIdx.x >= kKsRows || row >= total) return;
+    const int j = row < jobs.row_end[0] ? 0 : row < jobs.row_end[1] ? 1 : 2;
+    const int local = j > 0 ? row - jobs.row_end[j - 1] : row;
+    float v = sums[0];
+    if (jobs.bias[j]) v += jobs.bias[j][local];
+    if (jobs.accumulate) v = jobs.y[j][local] + v;
+    jobs.y[j][local] = v;
+}
+
+template <int QT, int CPL>
+__global__ void __launch_bounds__(32 * kKsMaxWarps) ks_swiglu_kernel(QMatrix gate, QMatrix up, const int8_t *xq,
+                                                                     const float2 *xds, float *y) {
+    const int first = blockIdx.x * kKsRows;
+    auto row_of = [&](int r, int m) { return KsRow{m == 0 ? &gate : &up, min(first + r, gate.rows - 1)}; };
+    float sums[2];
+    ks_block_sums<QT, CPL, 2>(row_of, xq, xds, gate.cols / 32, sums);
+    const int row = first + (int)threadIdx.x;
+    if (threadIdx.x >= kKsRows || row >= gate.rows) return;
+    const float g = sums[0], u = sums[1];
+    y[row] = g / (1.f + expf(-g)) * u;
+}
+
 }  // namespace edgellm
 
 using namespace edgellm;
@@ -404,8 +538,21 @@ static int with_qtype(int qtype, F &&f) {
 
 static unsigned gemv_blocks(int rows) { return (unsigned)((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
 
+// The K-sliced kernels' shape for rows of `cols` values: chunks per lane (1 or 2) and warps per block, or false where
+// those kernels are not used (the choice depends on the row width alone, so every entry point makes the same one).
+static bool ks_shape(int cols, int *cpl, int *warps) {
+    const int chunks = cols / 32;
+    if (!EDGELLM_GEMV_KSLICE || chunks < kKsMinChunks || chunks > kKsMaxChunks) return false;
+    *cpl = chunks <= 32 * kKsMaxWarps ? 1 : 2;
+    *warps = (chunks + 32 * *cpl - 1) / (32 * *cpl);
+    return true;
+}
+static unsigned ks_blocks(int rows) { return (unsigned)((rows + kKsRows - 1) / kKsRows); }
+
 extern "C" int edgellm_gemv(const edgellm_qmatrix *m, const void *xq, const void *xds, float *y, void *stream) {
     if (!matrix_ok(m) || !activations_ok(xq, xds) || !y) return EDGELLM_ERR_ARGUMENT;
+    int cpl = 0, warps = 0;
+    if (ks_shape(m->cols, &cpl, &warps)) return edgellm_gemv_many(&m, &y, nullptr, 1, 0, xq, xds, stream);
     const QMatrix w = device_matrix(m);
     const int8_t *xq8 = static_cast<const int8_t *>(xq);
     const float2 *ds = static_cast<const float2 *>(xds);
@@ -431,9 +578,14 @@ extern "C" int edgellm_gemv_many(const edgellm_qmatrix *const *m, float *const *
     jobs.count = count, jobs.accumulate = accumulate != 0;
     const int8_t *xq8 = static_cast<const int8_t *>(xq);
     const float2 *ds = static_cast<const float2 *>(xds);
+    int cpl = 0, warps = 0;
+    const bool ks = ks_shape(m[0]->cols, &cpl, &warps);
     return with_qtype(m[0]->qtype, [&](auto qt) {
-        launch_chained(gemv_jobs_kernel<decltype(qt)::value>, gemv_blocks(rows), 32 * kGemvWarps, 0,
-                       static_cast<cudaStream_t>(stream), jobs, xq8, ds);
+        constexpr int QT = decltype(qt)::value;
+        const cudaStream_t s = static_cast<cudaStream_t>(stream);
+        if (ks && cpl == 1) launch_chained(ks_jobs_kernel<QT, 1>, ks_blocks(rows), 32 * warps, 0, s, jobs, xq8, ds);
+        else if (ks) launch_chained(ks_jobs_kernel<QT, 2>, ks_blocks(rows), 32 * warps, 0, s, jobs, xq8, ds);
+        else launch_chained(gemv_jobs_kernel<QT>, gemv_blocks(rows), 32 * kGemvWarps, 0, s, jobs, xq8, ds);
     });
 }
 
@@ -445,9 +597,15 @@ extern "C" int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qm
     const QMatrix g = device_matrix(gate), u = device_matrix(up);
     const int8_t *xq8 = static_cast<const int8_t *>(xq);
     const float2 *ds = static_cast<const float2 *>(xds);
+    int cpl = 0, warps = 0;
+    const bool ks = ks_shape(gate->cols, &cpl, &warps);
     return with_qtype(gate->qtype, [&](auto qt) {
-        launch_chained(gemv_swiglu_kernel<decltype(qt)::value>, gemv_blocks(gate->rows), 32 * kGemvWarps, 0,
-                       static_cast<cudaStream_t>(stream), g, u, xq8, ds, y);
+        constexpr int QT = decltype(qt)::value;
+        const cudaStream_t s = static_cast<cudaStream_t>(stream);
+        const unsigned blocks = ks_blocks(gate->rows);
+        if (ks && cpl == 1) launch_chained(ks_swiglu_kernel<QT, 1>, blocks, 32 * warps, 0, s, g, u, xq8, ds, y);
+        else if (ks) launch_chained(ks_swiglu_kernel<QT, 2>, blocks, 32 * warps, 0, s, g, u, xq8, ds, y);
+        else launch_chained(gemv_swiglu_kernel<QT>, gemv_blocks(gate->rows), 32 * kGemvWarps, 0, s, g, u, xq8, ds, y);
     });
 }
 

@@ -77,7 +77,10 @@ def tiny_gguf(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def kernel_library(tmp_path_factory) -> Path:
     """libedgellm.so built once for the session by kernels/Makefile (nvcc only, no GPU needed), with the build
-    settings of EDGELLM_KERNEL_EXTRA where set (e.g. -DEDGELLM_GEMV_ROWS=2), so that every test runs on a variant."""
+    settings of EDGELLM_KERNEL_EXTRA where set (e.g. -DEDGELLM_GEMV_ROWS=2), so that every test runs on a variant.
+    EDGELLM_TEST_LIBRARY names a library already built from this tree instead (a GPU machine's own build)."""
+    if os.environ.get("EDGELLM_TEST_LIBRARY"):
+        return Path(os.environ["EDGELLM_TEST_LIBRARY"])
     if not has_nvcc():
         pytest.skip("nvcc is not installed")
     build = tmp_path_factory.mktemp("kernels")

@@ -190,15 +190,16 @@ static void decode_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B
     CUDA_CHECK(cudaDeviceSynchronize());
     w.row("decode-api", t, D, H, KVH, B, 1, sk, 0, 0, compare(ref, fetch(o.ptr, EDGELLM_F32, nq)), false, 1e-5);
     // As the engine calls it: a cache of a larger capacity holding *pos + 1 = sk rows (the position on the device),
-    // at split counts where the rows fit in the first split (it writes the output alone) and where they do not; its
-    // quantized output must be exactly edgellm_quantize_activations of its float output.
+    // at split counts where the rows fill one split (it writes the output alone), some of the grid's splits (the
+    // others leave and the merge takes those in use) or all of them; its quantized output must be exactly
+    // edgellm_quantize_activations of its float output.
     DeviceBuffer pos(sizeof(int)), xq(EDGELLM_ACT_BYTES(nq)), xds(nq / 32 * 8), xq_ref(EDGELLM_ACT_BYTES(nq)),
         xds_ref(nq / 32 * 8);
     const int last = sk - 1;
     CUDA_CHECK(cudaMemcpy(pos.ptr, &last, sizeof(int), cudaMemcpyHostToDevice));
     edgellm_decode_args cap = a;
     cap.seq_k = 4 * sk + 64;  // only split lengths depend on it: rows past *pos + 1 are never read
-    for (int s : {1, 2, 4, 8}) {
+    for (int s : {1, 2, 4, 8, 16, 64}) {
         CUDA_CHECK(cudaMemset(o.ptr, 0xff, nq * 4));
         EDGELLM_CHECK(edgellm_attention_decode_at(&cap, t, pos.as<int>(), s, ws.ptr, ws.bytes, xq.ptr, xds.ptr, nullptr));
         EDGELLM_CHECK(edgellm_quantize_activations(o.as<float>(), (int)nq, xq_ref.ptr, xds_ref.ptr, nullptr));

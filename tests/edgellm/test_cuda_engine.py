@@ -67,20 +67,47 @@ def test_gpu_generation_is_the_replayed_graph_of_its_first_steps(kernel_library,
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("model", ["smollm2", "qwen2-mixed-quants"])
+def test_the_context_an_engine_is_made_for_changes_its_attention_grid_not_its_answers(kernel_library, cuda_device,
+                                                                                    smollm2_gguf):
+    from edgellm.cuda.engine import CudaEngine
+
+    # A large context sizes the decode attention's grid for a long cache (once); each replay shares the live cache
+    # among as many splits as it fills, so a short cache in a large context is attended to as in a small one.
+    prompt = [1 + (i * 37) % 4000 for i in range(300)]
+
+    def decode(max_context):
+        engine = CudaEngine(smollm2_gguf, max_context=max_context, library=kernel_library)
+        tokens, logits = [], []
+        for token in engine.greedy(prompt, 24):
+            tokens.append(token)
+            logits.append(engine.last_logits())
+        engine.close()
+        return tokens, np.stack(logits)
+
+    (tokens_small, logits_small), (tokens_large, logits_large) = decode(340), decode(32768)
+    assert tokens_small == tokens_large
+    assert float(np.abs(logits_small - logits_large).max()) < 1e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", ["smollm2", "qwen2-mixed-quants", "llama-1b-q8"])
 def test_the_fused_step_is_bit_for_bit_the_unfused_one(kernel_library, cuda_device, smollm2_gguf, tmp_path, model):
     """Fusion changes launches, not arithmetic: the same logits, exactly, at every position. SmolLM2 takes the fused
     Q/K/V and gate/up kernels; the synthetic Qwen2 (Q4_K_M mix: biases, NEOX RoPE, V and down in other types than
-    Q and gate) takes the biases and the per-matrix fallbacks."""
+    Q and gate) takes the biases and the per-matrix fallbacks; the synthetic Llama 3.2 1B (Q8_0, rows of 2048 and
+    8192 values) takes the K-sliced GEMVs everywhere."""
     from synthgguf import write_synthetic
 
     from edgellm.cuda.engine import CudaEngine
     from edgellm.cuda.library import Library
 
     path = smollm2_gguf
-    if model != "smollm2":
+    if model == "qwen2-mixed-quants":
         path = tmp_path / "qwen.gguf"
         write_synthetic("qwen2.5-0.5b", path, quant="Q4_K_M")
+    elif model == "llama-1b-q8":
+        path = tmp_path / "llama-1b.gguf"
+        write_synthetic("llama3.2-1b", path, quant="Q8_0")
     library = Library.load(kernel_library)
     fused = CudaEngine(path, max_context=64, library=library)
     unfused = CudaEngine(path, max_context=64, library=library, fused=False)

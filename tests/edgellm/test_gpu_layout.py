@@ -78,11 +78,14 @@ def test_gemv_arguments_are_checked_before_any_launch(gemv):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("qtype", GPU_TYPES)
-def test_gemv_matches_float64_on_the_quantized_activations(gemv, qtype):
+# Rows of 512 values take the row-per-warp kernel; 2048 and 4864 the K-sliced one with a chunk per lane (2 and 5
+# warps, the last one partly idle), 18944 (Qwen2.5 7B's FFN) with two chunks per lane.
+@pytest.mark.parametrize("cols", [512, 2048, 4864, 18944])
+def test_gemv_matches_float64_on_the_quantized_activations(gemv, qtype, cols):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    rows, cols = 300, 2048
+    rows = 300  # not a multiple of any kernel's rows per block
     raw = random_blocks(qtype, rows, cols, seed=1)
     fields = {k: torch.from_numpy(v.copy()).cuda() for k, v in planar(qtype, raw, rows, cols).items()}
     x = torch.randn(cols, device="cuda", dtype=torch.float32)
