@@ -72,3 +72,69 @@ def test_a_vocabulary_too_small_for_the_byte_tokens_is_one_error():
         synthetic_vocab(200)
     tokens, _, types, _, _ = synthetic_vocab(261)
     assert len(tokens) == len(types) == 261
+
+
+def small_spm_preset(tmp_path, name: str):
+    """The preset's own vocabulary and tokenizer keys on a one-block model of a small width."""
+    import dataclasses
+
+    from synthgguf import synthetic
+
+    path = tmp_path / f"{name}.gguf"
+    shape = dict(dim=128, layers=1, heads=2, kv_heads=2, ffn=256, head_dim=64)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(synthetic.PRESETS, "small", dataclasses.replace(PRESETS[name], **shape))
+        write_synthetic("small", path, quant="Q8_0")
+    return path
+
+
+@pytest.mark.parametrize("name,bos,eos,control", [
+    ("phi3.5-3.8b", 1, 32000, ["<|user|>", "<|end|>", "<s>"]),
+    pytest.param("gemma2-2b", 2, 1, ["<start_of_turn>", "<end_of_turn>"], marks=pytest.mark.slow)])  # 256k tokens
+def test_phi3_and_gemma2_presets_write_a_sentencepiece_vocabulary_of_their_size(tmp_path, name, bos, eos, control):
+    import gguf
+
+    reader = gguf.GGUFReader(small_spm_preset(tmp_path, name))
+
+    def get(key):
+        return reader.fields[key].contents()
+
+    tokens, types, scores = get("tokenizer.ggml.tokens"), get("tokenizer.ggml.token_type"), get("tokenizer.ggml.scores")
+    assert get("tokenizer.ggml.model") == "llama" and len(tokens) == len(types) == len(scores) == PRESETS[name].vocab
+    assert (get("tokenizer.ggml.bos_token_id"), get("tokenizer.ggml.eos_token_id")) == (bos, eos)
+    assert [tokens[i] for i, t in enumerate(types) if t == 6] == [f"<0x{b:02X}>" for b in range(256)]
+    assert all(types[tokens.index(t)] == 3 for t in control)
+    normal = [s for s, t in zip(scores, types) if t == 1]
+    assert normal == sorted(normal, reverse=True) and len(set(normal)) == len(normal)  # merges have an order
+    assert len(set(tokens)) == len(tokens)
+
+
+def test_other_presets_keep_the_byte_level_bpe_vocabulary():
+    assert {n for n, p in PRESETS.items() if p.tokenizer == "llama"} == {"phi3.5-3.8b", "gemma2-2b"}
+
+
+def test_a_sentencepiece_vocabulary_too_small_for_its_layout_is_one_error(tmp_path):
+    import dataclasses
+
+    from synthgguf import SyntheticModelError, synthetic
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(synthetic.PRESETS, "tiny", dataclasses.replace(PRESETS["gemma2-2b"], vocab=300, dim=64, layers=1,
+                                                                   heads=1, kv_heads=1, ffn=64, head_dim=64))
+        with pytest.raises(SyntheticModelError, match="gemma vocabulary needs at least"):
+            write_synthetic("tiny", tmp_path / "tiny.gguf")
+    assert not list(tmp_path.iterdir())  # no half-written file
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["phi3.5-3.8b", "gemma2-2b"])
+def test_llama_cpp_loads_the_sentencepiece_presets_and_decodes(tmp_path, name):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    llm = llama_cpp.Llama(str(small_spm_preset(tmp_path, name)), n_ctx=64, n_threads=2, logits_all=True,
+                          verbose=False)
+    assert llm._model.vocab_type() == llama_cpp.LLAMA_VOCAB_TYPE_SPM
+    llm.eval(llm.tokenize(b"Hello world", add_bos=True, special=True))
+    for _ in range(8):
+        logits = np.array(llm.scores[llm.n_tokens - 1])
+        assert np.isfinite(logits).all() and logits.std() > 0
+        llm.eval([int(logits.argmax())])

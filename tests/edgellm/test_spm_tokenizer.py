@@ -245,3 +245,36 @@ def test_gemma3_every_piece_equals_llama_cpp(gemma3):
     for i in range(ref.n):
         for special in (True, False):
             assert tok.piece(i, special) == ref.piece(i, special), (i, tok.tokens[i], special)
+
+
+# -- synthgguf's SentencePiece vocabularies (the phi3 and gemma2 presets' own layout, at their real size) ------------
+
+def write_small_preset(path: Path, preset: str) -> Path:
+    """The preset's vocabulary and tokenizer keys on a one-block model of a small width: seconds to write."""
+    import dataclasses
+
+    from synthgguf import synthetic
+
+    shape = dict(dim=128, layers=1, heads=2, kv_heads=2, ffn=256, head_dim=64)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(synthetic.PRESETS, "small", dataclasses.replace(synthetic.PRESETS[preset], **shape))
+        synthetic.write_synthetic("small", path, quant="Q8_0")
+    return path
+
+
+# gemma2's 256,000 tokens take gguf's reader seconds to open: slow
+@pytest.fixture(scope="module", params=["phi3.5-3.8b", pytest.param("gemma2-2b", marks=pytest.mark.slow)])
+def synthetic_spm(request, tmp_path_factory):
+    path = write_small_preset(tmp_path_factory.mktemp("spm") / f"{request.param}.gguf", request.param)
+    return Tokenizer.from_gguf(open_gguf(path)), LlamaCppVocab(path)
+
+
+def test_synthetic_sentencepiece_files_tokenize_as_llama_cpp(synthetic_spm):
+    tok, ref = synthetic_spm
+    assert isinstance(tok, SpmTokenizer) and len(tok.tokens) == ref.n
+    texts = CASES + ["<|user|>\nHi<|end|>\n<|assistant|>\n", "<|system|>  x  <|end|>"]
+    assert_same_as_llama_cpp(tok, ref, texts)
+    assert_round_trip_as_llama_cpp(tok, ref, [t for t in texts if "<" not in t and "▁" not in t])
+    assert tok.eog_ids == ref.eog_ids()
+    for i in range(ref.n):
+        assert tok.piece(i) == ref.piece(i, True), (i, tok.tokens[i])
