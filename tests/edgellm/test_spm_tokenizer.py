@@ -278,3 +278,18 @@ def test_synthetic_sentencepiece_files_tokenize_as_llama_cpp(synthetic_spm):
     assert tok.eog_ids == ref.eog_ids()
     for i in range(ref.n):
         assert tok.piece(i) == ref.piece(i, True), (i, tok.tokens[i])
+
+
+@pytest.mark.slow
+def test_gemma3_generates_through_edgellm_load_with_its_own_tokenizer(gemma3_file, gemma3):
+    import edgellm
+
+    _, ref = gemma3
+    with edgellm.load(gemma3_file, device="cpu", max_context=96, threads=2) as gen:
+        assert isinstance(gen.tokenizer, SpmTokenizer)
+        ids = gen.tokenizer.encode(PROMPTS[2])
+        assert ids == ref.tokenize(PROMPTS[2], True, True) and ids[0] == gen.tokenizer.bos_id
+        out = list(gen.generate(ids, 16))
+    assert 0 < len(out) <= 16 and not any(gen.tokenizer.is_eog(t) for t in out)
+    assert gen.tokenizer.decode(out) == ref.detokenize(out, False, True).decode("utf-8", "replace")
+    assert gen.tokenizer.decode(out).strip()

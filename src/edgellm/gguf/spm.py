@@ -65,8 +65,6 @@ DEFAULT_BOS, DEFAULT_EOS, DEFAULT_UNK = 1, 2, 0
 class SpmTokenizer:
     """Encode and decode with a GGUF's SentencePiece vocabulary, token for token as llama.cpp does."""
 
-    model = "llama"
-
     def __init__(self, tokens: list[str], scores: list[float], token_types: list[int], *,
                  bos_id: int | None = DEFAULT_BOS, eos_id: int | None = DEFAULT_EOS, eot_id: int | None = None,
                  eom_id: int | None = None, add_bos: bool = True, add_eos: bool = False,
