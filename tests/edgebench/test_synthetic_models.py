@@ -83,8 +83,8 @@ def small_spm_preset(tmp_path, name: str):
     path = tmp_path / f"{name}.gguf"
     shape = dict(dim=128, layers=1, heads=2, kv_heads=2, ffn=256, head_dim=64)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(synthetic.PRESETS, "small", dataclasses.replace(PRESETS[name], **shape))
-        write_synthetic("small", path, quant="Q8_0")
+        mp.setitem(synthetic.PRESETS, f"{name}-small", dataclasses.replace(PRESETS[name], **shape))
+        write_synthetic(f"{name}-small", path, quant="Q8_0")
     return path
 
 
