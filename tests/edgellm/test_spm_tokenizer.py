@@ -313,3 +313,10 @@ def test_gemma3_random_texts_equal_llama_cpp(gemma3):
         for add_special, parse_special in ((True, True), (False, False)):
             assert tok.encode(text, add_special, parse_special) == ref.tokenize(text, add_special, parse_special), \
                 repr(text)
+
+
+def test_fill_in_the_middle_separators_end_generation_by_id_or_by_text():
+    by_text = small_vocab([("<|fim_pad|>", 0.0, 1), ("<|fim_prefix|>", 0.0, 1)])
+    assert by_text.is_eog(by_text.ids["<|fim_pad|>"]) and not by_text.is_eog(by_text.ids["<|fim_prefix|>"])
+    by_id = small_vocab([("<pad_here>", 0.0, 3)], fim_ids={"pad": 10})
+    assert by_id.is_eog(10) and not by_id.is_eog(by_id.ids["<pad_here>"])

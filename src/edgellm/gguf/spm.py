@@ -67,8 +67,8 @@ class SpmTokenizer:
 
     def __init__(self, tokens: list[str], scores: list[float], token_types: list[int], *,
                  bos_id: int | None = DEFAULT_BOS, eos_id: int | None = DEFAULT_EOS, eot_id: int | None = None,
-                 eom_id: int | None = None, add_bos: bool = True, add_eos: bool = False,
-                 add_space_prefix: bool = True, model_name: str = ""):
+                 eom_id: int | None = None, fim_ids: dict[str, int] | None = None, add_bos: bool = True,
+                 add_eos: bool = False, add_space_prefix: bool = True, model_name: str = ""):
         if len(scores) != len(tokens) or len(token_types) != len(tokens):
             raise ModelFileError(f"the GGUF vocabulary has {len(tokens)} tokens but {len(scores)} scores and "
                                  f"{len(token_types)} token types")
@@ -86,7 +86,7 @@ class SpmTokenizer:
             raise ModelFileError("the GGUF asks for a BOS token (tokenizer.ggml.add_bos_token) but names none")
         if add_eos and eos_id is None:
             raise ModelFileError("the GGUF asks for an EOS token (tokenizer.ggml.add_eos_token) but names none")
-        self.eog_ids = self._end_of_generation(eot_id, eom_id)
+        self.eog_ids = self._end_of_generation(eot_id, eom_id, fim_ids or {})
         for text in ALWAYS_USER_DEFINED:
             if text in self.ids:
                 self.attrs[self.ids[text]] = ATTR_USER_DEFINED
@@ -123,6 +123,8 @@ class SpmTokenizer:
                    eos_id=token_id("tokenizer.ggml.eos_token_id", DEFAULT_EOS),
                    eot_id=token_id("tokenizer.ggml.eot_token_id", None),
                    eom_id=token_id("tokenizer.ggml.eom_token_id", None),
+                   fim_ids={kind: i for kind in FIM_TEXTS
+                            if (i := token_id(f"tokenizer.ggml.fim_{kind}_token_id", None)) is not None},
                    add_bos=bool(get("tokenizer.ggml.add_bos_token", True)),
                    add_eos=bool(get("tokenizer.ggml.add_eos_token", False)),
                    add_space_prefix=bool(get("tokenizer.ggml.add_space_prefix", True)),
@@ -134,7 +136,7 @@ class SpmTokenizer:
         found = [self.ids[t] for t in texts if t in self.ids]
         return min(found) if found else None
 
-    def _end_of_generation(self, eot_id: int | None, eom_id: int | None) -> frozenset[int]:
+    def _end_of_generation(self, eot_id: int | None, eom_id: int | None, fim_ids: dict[str, int]) -> frozenset[int]:
         """llama.cpp's special_eog_ids; tokens it recognises by their text become control tokens on the way."""
         def as_control(i: int | None) -> int | None:
             if i is not None:
@@ -145,7 +147,8 @@ class SpmTokenizer:
             eot_id = as_control(self._first_with_text(EOT_TEXTS))
         if eom_id is None:
             eom_id = as_control(self._first_with_text(EOM_TEXTS))
-        fim = {kind: as_control(self._first_with_text(texts)) for kind, texts in FIM_TEXTS.items()}
+        fim = {kind: fim_ids[kind] if kind in fim_ids else as_control(self._first_with_text(texts))
+               for kind, texts in FIM_TEXTS.items()}
         eog = {fim[k] for k in ("pad", "rep", "sep") if fim[k] is not None}
         for text in EOG_TEXTS:
             if text in self.ids:
