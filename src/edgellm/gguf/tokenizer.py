@@ -10,12 +10,15 @@ llama.cpp (src/llama-vocab.cpp) for `tokenizer.ggml.model == "gpt2"`:
 from __future__ import annotations
 
 import functools
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import regex
 
 from ..errors import ModelFileError, UnsupportedModelError
 from .reader import field
+
+if TYPE_CHECKING:
+    from .spm import SpmTokenizer
 
 # The pre-tokenizer regexes of llama.cpp, by `tokenizer.ggml.pre`. Several are applied one after the other.
 _GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
@@ -35,6 +38,8 @@ PRE_TOKENIZERS: dict[str, list[str]] = {
 }
 
 TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED = 3, 4
+# tokenizer.ggml.model values read here; "llama" (SentencePiece) lives in spm.py.
+SUPPORTED_MODELS = "'gpt2' (byte-level BPE), 'llama' (SentencePiece)"
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,14 +79,18 @@ class Tokenizer:
         self.byte_unmap = {c: b for b, c in self.byte_map.items()}
 
     @classmethod
-    def from_gguf(cls, reader) -> "Tokenizer":
+    def from_gguf(cls, reader) -> "Tokenizer | SpmTokenizer":
+        """The file's tokenizer, chosen by tokenizer.ggml.model: this class for "gpt2", SpmTokenizer for "llama"."""
         def get(key, default=None):
             return field(reader, key, default)
 
         model = get("tokenizer.ggml.model")
+        if model == "llama":
+            from .spm import SpmTokenizer
+
+            return SpmTokenizer.from_gguf(reader)
         if model != "gpt2":
-            raise UnsupportedModelError(f"tokenizer model {model!r} is not supported yet (only byte-level BPE, "
-                                        f"'gpt2')")
+            raise UnsupportedModelError(f"tokenizer model {model!r} is not supported (supported: {SUPPORTED_MODELS})")
         tokens = get("tokenizer.ggml.tokens")
         if not tokens:
             raise ModelFileError("the GGUF file has no vocabulary (tokenizer.ggml.tokens)")
@@ -89,8 +98,9 @@ class Tokenizer:
         if len(types) != len(tokens):
             raise ModelFileError(f"the GGUF vocabulary has {len(tokens)} tokens but {len(types)} token types "
                                  f"(tokenizer.ggml.token_type)")
-        return cls(tokens, get("tokenizer.ggml.merges") or [], types, get("tokenizer.ggml.pre", "default"), get("tokenizer.ggml.bos_token_id"),
-                   get("tokenizer.ggml.eos_token_id"), bool(get("tokenizer.ggml.add_bos_token", False)))
+        return cls(tokens, get("tokenizer.ggml.merges") or [], types, get("tokenizer.ggml.pre", "default"),
+                   get("tokenizer.ggml.bos_token_id"), get("tokenizer.ggml.eos_token_id"),
+                   bool(get("tokenizer.ggml.add_bos_token", False)))
 
     def _split(self, text: str) -> list[str]:
         pieces = [text]
