@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import ContextLengthError, EdgeLLMError
 from .gguf.config import Config
+from .gguf.spm import SpmTokenizer
 from .gguf.tokenizer import Tokenizer
 
 
@@ -34,7 +35,7 @@ class DeviceEngine(Protocol):
 class Generator:
     """A loaded model (edgellm.load). Also a context manager: leaving the `with` block closes it."""
 
-    def __init__(self, engine: DeviceEngine, tokenizer: Tokenizer, path: Path):
+    def __init__(self, engine: DeviceEngine, tokenizer: Tokenizer | SpmTokenizer, path: Path):
         self._engine: DeviceEngine | None = engine
         self.tokenizer = tokenizer
         self.path = path
