@@ -28,7 +28,8 @@ import struct
 import tempfile
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import socketserver
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 
 @dataclass
@@ -54,6 +55,15 @@ class Script:
     fault: str | None = None
     fault_at: int = 2
     close_after_each: bool = False       # close the connection after each generation (keep-alive lost)
+    # Each connection served by a process of its own, as a server written in a language without a global interpreter
+    # lock would serve it: N streams arriving together are then not read one after the other by the stand-in's own
+    # Python, which would delay the later ones' deadlines (state such as the loaded context stays per connection).
+    process_per_connection: bool = False
+
+
+class ForkingHTTPServer(socketserver.ForkingMixIn, HTTPServer):
+    daemon_threads = True
+    block_on_close = False
 
 
 class FakeOllama:
@@ -312,7 +322,8 @@ class FakeOllama:
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server_class = ForkingHTTPServer if self.script.process_per_connection else ThreadingHTTPServer
+        self.server = server_class(("127.0.0.1", 0), Handler)
         self.server.handle_error = lambda request, address: None  # a client that hangs up is not news
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         # The server runs in its own process, as Ollama does: sharing the client's interpreter (and its GIL)

@@ -223,15 +223,18 @@ class OpenAIClient:
                             f"({type(exc).__name__})") from None
 
     def completions_stream(self, body: dict) -> Iterator[dict]:
-        """POST /v1/completions (stream) and yield its JSON chunks; ends at `[DONE]`, fails if the stream ends
-        before it. Never retried."""
+        """POST /v1/completions (stream) and yield its JSON chunks up to `[DONE]`; fails if the stream ends before
+        it. Never retried. The body is read to its end after `[DONE]`: a response read whole hands its connection
+        back to the pool, and the next run does not pay for a new TCP connection inside its TTFT."""
         resp = self.request("POST", "/v1/completions", stream=True, retry=False, json=body)
         try:
             self.check(resp)
             chunks = 0
+            done = False
             for data in self.events(resp):
-                if data == "[DONE]":
-                    return
+                if done or data == "[DONE]":
+                    done = True
+                    continue
                 try:
                     obj = json.loads(data)
                 except ValueError:
@@ -245,6 +248,8 @@ class OpenAIClient:
                                          f"{_one_line(str(err.get('message', err) if isinstance(err, dict) else err))}")
                 chunks += 1
                 yield obj
+            if done:
+                return
             raise StreamCut(f"the server at {self.shown_url} ended the stream after {chunks} chunks without "
                             f"`data: [DONE]`")
         finally:
