@@ -59,6 +59,8 @@ class Script:
     # lock would serve it: N streams arriving together are then not read one after the other by the stand-in's own
     # Python, which would delay the later ones' deadlines (state such as the loaded context stays per connection).
     process_per_connection: bool = False
+    # Answer /v1 as llama.cpp's llama-server does: `/props` with its build, `timings` (ms) in the last chunk.
+    llama_server: bool = False
 
 
 class ForkingHTTPServer(socketserver.ForkingMixIn, HTTPServer):
@@ -101,6 +103,8 @@ class FakeOllama:
                 outer._record(self.path, {})
                 if self.path == "/api/version":
                     self._json(200, {"version": "0.12.6-fake"})
+                elif self.path == "/props" and outer.script.llama_server:
+                    self._json(200, {"build_info": "b7100-0123abcd", "default_generation_settings": {"n_ctx": 4096}})
                 elif self.path == "/v1/models":
                     self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 1764547200,
                                                                  "owned_by": "library"} for m in outer.script.models]})
@@ -290,8 +294,12 @@ class FakeOllama:
                                  "choices": [{"text": text, "index": 0, "finish_reason": None}]})
                 if n == 0:
                     self._stream("text/event-stream")
-                self._event({"id": "cmpl-1", "object": "text_completion", "created": 1764547200, "model": model,
-                             "choices": [{"text": "", "index": 0, "finish_reason": reason}]})
+                last = {"id": "cmpl-1", "object": "text_completion", "created": 1764547200, "model": model,
+                        "choices": [{"text": "", "index": 0, "finish_reason": reason}]}
+                if s.llama_server:
+                    last["timings"] = {"prompt_n": 7, "prompt_ms": 12.5, "predicted_n": n, "predicted_ms": 40.25,
+                                       "predicted_per_second": n / 0.04025}
+                self._event(last)
                 if (body.get("stream_options") or {}).get("include_usage"):
                     self._event({"id": "cmpl-1", "object": "text_completion", "created": 1764547200, "model": model,
                                  "choices": [], "usage": {"prompt_tokens": s.server_fields["prompt_eval_count"],

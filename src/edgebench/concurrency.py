@@ -1,9 +1,10 @@
 """The concurrency axis: N clients in a closed loop against one server, each request timed as a single run is.
 
 Closed loop (as vLLM's `bench serve --max-concurrency` and AIPerf's concurrency mode): each client sends its next
-request when its last one has ended, so N requests are in flight until the clients run out. Every client has its own
-connection (its own backend object, created and loaded like any other) and stamps its tokens with the harness's one
-clock (`time.perf_counter_ns`), so per-request TTFT, ITL and E2E mean exactly what they mean for a single stream.
+request when its last one has ended, so N requests are in flight until the clients run out. Every client is a process
+with its own connection (its own backend object, created and loaded like any other) and stamps its tokens with the
+harness's one clock (`time.perf_counter_ns`, the system's monotonic clock), so per-request TTFT, ITL and E2E mean
+exactly what they mean for a single stream.
 
 Each client first runs the warm-up requests; all clients then start their timed requests together (a barrier), and
 the point's window runs from that moment to the end of the last timed request. Aggregate throughput and requests/s
@@ -15,8 +16,11 @@ Only engines behind a server can be asked for more than one stream: an in-proces
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import multiprocessing
+import queue as queue_module
 import threading
 import time
 from pathlib import Path
@@ -63,60 +67,93 @@ def tpot_ms(measured: Measured) -> float:
     return (measured.e2e_ns - measured.token_times_ns[0]) / 1e6 / (n - 1)
 
 
+class _ClientFailed(EdgebenchError):
+    """A client process's failure, as one line for the main process."""
+
+
+def _stamp(window_start) -> None:
+    window_start.value = time.perf_counter_ns()
+
+
+def _client(k: int, make_backend: Callable[[], Backend], model: ModelRef, prompt: str, settings: GenerationSettings,
+            runs: int, warmup: int, barrier, results) -> None:
+    """One client, in a process of its own: its own backend (its own connection), warm-ups, the common start, then
+    its timed requests one after the other. Sends back its (client, run index, start ns, measured) list or its error
+    as one line. It never unloads the model: the other clients are still using it."""
+    from .scripting import die_with_parent
+
+    die_with_parent()
+    out = []
+    try:
+        backend = make_backend()
+        backend.load(model, settings)
+        for i in range(warmup + runs):
+            if i == warmup:
+                barrier.wait()
+            start = time.perf_counter_ns()
+            out.append((k, i - warmup, start, measure_once(backend, prompt, settings)))
+        results.put(("ok", k, out))
+    except threading.BrokenBarrierError:
+        results.put(("aborted", k, None))
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one line in the main process
+        barrier.abort()
+        message = str(exc) if isinstance(exc, EdgebenchError) else f"{type(exc).__name__}: {exc}"
+        results.put(("error", k, message))
+
+
 class _Clients:
-    """N client threads; the first failure stops the others at their next request (and at the barrier)."""
+    """N client processes. Processes, not threads: N clients sending at the same moment would otherwise take turns
+    on one interpreter lock, and the later ones' requests would leave late, inside their TTFT. Every process stamps
+    with `time.perf_counter_ns`, the system's one monotonic clock (CLOCK_MONOTONIC on Linux), so their times compare.
+    The first failure aborts the others at the common start and is raised as one line."""
 
-    def __init__(self, backends: list[Backend], prompt: str, settings: GenerationSettings, runs: int, warmup: int):
-        self.backends, self.prompt, self.settings = backends, prompt, settings
-        self.runs, self.warmup = runs, warmup
+    def __init__(self, make_backend: Callable[[], Backend], model: ModelRef, prompt: str,
+                 settings: GenerationSettings, clients: int, runs: int, warmup: int):
+        self.ctx = multiprocessing.get_context("fork")
+        self.args = (make_backend, model, prompt, settings, runs, warmup)
+        self.clients = clients
         self.window_start_ns: Optional[int] = None
-        self.barrier = threading.Barrier(len(backends), action=self._start_window)
-        self.results: list[tuple[int, int, int, Measured]] = []  # (client, run index, start ns, measured)
-        self.errors: list[BaseException] = []
-        self.lock = threading.Lock()
-
-    def _start_window(self) -> None:
-        self.window_start_ns = time.perf_counter_ns()
-
-    def _client(self, k: int) -> None:
-        try:
-            for i in range(self.warmup + self.runs):
-                if i == self.warmup:
-                    self.barrier.wait()
-                if self.errors:
-                    return
-                start = time.perf_counter_ns()
-                measured = measure_once(self.backends[k], self.prompt, self.settings)
-                with self.lock:
-                    self.results.append((k, i - self.warmup, start, measured))
-        except threading.BrokenBarrierError:
-            return
-        except BaseException as exc:  # handed to the main thread, which raises it
-            with self.lock:
-                self.errors.append(exc)
-            self.barrier.abort()
+        self.results: list[tuple[int, int, int, Measured]] = []
 
     def run(self) -> None:
-        threads = [threading.Thread(target=self._client, args=(k,), name=f"edgebench-client-{k}", daemon=True)
-                   for k in range(len(self.backends))]
-        for t in threads:
-            t.start()
+        window_start = self.ctx.Value("q", 0)
+        # The last client to arrive stamps the window's start, before any of them is released.
+        barrier = self.ctx.Barrier(self.clients, action=functools.partial(_stamp, window_start))
+        queue = self.ctx.Queue()
+        procs = [self.ctx.Process(target=_client, args=(k, *self.args, barrier, queue), name=f"edgebench-client-{k}",
+                                  daemon=True) for k in range(self.clients)]
         try:
-            for t in threads:
-                while t.is_alive():  # a timed join, so that Ctrl-C and SIGTERM reach the main thread
-                    t.join(JOIN_POLL_S)
-        except BaseException:
-            self.errors.append(EdgebenchError("interrupted"))
-            self.barrier.abort()
-            raise
-        if self.errors:
-            raise self.errors[0]
+            for proc in procs:
+                proc.start()
+            answers = []
+            while len(answers) < self.clients:
+                try:
+                    answers.append(queue.get(timeout=JOIN_POLL_S))
+                except queue_module.Empty:
+                    dead = [p for p in procs if p.exitcode not in (None, 0)]
+                    if dead and len(answers) + len(dead) >= self.clients:
+                        raise EdgebenchError(f"a client process died (exit code {dead[0].exitcode}) before it "
+                                             f"reported") from None
+            errors = sorted((k, message) for status, k, message in answers if status == "error")
+            if errors:
+                raise _ClientFailed(errors[0][1])
+            for status, _, out in answers:
+                self.results.extend(out)
+            self.window_start_ns = window_start.value
+        finally:
+            for proc in procs:
+                if proc.is_alive():
+                    proc.terminate()
+                proc.join()
 
 
 def run_concurrency(make_backend: Callable[[], Backend], model: ModelRef, prompt_id: str, text: str,
                     settings: GenerationSettings, concurrency: int, runs: int, warmup: int,
                     testbed: str = "local") -> list[dict]:
-    """`concurrency` clients, each with `warmup` + `runs` requests of the prompt; one row per request."""
+    """`concurrency` clients, each with `warmup` + `runs` requests of the prompt; one row per request.
+
+    A server backend's clients run in processes of their own; this process's backend only reads the provenance and
+    releases the model at the end. An in-process engine runs its one stream here."""
     if concurrency < 1 or runs < 1 or warmup < 0:
         raise EdgebenchError("concurrency and runs must be at least 1 and warm-up at least 0")
     first = make_backend()
@@ -124,22 +161,32 @@ def run_concurrency(make_backend: Callable[[], Backend], model: ModelRef, prompt
     if concurrency > 1 and not server:
         raise EdgebenchError(f"the {first.name} backend runs in this process, one request at a time: its "
                              f"concurrency is 1 only (asked for {concurrency})")
-    backends = [first] + [make_backend() for _ in range(concurrency - 1)]
-    loaded: list[Backend] = []
+    first.load(model, settings)
     try:
-        for backend in backends:
-            backend.load(model, settings)
-            loaded.append(backend)
         rendered = render_prompt(model, text, settings)
         static = _static(first, model, {prompt_id: text}, settings, runs, warmup, testbed, concurrency)
-        clients = _Clients(backends, rendered, settings, runs, warmup)
         with Monitor() as monitor:
             with monitor.window() as mon:
-                clients.run()
-        return _rows(clients, static, prompt_id, text, rendered, mon.result, concurrency, server)
+                if server:
+                    clients = _Clients(make_backend, model, rendered, settings, concurrency, runs, warmup)
+                    clients.run()
+                    results, t0 = clients.results, clients.window_start_ns
+                else:
+                    results, t0 = _one_stream(first, rendered, settings, runs, warmup)
+        return _rows(results, t0, static, prompt_id, text, rendered, mon.result, concurrency, server)
     finally:
-        for backend in loaded:
-            backend.unload()
+        first.unload()
+
+
+def _one_stream(backend: Backend, prompt: str, settings: GenerationSettings, runs: int,
+                warmup: int) -> tuple[list, int]:
+    results, t0 = [], None
+    for i in range(warmup + runs):
+        if i == warmup:
+            t0 = time.perf_counter_ns()
+        start = time.perf_counter_ns()
+        results.append((0, i - warmup, start, measure_once(backend, prompt, settings)))
+    return results, t0
 
 
 def _static(backend: Backend, model: ModelRef, prompts: dict, settings: GenerationSettings, runs: int, warmup: int,
@@ -161,13 +208,12 @@ def _as_json(value) -> Optional[str]:
     return json.dumps(value, sort_keys=True) if value else None
 
 
-def _rows(clients: _Clients, static: dict, prompt_id: str, text: str, rendered: str, resources: dict,
+def _rows(results: list, t0: int, static: dict, prompt_id: str, text: str, rendered: str, resources: dict,
           concurrency: int, server: bool) -> list[dict]:
-    t0 = clients.window_start_ns
-    timed_ends = [start + m.e2e_ns for _, i, start, m in clients.results if i >= 0]
+    timed_ends = [start + m.e2e_ns for _, i, start, m in results if i >= 0]
     window_s = (max(timed_ends) - t0) / 1e9 if timed_ends else math.nan
     rows = []
-    for k, i, start, measured in sorted(clients.results, key=lambda r: r[2]):
+    for k, i, start, measured in sorted(results, key=lambda r: r[2]):
         row = _row(static, prompt_id, text, rendered, i, measured, resources)
         engine = measured.completion.engine
         if concurrency > 1 and static["backend"] == "ollama":

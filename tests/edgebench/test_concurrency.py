@@ -28,11 +28,11 @@ def _sweep(server, backend, n, runs=3, warmup=1, **options):
 
 @pytest.fixture(scope="module")
 def round_trip_ms():
-    """What a request costs a client here when the server answers at once: TTFT includes it as it does for any
-    client of a server (loopback HTTP and both processes' Python; about 1.5 ms on an idle 2-core machine, more when
-    it is shared), and no concurrency machinery can take it away. Measured per backend, one stream."""
+    """What a request costs its client here when the server answers at once: TTFT includes it as it does for any
+    client of a server (loopback HTTP and both sides' Python: about 1 ms on an idle 2-core machine, more when it is
+    shared), and no measuring can take it away. One stream, one-token answers, the median of 15."""
     out = {}
-    with FakeOllama(Script(ttft_s=0.0, itl_s=[0.0], process_per_connection=True)) as server:
+    with FakeOllama(Script(ttft_s=0.0, itl_s=[0.0])) as server:
         for backend in ("ollama", "openai"):
             rows = run_concurrency(lambda: create_backend(backend, url=server.url), MODEL, "p", "Hello",
                                    GenerationSettings(max_new_tokens=1), 1, 15, 2)
@@ -53,6 +53,9 @@ def test_the_sweep_measures_the_servers_delays_at_every_concurrency(n, backend, 
     if backend == "openai":  # each client's connection is reused: no TCP set-up inside a timed request
         assert not timed["new_connection"].any()
     itl = [x for gaps in timed["itl_ms"] for x in gaps]
+    print(f"N={n} {backend}: TTFT median {timed['ttft_ms'].median():.2f} ms (round trip "
+          f"{round_trip_ms[backend]:.2f}), ITL median {pd.Series(itl).median():.2f} ms, TPOT median "
+          f"{timed['tpot_ms'].median():.2f} ms")
     # Never earlier than the server sent it; late by no more than the request's own round trip (+ 2 ms).
     assert (timed["ttft_ms"] > TTFT_S * 1e3 - 0.5).all()
     assert abs(timed["ttft_ms"].median() - (TTFT_S * 1e3 + round_trip_ms[backend])) <= TOLERANCE_MS
@@ -64,19 +67,19 @@ def test_the_sweep_measures_the_servers_delays_at_every_concurrency(n, backend, 
         assert (g["request_start_ms"].iloc[1:].values >= g["request_end_ms"].iloc[:-1].values).all()
     # (within a thread's wake-up on a busy machine, far less than one request of 110 ms)
     assert timed.groupby("client_index")["request_start_ms"].min().max() < 30.0
-    print(f"N={n} {backend}: TTFT median {timed['ttft_ms'].median():.2f} ms (round trip {round_trip_ms[backend]:.2f}), "
-          f"ITL median {pd.Series(itl).median():.2f} ms, TPOT median {timed['tpot_ms'].median():.2f} ms")
 
 
 def test_statistics_count_what_the_clients_received(tmp_path):
-    with FakeOllama(Script(ttft_s=TTFT_S, itl_s=[ITL_S] * (TOKENS - 1), stop_after=5)) as server:
+    with FakeOllama(Script(ttft_s=TTFT_S, itl_s=[ITL_S] * (TOKENS - 1), stop_after=5, llama_server=True)) as server:
         rows = _sweep(server, "openai", 2, runs=2)
     path = tmp_path / "c2.parquet"
     write_concurrency(rows, path, {"backend_options": {"url": server.url}})
     table = pq.read_table(path)
     assert table.schema.metadata[b"edgebench_concurrency_schema_version"] == b"1"
     requests = table.to_pandas()
-    assert requests["engine_usage_json"].dropna().str.contains('"completion_tokens": 5').all()
+    # what the server sent about each request, as it sent it
+    assert requests["engine_usage_json"].str.contains('"completion_tokens": 5').all()
+    assert requests["engine_timings_json"].str.contains('"predicted_ms": 40.25').all()
     s = summarize(requests).iloc[0]
     assert s["requests"] == 4 and s["output_tokens"] == 20 and s["early_stops"] == 4 and not s["in_process"]
     assert s["output_tok_s"] == pytest.approx(20 / s["window_s"])

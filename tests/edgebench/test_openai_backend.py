@@ -44,6 +44,18 @@ def test_a_stream_is_timed_by_the_harness_and_the_usage_kept_as_sent(tmp_path):
     assert (tmp_path / "runs.parquet").is_file()
 
 
+def test_llama_servers_timings_are_kept_and_ignore_eos_sent_as_it_takes_it(tmp_path):
+    with FakeOllama(Script(llama_server=True, **FAST)) as server:
+        rows = _bench(server.url, tmp_path / "runs.parquet", GenerationSettings(max_new_tokens=6, ignore_eos=True))
+        body = _completions(server)[0]
+    assert body["ignore_eos"] is True
+    for row in rows:
+        assert row["engine_name"] == "openai:llama-server" and '"build": "b7100-0123abcd"' in row["engine_build"]
+        # as sent, from ms to ns: 12.5 ms of prompt, 40.25 ms for 6 tokens
+        assert row["engine_prompt_eval_duration_ns"] == 12_500_000 and row["engine_eval_duration_ns"] == 40_250_000
+        assert row["engine_eval_count"] == 6 and row["engine_decode_tok_s"] == pytest.approx(6 / 0.04025)
+
+
 def test_an_early_stop_is_recorded_as_such(tmp_path):
     with FakeOllama(Script(stop_after=3, **FAST)) as server:
         rows = _bench(server.url, tmp_path / "runs.parquet")
