@@ -40,7 +40,9 @@ def llama_server(smollm2_gguf, tmp_path_factory):
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf), "--host",
-                                 "127.0.0.1", "--port", str(port), "--n_threads", "2", "--model_alias", ALIAS],
+                                 "127.0.0.1", "--port", str(port), "--n_threads", "2", "--model_alias", ALIAS,
+                                 # by default it cuts a running stream short when another request arrives
+                                 "--interrupt_requests", "False"],
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -104,3 +106,16 @@ def test_the_same_greedy_text_as_llama_cpp_in_process_and_the_early_stop(llama_s
     assert served.text == local.text and served.text.strip()
     # One streamed chunk per token on this server: as many arrivals as llama.cpp generated tokens.
     assert len(served.token_times_ns) == len(local.token_ids) == local.completion.generated_tokens
+
+
+def test_a_concurrency_sweep_against_the_real_server(llama_server):
+    """Two clients at once against a server that runs one request at a time: every request is answered in full, and
+    the second client's first token waits for the first client's generation."""
+    from edgebench.concurrency import run_concurrency
+
+    rows = run_concurrency(lambda: create_backend("openai", url=llama_server, model=ALIAS), ModelRef("smollm2"), "p",
+                           LONG_ANSWER, GenerationSettings(max_new_tokens=6), 2, 2, 0)
+    assert len(rows) == 4 and {r["done_reason"] for r in rows} == {"length"}
+    assert all(r["stream_arrivals"] == 6 and r["tpot_ms"] > 0 for r in rows)
+    first = sorted(rows, key=lambda r: r["request_start_ms"])[:2]  # the two that started together
+    assert max(r["ttft_ms"] for r in first) > min(r["e2e_ms"] for r in first) * 0.9
