@@ -2,15 +2,16 @@
 clients must measure the delays the server was given, for every N, and the statistics must count what was sent."""
 
 import math
+import time
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from edgebench import EdgebenchError
-from edgebench.backends import GenerationSettings, ModelRef, create_backend
+from edgebench.backends import Backend, Completion, GenerationSettings, ModelRef, Token, create_backend
 from edgebench.concurrency import is_server_backend, run_concurrency, write_concurrency
-from edgebench.concurrency_summary import DEFAULT_LIMITS, IN_PROCESS_NOTE, met_limits, summarize
+from edgebench.concurrency_summary import DEFAULT_LIMITS, IN_PROCESS_NOTE, met_limits, summarize, table_for_paper
 from fake_ollama import FakeOllama, Script
 
 MODEL = ModelRef(name="smollm:135m", ollama_tag="smollm:135m")
@@ -107,6 +108,31 @@ def test_in_process_engines_run_one_stream_and_say_so():
     with pytest.raises(EdgebenchError, match="runs in this process, one request at a time: its concurrency is 1"):
         run_concurrency(InProcess, MODEL, "p", "Hello", GenerationSettings(), 4, 1, 0)
     assert IN_PROCESS_NOTE.startswith("in-process engine")
+
+
+class OneStreamEngine(Backend):
+    """An in-process engine as the sweep sees one: three tokens a generation, no server."""
+    name = "llamacpp"
+
+    def load(self, model, settings):
+        pass
+
+    def generate(self, prompt, settings):
+        for i in range(3):
+            time.sleep(0.002)
+            yield Token(f" t{i}", i)
+        return Completion(prompt_tokens=2, generated_tokens=3, done_reason="length")
+
+    def versions(self):
+        return {"engine_name": "stub", "engine_version": "0"}
+
+
+def test_an_in_process_engine_runs_its_one_stream_here_and_the_table_says_so():
+    rows = run_concurrency(OneStreamEngine, MODEL, "p", "Hello", GenerationSettings(max_new_tokens=3), 1, 3, 1)
+    assert len(rows) == 4 and all(r["in_process"] and r["concurrency"] == 1 for r in rows)
+    s = summarize(pd.DataFrame(rows)).iloc[0]
+    assert s["note"] == IN_PROCESS_NOTE and s["requests"] == 3 and s["output_tokens"] == 9
+    assert "in-process" in table_for_paper(pd.DataFrame([s])).iloc[0]["note"]
 
 
 def test_a_failing_client_stops_the_point_with_one_line_and_nothing_written(tmp_path):

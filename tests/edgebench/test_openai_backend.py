@@ -40,7 +40,8 @@ def test_a_stream_is_timed_by_the_harness_and_the_usage_kept_as_sent(tmp_path):
         # usage as the server sent it: 7 prompt tokens (the script's count, not ours), 6 generated
         assert row["prompt_tokens"] == 7 and row["engine_prompt_eval_count"] == 7 and row["engine_eval_count"] == 6
         assert row["engine_eval_duration_ns"] is None  # Ollama sends no timings: missing, not guessed
-        assert row["engine_name"] == "openai:other" and '"model": "smollm:135m"' in row["engine_build"]
+        assert row["engine_name"] == "openai:ollama" and row["engine_version"] == "0.12.6-fake"
+        assert '"model": "smollm:135m"' in row["engine_build"]
     assert (tmp_path / "runs.parquet").is_file()
 
 
@@ -132,4 +133,6 @@ def test_urls_and_server_kinds():
     assert server_kind({"default_generation_settings": {}}, None, None) == "llama-server"
     assert server_kind(None, {"version": "0.11.0"}, None) == "vllm"
     assert server_kind(None, None, {"info": {"title": "🦙 llama.cpp Python API"}}) == "llama-cpp-python"
+    assert server_kind(None, {"version": "0.5.0"}, None, {"model_path": "x"}) == "sglang"
+    assert server_kind(None, None, None, None, {"version": "0.24.0"}) == "ollama"
     assert server_kind(None, None, {"info": {"title": "FastAPI"}}) == "other"

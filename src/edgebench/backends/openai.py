@@ -30,10 +30,10 @@ from .. import EdgebenchError
 from .base import Backend, Completion, GenerationSettings, ModelRef, Token
 from .ollama import _ca_bundle, _one_line, redact_url
 
-ServerKind = Literal["auto", "llama-server", "vllm", "sglang", "llama-cpp-python", "other"]
+ServerKind = Literal["auto", "llama-server", "vllm", "sglang", "llama-cpp-python", "ollama", "other"]
 # How each kind of server is told to decode exactly max_tokens (None: it cannot be told).
 IGNORE_EOS_FIELD = {"llama-server": "ignore_eos", "vllm": "ignore_eos", "sglang": "ignore_eos",
-                    "llama-cpp-python": "min_tokens", "other": None}
+                    "llama-cpp-python": "min_tokens", "ollama": None, "other": None}
 PROBE_TIMEOUT_S = 5.0
 
 
@@ -256,13 +256,18 @@ class OpenAIClient:
             resp.close()
 
 
-def server_kind(props: Optional[dict], version: Optional[dict], openapi: Optional[dict]) -> str:
-    """Which server answers, from the endpoints only it has: llama-server's /props, vLLM's /version,
-    llama-cpp-python's API title; anything else is `other`."""
+def server_kind(props: Optional[dict], version: Optional[dict], openapi: Optional[dict],
+                sglang_info: Optional[dict] = None, ollama_version: Optional[dict] = None) -> str:
+    """Which server answers, from the endpoints only it has: llama-server's /props, SGLang's /get_server_info,
+    vLLM's /version, Ollama's /api/version, llama-cpp-python's API title; anything else is `other`."""
     if props and ("default_generation_settings" in props or "build_info" in props):
         return "llama-server"
+    if sglang_info:
+        return "sglang"
     if version and "version" in version:
         return "vllm"
+    if ollama_version and "version" in ollama_version:
+        return "ollama"
     title = str(((openapi or {}).get("info") or {}).get("title", ""))
     if "llama.cpp Python" in title:
         return "llama-cpp-python"
@@ -283,6 +288,7 @@ class OpenAIBackend(Backend):
         self.server = server
         self.model: Optional[str] = None
         self.provenance: dict = {}
+        self._kind = "other" if server == "auto" else server  # found at load() when auto
 
     def load(self, model: ModelRef, settings: GenerationSettings) -> None:
         """Check that the server serves the model and read what it says about itself; the server loads the model."""
@@ -292,17 +298,17 @@ class OpenAIBackend(Backend):
             raise EdgebenchError(f"the server at {self.client.shown_url} serves no model {name!r} (it serves: "
                                  f"{', '.join(served) or 'none'}); set backends.openai.model to one of them")
         self.model = name
-        props = self.client.probe("/props")
-        version = self.client.probe("/version")
-        openapi = self.client.probe("/openapi.json")
-        kind = server_kind(props, version, openapi) if self.server == "auto" else self.server
+        probes = {path: self.client.probe(path)
+                  for path in ("/props", "/get_server_info", "/version", "/api/version", "/openapi.json")}
+        props, openapi = probes["/props"], probes["/openapi.json"]
+        found = server_kind(props, probes["/version"], openapi, probes["/get_server_info"], probes["/api/version"])
+        kind = found if self.server == "auto" else self.server
         info = (openapi or {}).get("info") or {}
-        self.provenance = {
-            "server": kind,
-            "version": (version or {}).get("version") or (info.get("version") if kind != "other" else None),
-            "build": (props or {}).get("build_info"),
-            "title": info.get("title"),
-        }
+        # A FastAPI app's own version says nothing about an unknown server: only a known kind's is kept.
+        version = ((probes["/version"] or {}).get("version") or (probes["/api/version"] or {}).get("version")
+                   or (props or {}).get("build_info") or (info.get("version") if found != "other" else None))
+        self.provenance = {"server": kind, "version": version, "build": (props or {}).get("build_info"),
+                           "title": info.get("title")}
         self._kind = kind
 
     def request_body(self, prompt: str, settings: GenerationSettings) -> dict:
