@@ -16,6 +16,7 @@ Only engines behind a server can be asked for more than one stream: an in-proces
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -24,7 +25,7 @@ import queue as queue_module
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -115,36 +116,44 @@ class _Clients:
         self.window_start_ns: Optional[int] = None
         self.results: list[tuple[int, int, int, Measured]] = []
 
-    def run(self) -> None:
+    @contextlib.contextmanager
+    def started(self) -> Iterator[None]:
+        """The client processes, forked on entry (before the monitor starts its sampling thread: a fork copies only
+        the forking thread, and a lock another thread held would stay locked in the child); stopped on exit."""
         window_start = self.ctx.Value("q", 0)
         # The last client to arrive stamps the window's start, before any of them is released.
         barrier = self.ctx.Barrier(self.clients, action=functools.partial(_stamp, window_start))
-        queue = self.ctx.Queue()
-        procs = [self.ctx.Process(target=_client, args=(k, *self.args, barrier, queue), name=f"edgebench-client-{k}",
-                                  daemon=True) for k in range(self.clients)]
+        self._queue = self.ctx.Queue()
+        self._window_start = window_start
+        self._procs = [self.ctx.Process(target=_client, args=(k, *self.args, barrier, self._queue),
+                                        name=f"edgebench-client-{k}", daemon=True) for k in range(self.clients)]
         try:
-            for proc in procs:
+            for proc in self._procs:
                 proc.start()
-            answers = []
-            while len(answers) < self.clients:
-                try:
-                    answers.append(queue.get(timeout=JOIN_POLL_S))
-                except queue_module.Empty:
-                    dead = [p for p in procs if p.exitcode not in (None, 0)]
-                    if dead and len(answers) + len(dead) >= self.clients:
-                        raise EdgebenchError(f"a client process died (exit code {dead[0].exitcode}) before it "
-                                             f"reported") from None
-            errors = sorted((k, message) for status, k, message in answers if status == "error")
-            if errors:
-                raise _ClientFailed(errors[0][1])
-            for status, _, out in answers:
-                self.results.extend(out)
-            self.window_start_ns = window_start.value
+            yield
         finally:
-            for proc in procs:
+            for proc in self._procs:
                 if proc.is_alive():
                     proc.terminate()
                 proc.join()
+
+    def collect(self) -> None:
+        """Wait for every client's answer; the first error is raised as one line."""
+        answers = []
+        while len(answers) < self.clients:
+            try:
+                answers.append(self._queue.get(timeout=JOIN_POLL_S))
+            except queue_module.Empty:
+                silent = [p for p in self._procs if p.exitcode not in (None, 0)]
+                if silent and len(answers) + len(silent) >= self.clients:
+                    raise EdgebenchError(f"a client process died (exit code {silent[0].exitcode}) before it "
+                                         f"reported") from None
+        errors = sorted((k, message) for status, k, message in answers if status == "error")
+        if errors:
+            raise _ClientFailed(errors[0][1])
+        for _, _, out in answers:
+            self.results.extend(out)
+        self.window_start_ns = self._window_start.value
 
 
 def run_concurrency(make_backend: Callable[[], Backend], model: ModelRef, prompt_id: str, text: str,
@@ -165,14 +174,14 @@ def run_concurrency(make_backend: Callable[[], Backend], model: ModelRef, prompt
     try:
         rendered = render_prompt(model, text, settings)
         static = _static(first, model, {prompt_id: text}, settings, runs, warmup, testbed, concurrency)
-        with Monitor() as monitor:
-            with monitor.window() as mon:
-                if server:
-                    clients = _Clients(make_backend, model, rendered, settings, concurrency, runs, warmup)
-                    clients.run()
-                    results, t0 = clients.results, clients.window_start_ns
-                else:
-                    results, t0 = _one_stream(first, rendered, settings, runs, warmup)
+        if server:
+            clients = _Clients(make_backend, model, rendered, settings, concurrency, runs, warmup)
+            with clients.started(), Monitor() as monitor, monitor.window() as mon:
+                clients.collect()
+            results, t0 = clients.results, clients.window_start_ns
+        else:
+            with Monitor() as monitor, monitor.window() as mon:
+                results, t0 = _one_stream(first, rendered, settings, runs, warmup)
         return _rows(results, t0, static, prompt_id, text, rendered, mon.result, concurrency, server)
     finally:
         first.unload()
