@@ -46,6 +46,7 @@ def test_bad_concurrency_settings_are_one_clear_error(tmp_path, tiny_gguf, chang
     assert f"invalid configuration: {message}" in proc.stderr + proc.stdout
 
 
+@pytest.mark.slow
 def test_the_sweep_rules_end_to_end_against_a_server(tmp_path, tiny_gguf):
     with FakeOllama(Script(ttft_s=0.02, itl_s=[0.005] * 5)) as server:
         cfg = _config(tmp_path, tiny_gguf, backends={"openai": {"url": server.url + "/v1", "model": "smollm:135m"}},
