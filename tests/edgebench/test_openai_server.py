@@ -119,3 +119,13 @@ def test_a_concurrency_sweep_against_the_real_server(llama_server):
     assert all(r["stream_arrivals"] == 6 and r["tpot_ms"] > 0 for r in rows)
     first = sorted(rows, key=lambda r: r["request_start_ms"])[:2]  # the two that started together
     assert max(r["ttft_ms"] for r in first) > min(r["e2e_ms"] for r in first) * 0.9
+
+
+def test_a_model_the_real_server_does_not_serve_is_one_line(llama_server):
+    """This server answers any model name with the one it has: the backend checks /v1/models itself."""
+    from edgebench import EdgebenchError
+
+    backend = create_backend("openai", url=llama_server, model="qwen2.5:0.5b")
+    with pytest.raises(EdgebenchError, match=f"serves no model 'qwen2.5:0.5b' \\(it serves: {ALIAS}\\)") as err:
+        backend.load(ModelRef("qwen"), GenerationSettings())
+    assert "\n" not in str(err.value)
