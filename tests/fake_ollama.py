@@ -5,6 +5,14 @@ the way Ollama does: one chunk per token, then a final `done: true` chunk with `
 Like Ollama, it sends the headers of a stream with its first token, and `/api/ps` shows the context the model was
 loaded with (the load's `num_ctx`).
 
+It also speaks Ollama's OpenAI-compatible endpoints (`GET /v1/models`, streaming `POST /v1/completions` as
+server-sent events, `data: [DONE]` at the end, the `usage` chunk when `stream_options.include_usage` asks for it),
+with the same delays and faults.
+
+Several streams are served at once (one thread per connection), each on its own deadlines from its own request's
+arrival, so that a client running N requests at once must measure the script's delays for every one of them;
+`peak_in_flight` says how many generations the server was running at the same moment.
+
 Faults, for the fault-injection tests: a pause before the headers (Ollama reloading a model), chunks split across
 TCP writes, the final chunk in the same write as the last token, a last line without its newline, and the failures
 of `Script.fault`.
@@ -20,7 +28,8 @@ import struct
 import tempfile
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import socketserver
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 
 @dataclass
@@ -46,6 +55,17 @@ class Script:
     fault: str | None = None
     fault_at: int = 2
     close_after_each: bool = False       # close the connection after each generation (keep-alive lost)
+    # Each connection served by a process of its own, as a server written in a language without a global interpreter
+    # lock would serve it: N streams arriving together are then not read one after the other by the stand-in's own
+    # Python, which would delay the later ones' deadlines (state such as the loaded context stays per connection).
+    process_per_connection: bool = False
+    # Answer /v1 as llama.cpp's llama-server does: `/props` with its build, `timings` (ms) in the last chunk.
+    llama_server: bool = False
+
+
+class ForkingHTTPServer(socketserver.ForkingMixIn, HTTPServer):
+    daemon_threads = True
+    block_on_close = False
 
 
 class FakeOllama:
@@ -56,6 +76,9 @@ class FakeOllama:
         self.reloads = 0
         self.pull_layers = pull_layers  # callable(model) -> None, run at the end of a pull
         self._log = tempfile.NamedTemporaryFile(prefix="fake-ollama-", suffix=".jsonl", delete=False).name
+        # Shared with the server's process: generations running now, and the most that ever ran at once.
+        self._in_flight = multiprocessing.get_context("fork").Value("i", 0)
+        self._peak = multiprocessing.get_context("fork").Value("i", 0)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -80,6 +103,11 @@ class FakeOllama:
                 outer._record(self.path, {})
                 if self.path == "/api/version":
                     self._json(200, {"version": "0.12.6-fake"})
+                elif self.path == "/props" and outer.script.llama_server:
+                    self._json(200, {"build_info": "b7100-0123abcd", "default_generation_settings": {"n_ctx": 4096}})
+                elif self.path == "/v1/models":
+                    self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 1764547200,
+                                                                 "owned_by": "library"} for m in outer.script.models]})
                 elif self.path == "/api/ps":
                     ctx = outer.script.context_length or outer.loaded_ctx
                     self._json(200, {"models": [{"name": m, "model": m, "size": 100, "size_vram": 0,
@@ -99,6 +127,8 @@ class FakeOllama:
                 model = body.get("model")
                 if self.path == "/api/pull":
                     return self._pull(model)
+                if self.path == "/v1/completions":
+                    return self._v1_completions(model, body)
                 if model not in outer.script.models:
                     return self._json(404, {"error": f"model '{model}' not found"})
                 if self.path == "/api/show":
@@ -139,17 +169,18 @@ class FakeOllama:
                 if ctx and outer.loaded_ctx and ctx != outer.loaded_ctx:
                     outer.reloads += 1  # Ollama reloads the model for another context
                 outer.loaded_ctx = ctx or outer.loaded_ctx
-                self._generate(model, body)
+                with outer._counting():
+                    self._generate(model, body)
 
             def setup(self):
                 super().setup()
                 # As Go's net package does for every TCP connection (Ollama): no Nagle delay on small writes.
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-            def _stream(self) -> None:
+            def _stream(self, content_type: str = "application/x-ndjson") -> None:
                 """The headers, kept to go out in the same write as the first chunk (as Go's buffered writer does)."""
                 self.send_response(200)
-                self.send_header("Content-Type", "application/x-ndjson")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Transfer-Encoding", "chunked")
                 self._headers_buffer.append(b"\r\n")
                 self._head = b"".join(self._headers_buffer)
@@ -227,6 +258,60 @@ class FakeOllama:
                 if s.close_after_each:  # without saying so: the client finds out when it reuses the connection
                     self.close_connection = True
 
+            def _v1_completions(self, model: str, body: dict) -> None:
+                """Ollama's /v1/completions: OpenAI errors, then one server-sent event per token."""
+                s = outer.script
+                if model not in s.models:
+                    return self._json(404, {"error": {"message": f'model "{model}" not found, try pulling it first',
+                                                      "type": "api_error", "param": None, "code": None}})
+                if s.fault == "500_json":
+                    return self._json(500, {"error": {"message": "llama runner process has terminated",
+                                                      "type": "api_error", "param": None, "code": None}})
+                with outer._counting():
+                    self._v1_stream(model, body)
+
+            def _v1_stream(self, model: str, body: dict) -> None:
+                s = outer.script
+                n = min(body.get("max_tokens") or 16, 1 + len(s.itl_s))
+                reason = "length"
+                if s.stop_after is not None and s.stop_after < n:
+                    n, reason = s.stop_after, "stop"
+                due = self._arrived
+                for i in range(n):
+                    due += s.ttft_s if i == 0 else s.itl_s[i - 1]
+                    time.sleep(max(0.0, due - time.perf_counter()))
+                    if i == 0:
+                        self._stream("text/event-stream")
+                    if s.fault == "drop" and i == s.fault_at:
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    if s.fault == "no_done" and i == s.fault_at:
+                        return self._end()
+                    text = s.token_text if s.token_text is not None else f" t{i}"
+                    self._event({"id": "cmpl-1", "object": "text_completion", "created": 1764547200, "model": model,
+                                 "choices": [{"text": text, "index": 0, "finish_reason": None}]})
+                if n == 0:
+                    self._stream("text/event-stream")
+                last = {"id": "cmpl-1", "object": "text_completion", "created": 1764547200, "model": model,
+                        "choices": [{"text": "", "index": 0, "finish_reason": reason}]}
+                if s.llama_server:
+                    last["timings"] = {"prompt_n": 7, "prompt_ms": 12.5, "predicted_n": n, "predicted_ms": 40.25,
+                                       "predicted_per_second": n / 0.04025}
+                self._event(last)
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    self._event({"id": "cmpl-1", "object": "text_completion", "created": 1764547200, "model": model,
+                                 "choices": [], "usage": {"prompt_tokens": s.server_fields["prompt_eval_count"],
+                                                          "completion_tokens": n, "total_tokens": n + 7}})
+                if s.fault == "no_done":
+                    return self._end()
+                self._chunk(b"data: [DONE]\n\n")
+                self._end()
+
+            def _event(self, obj: dict) -> None:
+                self._chunk(("data: " + json.dumps(obj) + "\n\n").encode())
+
             def _pull(self, model: str) -> None:
                 if model == "missing:model":
                     return self._json(500, {"error": "pull model manifest: file does not exist"})
@@ -245,12 +330,33 @@ class FakeOllama:
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server_class = ForkingHTTPServer if self.script.process_per_connection else ThreadingHTTPServer
+        self.server = server_class(("127.0.0.1", 0), Handler)
         self.server.handle_error = lambda request, address: None  # a client that hangs up is not news
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         # The server runs in its own process, as Ollama does: sharing the client's interpreter (and its GIL)
         # would add the server's Python work to the latencies the client measures.
         self.process = multiprocessing.get_context("fork").Process(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most generations the server ran at the same moment."""
+        return self._peak.value
+
+    def _counting(self):
+        outer = self
+
+        class InFlight:
+            def __enter__(self):
+                with outer._in_flight.get_lock():
+                    outer._in_flight.value += 1
+                    outer._peak.value = max(outer._peak.value, outer._in_flight.value)
+
+            def __exit__(self, *exc):
+                with outer._in_flight.get_lock():
+                    outer._in_flight.value -= 1
+
+        return InFlight()
 
     def _record(self, path: str, body: dict) -> None:
         with open(self._log, "a") as f:

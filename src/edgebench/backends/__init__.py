@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "ollama": "edgebench.backends.ollama:OllamaBackend",
     "llamacpp": "edgebench.backends.llamacpp:LlamaCppBackend",
     "edgellm": "edgebench.backends.edgellm:EdgeLLMBackend",
+    "openai": "edgebench.backends.openai:OpenAIBackend",
 }
 
 # Options of every backend that the pipeline applies itself rather than the backend's constructor.
