@@ -144,7 +144,7 @@ def test_runs_record_whether_they_reconnected(tmp_path):
     (["--ctx", "-5"], "--ctx must be at least 1 token, not -5"),
     (["--temperature", "-1"], "--temperature must be 0 (greedy) or more, not -1.0"),
     (["--ollama-timeout", "0"], "--ollama-timeout must be a positive number of seconds, not 0.0"),
-    (["--backend", "vllm"], "unknown backend 'vllm'; choose one of edgellm, llamacpp, ollama"),
+    (["--backend", "vllm"], "unknown backend 'vllm'; choose one of edgellm, llamacpp, ollama, openai"),
 ])
 def test_bad_options_are_one_line_before_any_request(args, message, tmp_path, capsys):
     with FakeOllama(Script(**FAST)) as server:
