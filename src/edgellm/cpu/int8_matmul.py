@@ -39,8 +39,9 @@ FOUR_BIT = ("Q4_0", "Q4_1", "Q4_K")  # unsigned values 0..15: two per byte in th
 
 @dataclass
 class PanelMatrix:
-    u: np.ndarray       # uint8 [panels, vectors, 64]: quad c of rows 16p..16p+15, row after row (two per vector in
-                        # the NIBBLES layout: low nibbles quad j, high nibbles quad j + 4 of each 32-block)
+    u: np.ndarray       # uint8 [panels, vectors, 64]: quad c of rows 16p..16p+15, row after row (VNNI layouts; two
+                        # quads per vector in NIBBLES: low nibbles quad j, high nibbles quad j + 4 of each 32-block),
+                        # or column after column (portable layout: 16 rows of column 4c, then of 4c + 1, ...)
     d: np.ndarray       # [panels, cols / block, 16] float32 scales; in the VNNI layouts their raw bytes (uint8,
     m: np.ndarray       # float16 where that holds them exactly, see half_scales); m has the offset folded in
     rows: int           # real rows (the last panel is padded with zero rows)
@@ -56,6 +57,11 @@ class PanelMatrix:
     @property
     def nbytes(self) -> int:
         return self.u.nbytes + self.d.nbytes + self.m.nbytes
+
+    @property
+    def vnni(self) -> bool:
+        """In the VNNI kernel's layout (raw scale bytes), else the portable one (float32 scales)."""
+        return self.d.dtype == np.uint8
 
 
 def _by_panel(a: np.ndarray, panels: int) -> np.ndarray:
@@ -80,7 +86,10 @@ def to_panels(qt: QTensor, vnni_layout: bool | None = None) -> PanelMatrix:
     m = np.zeros_like(d)
     d[:rows] = qt.d
     m[:rows] = qt.m - offset * qt.d
-    quads = u.reshape(panels, LANES, cols // QUAD, QUAD).transpose(0, 2, 1, 3).reshape(panels, cols // QUAD, 64)
+    quads = u.reshape(panels, LANES, cols // QUAD, QUAD).transpose(0, 2, 1, 3)  # [panel, quad, row, column]
+    if not vnni_layout:
+        quads = quads.transpose(0, 1, 3, 2)
+    quads = quads.reshape(panels, cols // QUAD, 64)
     layout = vnni.BYTES16 if qt.block == 16 else vnni.BYTES
     if vnni_layout and qt.qtype in FOUR_BIT:
         blocks = quads.reshape(panels, cols // ACT_BLOCK, 2, 4, 64)  # [.., first or second half of the 8 quads, ..]
@@ -102,13 +111,16 @@ def dequantized_rows(w: PanelMatrix, rows: np.ndarray) -> np.ndarray:
     """float32 [len(rows), cols]: rows of w (an embedding lookup), in any layout."""
     panel, lane = rows // LANES, rows % LANES
     n, blocks = len(rows), w.d.shape[1]
-    quads = w.u[panel].reshape(n, w.u.shape[1], LANES, QUAD)[np.arange(n), :, lane]  # [n, vectors, 4]
+    if w.vnni:
+        quads = w.u[panel].reshape(n, w.u.shape[1], LANES, QUAD)[np.arange(n), :, lane]  # [n, vectors, 4]
+    else:
+        quads = w.u[panel].reshape(n, w.u.shape[1], QUAD, LANES)[np.arange(n), :, :, lane]
     if w.layout == vnni.NIBBLES:
         halves = np.stack([quads & 0x0F, quads >> 4], axis=2)                            # [n, vectors, 2, 4]
         q = halves.reshape(n, blocks, 4, 2, QUAD).transpose(0, 1, 3, 2, 4).reshape(n, -1)
     else:
         q = quads.reshape(n, -1)
-    scale_type = (np.float16 if w.half_scales else np.float32) if w.d.dtype == np.uint8 else None
+    scale_type = (np.float16 if w.half_scales else np.float32) if w.vnni else None
 
     def per_row(s):
         s = s.view(scale_type) if scale_type is not None else s
@@ -143,16 +155,16 @@ def quantize_activations(x, xq, xd, xs):
 
 @njit(fastmath=True, cache=True)
 def block_dot_portable(w, x, first, end, lanes):
-    """lanes[l] = sum over quads k in first..end-1 of the four products w[k, 4l + j] * x[4k + j] (u8 x s8, int32
-    sums), in plain code for CPUs without VNNI (the compiler vectorises it over the 16 lanes)."""
+    """lanes[l] = sum over quads k in first..end-1 of the four products w[k, 16j + l] * x[4k + j] (u8 x s8, int32
+    sums; the portable layout keeps a quad's columns apart, 16 rows each), in plain code for CPUs without VNNI: the
+    compiler vectorises it over the 16 contiguous lanes."""
     lanes[:] = 0
     for k in range(first, end):
         wk = w[k]
-        x0, x1, x2, x3 = np.int32(x[4 * k]), np.int32(x[4 * k + 1]), np.int32(x[4 * k + 2]), np.int32(x[4 * k + 3])
-        for lane in range(LANES):
-            i = lane * QUAD
-            lanes[lane] += (np.int32(wk[i]) * x0 + np.int32(wk[i + 1]) * x1 + np.int32(wk[i + 2]) * x2 +
-                            np.int32(wk[i + 3]) * x3)
+        for j in range(QUAD):
+            xj = np.int32(x[QUAD * k + j])
+            for lane in range(LANES):
+                lanes[lane] += np.int32(wk[j * LANES + lane]) * xj
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -216,7 +228,7 @@ class ActivationBuffers:
         """out [T, >= padded rows] (C-contiguous rows) = the quantized activations @ w.T; returns out[:, :rows]."""
         T, C = self.T, self.C
         xq, xd, xs = self.xq[:T, :C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK]
-        if w.d.dtype == np.uint8:  # the VNNI layouts
+        if w.vnni:
             panel_matmul_vnni(w.u, w.d, w.m, xq, xd, xs, w.layout, w.half_scales, out)
         else:
             panel_matmul(w.u, w.d, w.m, xq, xd, xs, self.part, out)
