@@ -158,3 +158,17 @@ def set_threads(n: int | None) -> int:
     if n:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     return numba.get_num_threads()
+
+
+@njit(cache=True)
+def rmsnorm_heads(x, weight, eps):
+    """In place over x [T, heads, D]: each head's vector normed as rmsnorm does (gemma3's q and k norms)."""
+    T, n_heads, D = x.shape
+    for t in range(T):
+        for h in range(n_heads):
+            ss = 0.0
+            for i in range(D):
+                ss += np.float64(x[t, h, i]) * np.float64(x[t, h, i])
+            scale = np.float32(1.0 / math.sqrt(ss / D + eps))
+            for i in range(D):
+                x[t, h, i] = x[t, h, i] * scale * weight[i]

@@ -1,5 +1,6 @@
 """A GGUF file's tensors as the CPU engine holds them: float32 arrays, or quantized matrices repacked losslessly
-to int8 (edgellm.cpu.quant). Weights are dequantized with `gguf.quants.dequantize` (bit-identical to ggml's own)."""
+to 8-bit integers in row panels for the integer kernels (edgellm.cpu.quant, edgellm.cpu.int8_matmul). Weights are
+dequantized with `gguf.quants.dequantize` (bit-identical to ggml's own)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import numpy as np
 from ..errors import ModelFileError, UnsupportedModelError
 from ..gguf.config import Config
 from ..gguf.quant_types import QUANTIZED_TYPES, SUPPORTED_TYPES
+from .int8_matmul import PanelMatrix, to_panels
 from .quant import QTensor, repack
 
-Matrix = Union[np.ndarray, QTensor]  # float32 [rows, cols], or quantized (edgellm.cpu.quant)
+# float32 [rows, cols], or quantized: a QTensor while reading, row panels (edgellm.cpu.int8_matmul) once read
+Matrix = Union[np.ndarray, QTensor, PanelMatrix]
 
 
 @dataclass
@@ -114,6 +117,11 @@ def stack(mats: list[Matrix]) -> list[Matrix]:
     return mats
 
 
+def panels(mats: list[Matrix]) -> list[Matrix]:
+    """The integer kernels' form of each quantized matrix (float32 ones as they are)."""
+    return [to_panels(m) if isinstance(m, QTensor) else m for m in mats]
+
+
 def read_weights(reader, cfg: Config, quantized: bool = True) -> Weights:
     tr = TensorReader(reader, quantized)
     d, hd, h, hkv, ff = cfg.dim, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads, cfg.hidden_dim
@@ -126,17 +134,19 @@ def read_weights(reader, cfg: Config, quantized: bool = True) -> Weights:
                                    tr.get(p + "attn_v.bias", (hkv * hd,))])
         if cfg.architecture == "phi3":
             # phi3 stores q, k, v as one matrix, and gate then up as one `ffn_up` of 2 * hidden rows
-            wqkv = [tr.matrix(p + "attn_qkv.weight", ((h + 2 * hkv) * hd, d))]
-            w_gate_up = [tr.matrix(p + "ffn_up.weight", (2 * ff, d))]
+            wqkv = panels([tr.matrix(p + "attn_qkv.weight", ((h + 2 * hkv) * hd, d))])
+            w_gate_up = panels([tr.matrix(p + "ffn_up.weight", (2 * ff, d))])
         else:
-            wqkv = stack([tr.matrix(p + "attn_q.weight", (h * hd, d)), tr.matrix(p + "attn_k.weight", (hkv * hd, d)),
-                          tr.matrix(p + "attn_v.weight", (hkv * hd, d))])
-            w_gate_up = stack([tr.matrix(p + "ffn_gate.weight", (ff, d)), tr.matrix(p + "ffn_up.weight", (ff, d))])
+            wqkv = panels(stack([tr.matrix(p + "attn_q.weight", (h * hd, d)),
+                                 tr.matrix(p + "attn_k.weight", (hkv * hd, d)),
+                                 tr.matrix(p + "attn_v.weight", (hkv * hd, d))]))
+            w_gate_up = panels(stack([tr.matrix(p + "ffn_gate.weight", (ff, d)),
+                                      tr.matrix(p + "ffn_up.weight", (ff, d))]))
         layer = LayerWeights(
             attn_norm=tr.get(p + "attn_norm.weight", (d,)), wqkv=wqkv, bqkv=bqkv,
-            wo=tr.matrix(p + "attn_output.weight", (d, h * hd)),
+            wo=panels([tr.matrix(p + "attn_output.weight", (d, h * hd))])[0],
             ffn_norm=tr.get(p + "ffn_norm.weight", (d,)), w_gate_up=w_gate_up,
-            w_down=tr.matrix(p + "ffn_down.weight", (d, ff)),
+            w_down=panels([tr.matrix(p + "ffn_down.weight", (d, ff))])[0],
         )
         if cfg.post_norms:
             layer.post_attn_norm = tr.get(p + "post_attention_norm.weight", (d,))
@@ -145,8 +155,8 @@ def read_weights(reader, cfg: Config, quantized: bool = True) -> Weights:
             layer.q_norm = tr.get(p + "attn_q_norm.weight", (hd,))
             layer.k_norm = tr.get(p + "attn_k_norm.weight", (hd,))
         layers.append(layer)
-    embd = tr.matrix("token_embd.weight", (cfg.vocab_size, d))
-    output = embd if cfg.tied_embeddings else tr.matrix("output.weight", (cfg.vocab_size, d))
+    embd = panels([tr.matrix("token_embd.weight", (cfg.vocab_size, d))])[0]
+    output = embd if cfg.tied_embeddings else panels([tr.matrix("output.weight", (cfg.vocab_size, d))])[0]
 
     def optional(name):
         return tr.get(name, (hd // 2,)) if name in tr else None

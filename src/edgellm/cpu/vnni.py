@@ -1,0 +1,148 @@
+"""AVX-512 VNNI's vpdpbusd from numba: LLVM's loop vectorizer does not produce it from plain code (it stops at
+vpmaddwd), so the integer kernels reach it through an intrinsic written in LLVM IR. `AVAILABLE` says whether this
+CPU has it; nothing here is compiled unless it has (numba's on-disk cache is keyed by the CPU's features, so a
+cache written here is never loaded on a CPU without them).
+
+`panel_dot` is one 16-row panel of a weight matrix against one token's int8 activations, all blocks of the row:
+per block, 4 activations broadcast to the 16 lanes and one vpdpbusd per quad of weights (int32 sums), then the
+block's scales in float32 (weights' d and m, activations' d and scaled sum). Weight layouts (edgellm.cpu.int8_matmul):
+  NIBBLES: 4-bit weights, two quads per byte vector (low nibbles quad j, high nibbles quad j + 4 of a 32-block)
+  BYTES:   one byte per weight, blocks of 32;  BYTES16: the same with blocks of 16 (Q6_K)
+Scales are float16 (HALF_SCALES, when that holds them exactly) or float32, 16 per block (one per row).
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+def _host_has(*features: str) -> bool:
+    try:
+        host = llvm.get_host_cpu_features()
+    except RuntimeError:  # not every platform reports its features
+        return False
+    return all(host.get(f, False) for f in features)
+
+
+AVAILABLE = _host_has("avx512f", "avx512bw", "avx512vnni", "f16c")
+
+NIBBLES, BYTES, BYTES16 = 0, 1, 2
+
+_I8, _I16, _I32, _I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+_I32X16 = ir.VectorType(_I32, 16)
+_I8X64 = ir.VectorType(_I8, 64)
+_F32X16 = ir.VectorType(ir.FloatType(), 16)
+_F16X16 = ir.VectorType(ir.HalfType(), 16)
+_SPLAT = ir.Constant(_I32X16, [0] * 16)
+
+
+def _splat(builder, value, vector_type):
+    one = builder.insert_element(ir.Constant(vector_type, None), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, one, _SPLAT)
+
+
+@intrinsic
+def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
+    """out[0:16] (float32, contiguous) = the 16 rows of one panel . one token's activations.
+    u: uint8 [vectors, 64] (C-contiguous rows); d, m: uint8 [blocks, 64 or 32] (16 float32 or float16 per block);
+    x: int8 [C] contiguous; xd: float32 [C / 32]; xs: float32 [C / 16]; layout: NIBBLES, BYTES or BYTES16;
+    half_scales: whether d and m hold float16."""
+    sig = types.void(u, d, m, x, xd, xs, layout, half_scales, out)
+
+    def codegen(context, builder, signature, args):
+        arrays = [context.make_array(t)(context, builder, a) if isinstance(t, types.Array) else None
+                  for t, a in zip(signature.args, args)]
+        u_arr, d_arr, m_arr, x_arr, xd_arr, xs_arr, _, _, out_arr = arrays
+        layout_v, half_v = args[6], args[7]
+        dpbusd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32X16, [_I32X16] * 3),
+                                                "llvm.x86.avx512.vpdpbusd.512")
+        n_blocks = cgutils.unpack_tuple(builder, d_arr.shape, 2)[0]
+        u_ptr = builder.bitcast(u_arr.data, _I32X16.as_pointer())       # one 64-byte vector per index
+        d_bytes = cgutils.unpack_tuple(builder, d_arr.strides, 2)[0]
+        d_base, m_base = builder.ptrtoint(d_arr.data, _I64), builder.ptrtoint(m_arr.data, _I64)
+        x_quads = builder.bitcast(x_arr.data, _I32.as_pointer())
+        xd_ptr, xs_ptr = xd_arr.data, xs_arr.data
+        acc = cgutils.alloca_once_value(builder, ir.Constant(_F32X16, None))
+        low_mask = ir.Constant(_I8X64, [0x0F] * 64)
+        four = ir.Constant(_I8X64, [4] * 64)
+        is_half = builder.icmp_unsigned("!=", builder.zext(half_v, _I64), ir.Constant(_I64, 0))
+
+        def scales(base, b):
+            ptr = builder.add(base, builder.mul(b, d_bytes))
+            with builder.if_else(is_half) as (then, otherwise):
+                with then:
+                    half = builder.load(builder.inttoptr(ptr, _F16X16.as_pointer()), align=2)
+                    from_half = builder.fpext(half, _F32X16)
+                    then_block = builder.block
+                with otherwise:
+                    from_float = builder.load(builder.inttoptr(ptr, _F32X16.as_pointer()), align=4)
+                    else_block = builder.block
+            phi = builder.phi(_F32X16)
+            phi.add_incoming(from_half, then_block)
+            phi.add_incoming(from_float, else_block)
+            return phi
+
+        def step(isum, weights, quad_index):
+            quad = builder.load(builder.gep(x_quads, [quad_index]), align=1)
+            return builder.call(dpbusd, [isum, weights, _splat(builder, quad, _I32X16)])
+
+        def block_sum(b, kind):
+            """int32 lane sums of block b for one layout (unrolled over its quads)."""
+            isum = ir.Constant(_I32X16, None)
+            if kind == NIBBLES:
+                for j in range(4):
+                    packed = builder.load(builder.gep(u_ptr, [builder.add(builder.mul(b, ir.Constant(_I64, 4)),
+                                                                           ir.Constant(_I64, j))]), align=1)
+                    bytes_ = builder.bitcast(packed, _I8X64)
+                    low = builder.bitcast(builder.and_(bytes_, low_mask), _I32X16)
+                    high = builder.bitcast(builder.lshr(bytes_, four), _I32X16)
+                    first = builder.mul(b, ir.Constant(_I64, 8))
+                    isum = step(isum, low, builder.add(first, ir.Constant(_I64, j)))
+                    isum = step(isum, high, builder.add(first, ir.Constant(_I64, j + 4)))
+            else:
+                quads = 8 if kind == BYTES else 4
+                for j in range(quads):
+                    index = builder.add(builder.mul(b, ir.Constant(_I64, quads)), ir.Constant(_I64, j))
+                    isum = step(isum, builder.load(builder.gep(u_ptr, [index]), align=1), index)
+            return isum
+
+        def run(kind):
+            block = 16 if kind == BYTES16 else 32
+            with cgutils.for_range(builder, n_blocks) as loop:
+                b = loop.index
+                isum = block_sum(b, kind)
+                act = builder.udiv(builder.mul(b, ir.Constant(_I64, block)), ir.Constant(_I64, 32))
+                x_scale = builder.load(builder.gep(xd_ptr, [act]))
+                if block == 32:
+                    pair = builder.mul(b, ir.Constant(_I64, 2))
+                    x_sum = builder.fadd(builder.load(builder.gep(xs_ptr, [pair])),
+                                         builder.load(builder.gep(xs_ptr, [builder.add(pair, ir.Constant(_I64, 1))])))
+                else:
+                    x_sum = builder.load(builder.gep(xs_ptr, [b]))
+                wd, wm = scales(d_base, b), scales(m_base, b)
+                term = builder.fmul(builder.sitofp(isum, _F32X16),
+                                    builder.fmul(wd, _splat(builder, x_scale, _F32X16), flags=["fast"]), flags=["fast"])
+                term = builder.fadd(term, builder.fmul(wm, _splat(builder, x_sum, _F32X16), flags=["fast"]),
+                                    flags=["fast"])
+                builder.store(builder.fadd(builder.load(acc), term, flags=["fast"]), acc)
+
+        layout64 = builder.zext(layout_v, _I64) if layout_v.type.width < 64 else layout_v
+        is_nibbles = builder.icmp_unsigned("==", layout64, ir.Constant(_I64, NIBBLES))
+        is_bytes = builder.icmp_unsigned("==", layout64, ir.Constant(_I64, BYTES))
+        with builder.if_else(is_nibbles) as (then, otherwise):
+            with then:
+                run(NIBBLES)
+            with otherwise:
+                with builder.if_else(is_bytes) as (then2, otherwise2):
+                    with then2:
+                        run(BYTES)
+                    with otherwise2:
+                        run(BYTES16)
+        builder.store(builder.load(acc), builder.bitcast(out_arr.data, _F32X16.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen

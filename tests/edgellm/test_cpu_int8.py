@@ -1,0 +1,124 @@
+"""The integer kernels of the CPU engine: int8 activations against the weights' panels, in both layouts (VNNI and
+portable), for every supported quant type; the generated instructions."""
+
+import re
+
+import gguf
+import numpy as np
+import pytest
+from gguf.quants import quantize
+from numba import njit
+
+from edgellm.cpu import vnni
+from edgellm.cpu.int8_matmul import (ACT_BLOCK, ActivationBuffers, block_dot_portable, dequantized_rows, padded_rows,
+                                     to_panels)
+from edgellm.cpu.quant import repack
+from edgellm.gguf.quant_types import QUANTIZED_TYPES
+
+T = gguf.GGMLQuantizationType
+ROWS, COLS = 40, 512  # 40 rows: the last 16-row panel is padded
+LAYOUTS = [pytest.param(False, id="portable"),
+           pytest.param(True, id="vnni", marks=pytest.mark.skipif(not vnni.AVAILABLE, reason="no AVX-512 VNNI"))]
+
+
+def quantized_matrix(qtype: str, rng):
+    """Real blocks: quantized by gguf where it can; K-quants as random bytes with sane fp16 scales."""
+    if qtype in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"):
+        raw = quantize(rng.standard_normal((ROWS, COLS)).astype(np.float32), T[qtype])
+    else:
+        raw = rng.integers(0, 256, (ROWS * COLS // 256, gguf.GGML_QUANT_SIZES[T[qtype]][1]), dtype=np.uint8)
+        scale = np.full((raw.shape[0], 1), 0.01, np.float16).view(np.uint8)
+        if qtype == "Q6_K":
+            raw[:, -2:] = scale
+        else:  # d and dmin lead the block
+            raw[:, 0:4] = np.concatenate([scale, scale], axis=1)
+    return repack(qtype, raw.reshape(ROWS, -1), ROWS, COLS)
+
+
+def activations(rng, tokens=3) -> np.ndarray:
+    x = rng.standard_normal((tokens, COLS)).astype(np.float32)
+    x[:, 7] *= 40.0  # an outlier, as real residual streams have
+    return x
+
+
+def dequantized_activations(buf: ActivationBuffers, tokens: int) -> np.ndarray:
+    q = buf.xq[:tokens, :COLS].astype(np.float64).reshape(tokens, -1, ACT_BLOCK)
+    return (q * buf.xd[:tokens, :COLS // ACT_BLOCK, None]).reshape(tokens, COLS)
+
+
+@pytest.mark.parametrize("vnni_layout", LAYOUTS)
+@pytest.mark.parametrize("qtype", QUANTIZED_TYPES)
+def test_integer_product_is_exact_on_the_quantized_activations(qtype, vnni_layout):
+    """The integer sums are exact: the product equals (quantized activations) @ (dequantized weights) up to float32
+    rounding of the per-block scaling."""
+    rng = np.random.default_rng(3)
+    qt = quantized_matrix(qtype, rng)
+    w = to_panels(qt, vnni_layout=vnni_layout)
+    x = activations(rng)
+    buf = ActivationBuffers(4, COLS)
+    buf.quantize(x)
+    out = np.full((3, padded_rows(w)), np.nan, np.float32)
+    got = buf.matmul(w, out)
+    exact = dequantized_activations(buf, 3) @ qt.dequantize().astype(np.float64).T
+    assert got.shape == (3, ROWS)
+    assert np.abs(got - exact).max() <= 2e-6 * np.abs(exact).max()
+    # against float32 activations only the int8 rounding of x differs
+    float_exact = x.astype(np.float64) @ qt.dequantize().astype(np.float64).T
+    assert np.abs(got - float_exact).max() <= 2e-2 * np.abs(float_exact).max()
+
+
+@pytest.mark.parametrize("vnni_layout", LAYOUTS)
+@pytest.mark.parametrize("qtype", QUANTIZED_TYPES)
+def test_rows_of_the_panels_are_the_dequantized_rows(qtype, vnni_layout):
+    qt = quantized_matrix(qtype, np.random.default_rng(4))
+    rows = np.array([0, 17, 39, 5])
+    np.testing.assert_array_equal(dequantized_rows(to_panels(qt, vnni_layout=vnni_layout), rows),
+                                  qt.dequantize()[rows])
+
+
+def test_activation_quantization_is_q8_0():
+    rng = np.random.default_rng(5)
+    x = activations(rng, tokens=2)
+    buf = ActivationBuffers(2, COLS)
+    buf.quantize(x)
+    blocks = x.reshape(2, -1, ACT_BLOCK)
+    np.testing.assert_allclose(buf.xd[:2, :COLS // ACT_BLOCK], np.abs(blocks).max(2) / 127, rtol=1e-6)
+    assert np.abs(buf.xq[:2, :COLS].astype(int)).max() <= 127
+    assert np.abs(dequantized_activations(buf, 2) - x).max() <= buf.xd[:2].max() / 2 * (1 + 1e-5)
+    sums = buf.xq[:2, :COLS].astype(np.float64).reshape(2, -1, 16).sum(2) * np.repeat(buf.xd[:2, :COLS // 32], 2, 1)
+    np.testing.assert_allclose(buf.xs[:2, :COLS // 16], sums, rtol=1e-6)
+
+
+def instructions(asm: str) -> dict:
+    names = ("vpdpbusd", "vpdpwssd", "vpmaddubsw", "vpmaddwd", "vpmulld")
+    return {n: len(re.findall(rf"\b{n}\b", asm)) for n in names}
+
+
+@pytest.mark.skipif(not vnni.AVAILABLE, reason="no AVX-512 VNNI")
+def test_the_vnni_kernel_is_vpdpbusd():
+    @njit
+    def one_panel(u, d, m, x, xd, xs, layout, half, out):
+        vnni.panel_dot(u, d, m, x, xd, xs, layout, half, out)
+
+    w = to_panels(quantized_matrix("Q4_1", np.random.default_rng(6)), vnni_layout=True)
+    buf = ActivationBuffers(1, COLS)
+    buf.quantize(activations(np.random.default_rng(7), tokens=1))
+    out = np.zeros(16, np.float32)
+    one_panel(w.u[0], w.d[0], w.m[0], buf.xq[0], buf.xd[0], buf.xs[0], w.layout, w.half_scales, out)
+    found = instructions("\n".join(one_panel.inspect_asm().values()))
+    print("VNNI panel kernel:", found)
+    assert found["vpdpbusd"] > 0
+
+
+def test_the_portable_kernel_sums_exactly_and_what_the_compiler_makes_of_it():
+    """The plain-code integer dot product (CPUs without VNNI) is exact; which of the integer dot-product
+    instructions the compiler chose for it is reported (-s)."""
+    plain = njit(fastmath=True)(block_dot_portable.py_func)  # a fresh compile: cached code cannot be inspected
+    rng = np.random.default_rng(8)
+    w = rng.integers(0, 256, (8, 64)).astype(np.uint8)
+    x = rng.integers(-127, 128, 40).astype(np.int8)
+    lanes = np.zeros(16, np.int32)
+    plain(w, x, 2, 8, lanes)
+    expected = (w[2:8].reshape(6, 4, 16).astype(np.int64) * x[8:32].reshape(6, 4, 1)).sum((0, 1))
+    np.testing.assert_array_equal(lanes, expected)
+    print("portable kernel:", instructions("\n".join(plain.inspect_asm().values())))
