@@ -416,6 +416,8 @@ def run_options(settings: GenerationSettings) -> dict:
 
 class OllamaBackend(Backend):
     name = "ollama"
+    # The model runs in the Ollama server's processes: the benchmark process's host RSS is not its memory.
+    runs_in_process = False
 
     def __init__(self, url: Optional[str] = None, timeout_s: float = 300.0, retries: int = 3):
         self.client = OllamaClient(url, timeout_s=timeout_s, retries=retries)
