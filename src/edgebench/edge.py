@@ -265,6 +265,7 @@ def pareto_figure(runs: pd.DataFrame, settings: EdgeSettings, png, testbed: str)
     """Decode tok/s against measured peak memory at the context, the Pareto front, and where each profile's budget
     (less the margin) and the decode target fall. Speeds are the testbed's, never scaled."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     from .plots import backend_palette, not_measured, save
 
@@ -279,22 +280,28 @@ def pareto_figure(runs: pd.DataFrame, settings: EdgeSettings, png, testbed: str)
     palette = backend_palette(placed["backend"])
     for backend, g in placed.groupby("backend"):
         meets = g["ttft_ms_mean"] <= settings.max_ttft_ms
-        ax.scatter(g["peak_memory_mib"][meets], g["decode_tok_s_mean"][meets], color=palette[backend], s=40,
-                   label=f"{backend}", zorder=3)
-        ax.scatter(g["peak_memory_mib"][~meets], g["decode_tok_s_mean"][~meets], facecolors="none", s=40,
-                   edgecolors=palette[backend], label=f"{backend}, TTFT > {settings.max_ttft_ms:g} ms", zorder=3)
+        if meets.any():
+            ax.scatter(g["peak_memory_mib"][meets], g["decode_tok_s_mean"][meets], color=palette[backend], s=40,
+                       label=f"{backend}", zorder=3)
+        if (~meets).any():
+            ax.scatter(g["peak_memory_mib"][~meets], g["decode_tok_s_mean"][~meets], facecolors="none", s=40,
+                       edgecolors=palette[backend], label=f"{backend}, TTFT > {settings.max_ttft_ms:g} ms", zorder=3)
         for _, r in g.iterrows():
             ax.annotate(r["model_label"], (r["peak_memory_mib"], r["decode_tok_s_mean"]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
     front = placed[placed["pareto"].eq(True)].sort_values("peak_memory_mib")
     ax.step(front["peak_memory_mib"], front["decode_tok_s_mean"], where="post", color="0.3", lw=1, ls="--",
-            label="Pareto front", zorder=2)
+            marker="o", markersize=11, markerfacecolor="none", label="Pareto front", zorder=2)
     ax.axhline(settings.min_decode_tok_s, color="tab:red", lw=1, ls=":",
                label=f"decode target {settings.min_decode_tok_s:g} tok/s")
     ax.set_xscale("log")
     ax.set_yscale("log")
     lo, hi = ax.get_xlim()
-    lines = [(settings.largest_peak_that_fits(p), p.label) for p in settings.profiles]
+    # Profiles of one budget share a line (A100 and H100 80 GB).
+    by_budget: dict[float, list[str]] = {}
+    for p in settings.profiles:
+        by_budget.setdefault(settings.largest_peak_that_fits(p), []).append(p.label)
+    lines = [(x, " / ".join(labels)) for x, labels in by_budget.items()]
     for x, label in lines:
         if x > 0:
             ax.axvline(x, color="0.6", lw=0.8)
@@ -302,6 +309,10 @@ def pareto_figure(runs: pd.DataFrame, settings: EdgeSettings, png, testbed: str)
                         va="top", ha="right", color="0.35")
     # Every budget on the axis, so that the headroom of a small model on a large device shows too.
     ax.set_xlim(min([lo] + [x / 1.3 for x, _ in lines if x > 0]), max([hi] + [x * 1.3 for x, _ in lines]))
+    # Labelled ticks at 1, 2 and 5 of each decade, in plain MiB: log-scale minor labels collide over decades.
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     sources = sorted(set(placed["memory_source"]))
     ax.set_xlabel("peak memory (MiB): " + "; ".join(sources), fontsize=8)
     ax.set_ylabel(f"decode tok/s on {testbed} (mean of timed runs)")
