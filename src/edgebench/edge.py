@@ -258,7 +258,10 @@ def _why_none(block: pd.DataFrame, settings: EdgeSettings) -> str:
         return f"no model was measured at {settings.context_tokens} tokens"
     if not block["fits"].eq(True).any():
         return "no measured model fits" if block["fits"].notna().any() else "no peak memory was measured"
-    return "no fitting model meets the targets"
+    fitting = block[block["fits"].eq(True)].sort_values("decode_tok_s_mean", ascending=False)
+    best = fitting.iloc[0]
+    return (f"no fitting model meets the targets (the fastest that fits: {best['model_label']} on {best['backend']}, "
+            f"decode {_num(best['decode_tok_s_mean'])} tok/s, TTFT {_num(best['ttft_ms_mean'])} ms)")
 
 
 def pareto_figure(runs: pd.DataFrame, settings: EdgeSettings, png, testbed: str) -> None:

@@ -115,7 +115,9 @@ def test_speeds_are_the_testbeds_means_never_scaled_and_every_row_names_the_test
 def test_no_recommendation_says_why():
     s = _settings()
     slow = edge_table(_frame(_runs("llamacpp", "1b", 5, 50, 1e9, gpu_proc=1500)), s)
-    assert recommendations(slow, s)["recommended"].tolist() == ["none: no fitting model meets the targets"] * 2
+    assert recommendations(slow, s)["recommended"].tolist() == [
+        "none: no fitting model meets the targets (the fastest that fits: 1b on llamacpp, decode 5.0 tok/s, "
+        "TTFT 50.0 ms)"] * 2
     huge = edge_table(_frame(_runs("llamacpp", "70b", 50, 50, 7e10, gpu_proc=90 * GIB)), s)
     assert recommendations(huge, s)["recommended"].iloc[0] == "none: no measured model fits"
     empty = edge_table(_frame(_runs("llamacpp", "1b", 50, 50, 1e9, gpu_proc=100, tokens=128)), s)
