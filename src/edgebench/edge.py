@@ -311,7 +311,7 @@ def pareto_figure(runs: pd.DataFrame, settings: EdgeSettings, png, testbed: str)
             ax.annotate(label, (x, 0.98), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
                         va="top", ha="right", color="0.35")
     # Every budget on the axis, so that the headroom of a small model on a large device shows too.
-    ax.set_xlim(min([lo] + [x / 1.3 for x, _ in lines if x > 0]), max([hi] + [x * 1.3 for x, _ in lines]))
+    ax.set_xlim(min([lo / 1.5] + [x / 1.3 for x, _ in lines if x > 0]), max([hi] + [x * 1.3 for x, _ in lines]))
     # Labelled ticks at 1, 2 and 5 of each decade, in plain MiB: log-scale minor labels collide over decades.
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
