@@ -46,6 +46,9 @@ localrules:
     figures,
     context_figures,
     context_table,
+    edge_analysis,
+    edge_table,
+    edge_figure,
     compare_testbeds,
 
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from . import EdgebenchError
 from .atomic import Temporary, prepare_target
 
-SCHEMA_VERSION = "2"  # 2: context_tokens, prompt_tokens_mismatch
+SCHEMA_VERSION = "3"  # 2: context_tokens, prompt_tokens_mismatch; 3: the Ollama server's runner and settings
 
 _f64, _i64, _str, _bool = pa.float64(), pa.int64(), pa.string(), pa.bool_()
 
@@ -44,6 +44,10 @@ RUN_FIELDS: list[tuple[str, pa.DataType]] = [
     ("engine_prompt_eval_duration_ns", _i64), ("engine_eval_count", _i64), ("engine_eval_duration_ns", _i64),
     ("engine_stream_chunks", _i64), ("engine_decode_tok_s", _f64),
     ("engine_name", _str), ("engine_version", _str), ("engine_build", _str), ("engine_device", _str),
+    # the Ollama server (null for other backends): the runner's command line and the settings that change what a
+    # long context costs, from the server process's environment ("unset": read, not set; "unknown": not readable)
+    ("ollama_runner", _str), ("ollama_flash_attention", _str), ("ollama_kv_cache_type", _str),
+    ("ollama_num_parallel", _str), ("ollama_settings_source", _str),
     # resources (GPU columns null without a GPU)
     ("host_rss_peak_mb", _f64), ("host_cpu_time_s", _f64),
     ("gpu_mem_baseline_mb", _f64), ("gpu_mem_peak_mb", _f64), ("gpu_proc_mem_peak_mb", _f64),

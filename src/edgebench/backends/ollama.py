@@ -408,6 +408,65 @@ def locate_blob(tag: str, root: Optional[Path] = None) -> tuple[Path, str]:
     raise EdgebenchError(f"the manifest of {tag} has no model layer")
 
 
+# The server settings that change what a long context costs (flash attention, KV cache precision, parallel slots,
+# which multiply the context a runner allocates). Ollama's API reports none of them: they are read from the server's
+# own environment where this machine runs it and this user may read it, else recorded as "unknown".
+SERVER_SETTINGS = {"OLLAMA_FLASH_ATTENTION": "ollama_flash_attention", "OLLAMA_KV_CACHE_TYPE": "ollama_kv_cache_type",
+                   "OLLAMA_NUM_PARALLEL": "ollama_num_parallel"}
+UNKNOWN = "unknown"
+UNSET = "unset"  # the server's environment was read and does not set it: the server's default applies
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def server_process(url: str):
+    """The process on this machine listening on the URL's port, or None: another machine, or not visible to this
+    user (a service run as another user hides its sockets and environment)."""
+    import psutil
+
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not (host in LOOPBACK or host.startswith("127.")) or parts.port is None:
+        return None
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == parts.port and conn.pid:
+                return psutil.Process(conn.pid)
+    except psutil.Error:
+        return None
+    return None
+
+
+def server_settings(process) -> dict:
+    """OLLAMA_FLASH_ATTENTION, OLLAMA_KV_CACHE_TYPE and OLLAMA_NUM_PARALLEL as the server process has them."""
+    import psutil
+
+    try:
+        env = process.environ() if process is not None else None
+    except psutil.Error:
+        env = None
+    if env is None:
+        return {column: UNKNOWN for column in SERVER_SETTINGS.values()}
+    return {column: env.get(name, UNSET) for name, column in SERVER_SETTINGS.items()}
+
+
+def runner_command(process, model_file: Optional[str] = None) -> str:
+    """The command line of the runner that serves the model: the server's child process whose arguments name the
+    model's GGUF (or, without it, the only child there is), as read; "unknown" where it cannot be read."""
+    import psutil
+
+    if process is None:
+        return UNKNOWN
+    try:
+        commands = [c.cmdline() for c in process.children(recursive=True)]
+    except psutil.Error:
+        return UNKNOWN
+    commands = [c for c in commands if c]
+    if model_file:
+        named = [c for c in commands if any(model_file in arg for arg in c)]
+        commands = named or commands
+    return " ".join(commands[0]) if len(commands) == 1 else UNKNOWN
+
+
 def run_options(settings: GenerationSettings) -> dict:
     """The options of every timed request; the load request sends the same, so Ollama never reloads between."""
     return {"num_predict": settings.max_new_tokens, "temperature": settings.temperature, "seed": settings.seed,
@@ -416,6 +475,8 @@ def run_options(settings: GenerationSettings) -> dict:
 
 class OllamaBackend(Backend):
     name = "ollama"
+    # The model runs in the Ollama server's processes: the benchmark process's host RSS is not its memory.
+    runs_in_process = False
 
     def __init__(self, url: Optional[str] = None, timeout_s: float = 300.0, retries: int = 3):
         self.client = OllamaClient(url, timeout_s=timeout_s, retries=retries)
@@ -437,11 +498,24 @@ class OllamaBackend(Backend):
             if model.info.get(key) is None and value is not None:
                 model.info[key] = value
         self.client.load(self.tag, options=run_options(settings))
+        self._server = self._server_facts(model)
         try:
             self._check_context(settings.num_ctx)
         except EdgebenchError:
             self.unload()  # loaded, but not as configured: it must not hold the GPU for the next engine
             raise
+
+    def _server_facts(self, model: ModelRef) -> dict:
+        """The server's settings and the runner serving the model, read once the model is loaded (the runner is a
+        child process that exists only then)."""
+        process = server_process(self.client.url)
+        blob = model.info.get("gguf_sha256") or (str(model.gguf_path) if model.gguf_path else None)
+        facts = server_settings(process)
+        facts["ollama_runner"] = runner_command(process, blob)
+        facts["ollama_settings_source"] = (f"the environment of the server process (pid {process.pid})" if
+                                           process is not None and facts["ollama_flash_attention"] != UNKNOWN
+                                           else "unknown: the server's process is not readable from here")
+        return facts
 
     def _loaded(self) -> list[dict]:
         return [m for m in self.client.ps() if self.tag in (m.get("name"), m.get("model"))]
@@ -512,7 +586,8 @@ class OllamaBackend(Backend):
             self.tag = None
 
     def versions(self) -> dict:
-        return {"engine_name": "ollama", "engine_version": getattr(self, "_version", None)}
+        return {"engine_name": "ollama", "engine_version": getattr(self, "_version", None),
+                **getattr(self, "_server", {})}
 
     def device(self) -> str:
         try:
