@@ -201,11 +201,29 @@ class Notebook:
         print(f"GPU: {self.gpu.name}, {self.gpu.memory_mib} MiB, compute capability {self.gpu.compute_capability}")
 
     def step_setup(self) -> None:
+        self.ensure_venv()
         env = dict(self.env)
         if self.gpu is not None:
             env["LLAMACPP_CUDA"] = self.gpu.cuda_arch
         self.sh("setup", ["make", "setup"], env=env, log=self.work / "setup.log",
                 show=lambda line: line.startswith(("llamacpp-wheel", "make")))
+
+    def ensure_venv(self) -> None:
+        """`make setup` makes a virtual environment, which needs ensurepip: some images ship Python without it, and
+        Debian's pythonX.Y-venv package brings it (notebook machines run as root)."""
+        python = self.env.get("PYTHON", "python3")
+        probe = subprocess.run([python, "-c", "import ensurepip, sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True, env=self.env)
+        if probe.returncode == 0:
+            return
+        version = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                 capture_output=True, text=True, env=self.env).stdout.strip()
+        if not version or shutil.which("apt-get", path=self.env.get("PATH")) is None:
+            raise CellError("setup", f"{python} cannot make a virtual environment (no ensurepip): install "
+                                     f"python{version or '3'}-venv")
+        print(f"{python} has no ensurepip: installing python{version}-venv")
+        self.sh("setup", ["sh", "-c", f"apt-get update -q && apt-get install -y -q python{version}-venv"],
+                log=self.work / "apt-venv.log", show=lambda line: False)
 
     def step_build_edgellm_kernels(self) -> None:
         if self.pipeline_config is None:

@@ -144,6 +144,18 @@ def test_find_gpu_reads_nvidia_smi_and_needs_nvcc(tmp_path):
     assert nb.gpu == Gpu("Tesla T4", 15360, "7.5")
 
 
+def test_a_python_without_ensurepip_is_one_line_where_apt_cannot_help(tmp_path):
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    fake_tool(tools, "python3", 'case "$2" in *ensurepip*) exit 1;; esac; echo 3.12')
+    nb = Notebook("colab", tmp_path, cpu_only=True)
+    nb.env["PATH"] = str(tools)  # no apt-get, no make
+    with pytest.raises(CellError) as error:
+        nb.cell("setup")
+    assert error.value._render_traceback_() == [
+        "cell 'setup' failed: python3 cannot make a virtual environment (no ensurepip): install python3.12-venv"]
+
+
 def test_a_server_that_dies_at_start_is_its_last_log_line(tmp_path, monkeypatch):
     tools = tmp_path / "bin"
     tools.mkdir()
