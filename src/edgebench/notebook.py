@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import html
+import json
 import os
 import shutil
 import subprocess
@@ -74,9 +75,10 @@ class CellError(Exception):
     def __init__(self, cell: str, message: str):
         super().__init__(f"{cell}: {message}")
         self.cell = cell
+        self.message = message
 
     def _render_traceback_(self) -> list[str]:
-        return [f"cell '{self.cell}' failed: {self.args[0].split(': ', 1)[1]}"]
+        return [f"cell '{self.cell}' failed: {self.message}"]
 
 
 @dataclass(frozen=True)
@@ -161,16 +163,14 @@ class Notebook:
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
         out = open(log, "w") if log is not None else None
-        tail: list[str] = []
-        explained: list[str] = []  # every line, for `explain`
+        lines: list[str] = []
         try:
             proc = subprocess.Popen(argv, cwd=self.repo, env=env or self.env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
             for line in proc.stdout:
                 if out is not None:
                     out.write(line)
-                tail = (tail + [line])[-20:]
-                explained.append(line)
+                lines.append(line)
                 if show(line):
                     print(line, end="", flush=True)
             code = proc.wait()
@@ -179,7 +179,7 @@ class Notebook:
                 out.close()
         if code != 0:
             where = f" (full output: {log})" if log is not None else ""
-            reason = explain(explained) or last_line("".join(tail), "no output")
+            reason = explain(lines) or last_line("".join(lines[-20:]), "no output")
             raise CellError(cell, f"{Path(argv[0]).name} {' '.join(argv[1:3])} exited {code}: {reason}{where}")
 
     # --- the steps -----------------------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ class Notebook:
         if query.returncode != 0:
             raise CellError("find-gpu", f"nvidia-smi: {last_line(query.stderr or query.stdout, 'no answer')}")
         self.gpu = parse_nvidia_smi(query.stdout)
-        # Kaggle and Colab install the CUDA toolkit under /usr/local/cuda without putting nvcc on the PATH.
+        # The CUDA toolkit's usual place, which a notebook kernel's PATH does not always include.
         if shutil.which("nvcc", path=self.env.get("PATH")) is None and Path("/usr/local/cuda/bin/nvcc").exists():
             self.env["PATH"] = "/usr/local/cuda/bin:" + self.env.get("PATH", "")
         if shutil.which("nvcc", path=self.env.get("PATH")) is None:
@@ -212,8 +212,7 @@ class Notebook:
         """`make setup` makes a virtual environment, which needs ensurepip: some images ship Python without it, and
         Debian's pythonX.Y-venv package brings it (notebook machines run as root)."""
         python = self.env.get("PYTHON", "python3")
-        probe = subprocess.run([python, "-c", "import ensurepip, sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True, env=self.env)
+        probe = subprocess.run([python, "-c", "import ensurepip"], capture_output=True, env=self.env)
         if probe.returncode == 0:
             return
         version = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
@@ -240,8 +239,8 @@ class Notebook:
                 log=self.work / "ollama-install.log")
 
     def step_start_ollama(self) -> None:
-        if self.ollama_version() is not None:
-            print(f"Ollama {self.ollama_version()} is running already at {OLLAMA_URL}; it keeps its own settings")
+        if (running := self.ollama_version()) is not None:
+            print(f"Ollama {running} is running already at {OLLAMA_URL}: it keeps the settings it was started with")
             return
         log = self.work / "ollama-serve.log"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -264,7 +263,6 @@ class Notebook:
     def ollama_version() -> Optional[str]:
         try:
             with urllib.request.urlopen(f"{OLLAMA_URL}/api/version", timeout=2) as answer:
-                import json
                 return json.loads(answer.read()).get("version", "?")
         except (OSError, ValueError):
             return None
@@ -285,7 +283,8 @@ class Notebook:
                                                  f"{', '.join(names)})")
             keep = self.models
         else:
-            keep = names if self.cpu_only or self.config else models_for(self.gpu, names)
+            # Only the plan is cut to the card: another config runs as written.
+            keep = models_for(self.gpu, names) if chosen == PLAN_CONFIG and not self.cpu_only else names
         if keep == names and self.runs is None:
             self.pipeline_config = path  # the config as it is: a rerun of the same config has nothing to do
         else:
@@ -298,7 +297,8 @@ class Notebook:
             tmp.write_text(f"# {chosen}, as the notebook ran it\n" + yaml.safe_dump(config, sort_keys=False))
             tmp.replace(self.pipeline_config)
         card = f"{self.gpu.name}, {self.gpu.memory_mib} MiB" if self.gpu else "no GPU"
-        print(f"config: {self.pipeline_config.relative_to(self.repo)} ({card}); models: {', '.join(keep)}")
+        shown = os.path.relpath(self.pipeline_config, self.repo)
+        print(f"config: {shown} ({card}); models: {', '.join(keep)}")
 
     def snakemake(self, *args: str) -> list[str]:
         return [str(self.bin / "snakemake"), *args, "--configfile", str(self.pipeline_config)]

@@ -104,6 +104,13 @@ def test_on_a_t4_the_plan_is_cut_to_tiers_1_and_2(tmp_path):
     assert written["backends"] == yaml.safe_load((ROOT / "config" / "plan.yaml").read_text())["backends"]
 
 
+def test_a_config_other_than_the_plan_runs_as_written_on_any_card(tmp_path):
+    nb = Notebook("kaggle", repo_copy(tmp_path), cpu_only=False, config="config/config.yaml")
+    nb.gpu = Gpu("Tesla T4", 15360, "7.5")
+    nb.cell("choose-config")
+    assert nb.pipeline_config == tmp_path / "config" / "config.yaml"
+
+
 def test_unknown_model_is_one_line_naming_the_cell(tmp_path):
     nb = Notebook("colab", repo_copy(tmp_path), cpu_only=True, models=["nonesuch"])
     with pytest.raises(CellError) as error:
