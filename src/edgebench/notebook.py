@@ -37,8 +37,9 @@ STEPS: dict[str, tuple[str, str]] = {
               "more on fewer"),
     "choose-config": ("Chooses the config: the quickstart on the CPU path; on a GPU the plan, its tier 1-2 models "
                       "under 16 GiB of GPU memory (a T4), all of it above (an A100 or H100)", "seconds"),
-    "build-edgellm-kernels": ("EdgeLLM's CUDA kernels for the GPU found, through the pipeline's build step "
-                              "(compile_kernels: kernels/Makefile, nvcc)", "nvcc over every kernel source: minutes"),
+    "build-kernels": ("The CUDA kernels that the config's engines declare as their build step, for the GPU found, "
+                      "through the pipeline's own build rules (kernels/Makefile, nvcc)",
+                      "nvcc over every kernel source: minutes"),
     "install-ollama": ("Installs Ollama as Ollama documents it for Linux (curl -fsSL https://ollama.com/install.sh "
                        "| sh), unless it is installed already", "a download of Ollama's Linux bundle"),
     "start-ollama": ("Starts `ollama serve` in the background with the settings of a fair comparison (flash "
@@ -54,7 +55,7 @@ STEPS: dict[str, tuple[str, str]] = {
 }
 
 # The cells that cannot run without a GPU and Ollama: the CUDA builds' GPU detection, the kernel build and Ollama.
-SKIPPED_ON_CPU = ("find-gpu", "build-edgellm-kernels", "install-ollama", "start-ollama")
+SKIPPED_ON_CPU = ("find-gpu", "build-kernels", "install-ollama", "start-ollama")
 
 # The plan's tiers 1 and 2 (benchmark plan, "Target Models"): what a T4's 15 GiB holds.
 TIER_1_2 = ("smollm-135m", "qwen2.5-0.5b", "qwen2.5-1.5b", "llama3.2-1b", "llama3.2-3b", "phi3.5-3.8b", "gemma2-2b")
@@ -224,11 +225,22 @@ class Notebook:
         self.sh("setup", ["sh", "-c", f"apt-get update -q && apt-get install -y -q python{version}-venv"],
                 log=self.work / "apt-venv.log", show=lambda line: False)
 
-    def step_build_edgellm_kernels(self) -> None:
+    def step_build_kernels(self) -> None:
         if self.pipeline_config is None:
-            raise CellError("build-edgellm-kernels", "no config chosen: run the choose-config cell first")
+            raise CellError("build-kernels", "no config chosen: run the choose-config cell first")
+        # The rules come from the backends' own declarations (the registry), as the pipeline's build rules do.
+        rules = subprocess.run(
+            [str(self.bin / "python"), "-c", "import sys, yaml; from edgebench.backends import backend_class as b; "
+             "print(*sorted({b(n).build_step.rule for n in yaml.safe_load(open(sys.argv[1]))['backends'] "
+             "if b(n).build_step}))", str(self.pipeline_config)],
+            capture_output=True, text=True, env={**self.env, "PYTHONPATH": str(self.repo / "src")}, cwd=self.repo)
+        if rules.returncode != 0:
+            raise CellError("build-kernels", f"the backends' build steps: {last_line(rules.stderr, 'no answer')}")
+        if not rules.stdout.split():
+            print("no engine of the config has a build step")
+            return
         # kernels.arch `auto` (the default) builds for the GPU found.
-        self.sh("build-edgellm-kernels", self.snakemake("compile_kernels", "--cores", "all"),
+        self.sh("build-kernels", self.snakemake(*rules.stdout.split(), "--cores", "all"),
                 log=self.work / "kernels.log")
 
     def step_install_ollama(self) -> None:

@@ -111,6 +111,21 @@ def test_a_config_other_than_the_plan_runs_as_written_on_any_card(tmp_path):
     assert nb.pipeline_config == tmp_path / "config" / "config.yaml"
 
 
+@pytest.mark.parametrize("backends, rules", [(None, ["compile_kernels"]), ({"llamacpp": {}}, [])])
+def test_kernel_cell_builds_the_steps_the_configs_engines_declare(tmp_path, backends, rules):
+    nb = Notebook("colab", ROOT, cpu_only=False)
+    nb.bin = Path(sys.executable).parent  # this environment's Python and Snakemake
+    nb.pipeline_config = ROOT / "config" / "plan.yaml"
+    if backends is not None:  # the plan without the engines that have a build step
+        nb.pipeline_config = tmp_path / "config.yaml"
+        nb.pipeline_config.write_text(yaml.safe_dump({"backends": backends}))
+    calls = []
+    nb.sh = lambda cell, argv, **kw: calls.append(argv)
+    nb.cell("build-kernels")
+    assert [argv[1:len(rules) + 1] for argv in calls] == ([rules] if rules else [])
+    assert all(argv[-2:] == ["--configfile", str(nb.pipeline_config)] for argv in calls)
+
+
 def test_unknown_model_is_one_line_naming_the_cell(tmp_path):
     nb = Notebook("colab", repo_copy(tmp_path), cpu_only=True, models=["nonesuch"])
     with pytest.raises(CellError) as error:
