@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +38,8 @@ PLATFORMS = {
     },
 }
 
-PARAMETERS = '''# Parameters (papermill: -p NAME VALUE, -y for lists). None: chosen from the card nvidia-smi finds.
-CPU_ONLY = False   # True: no GPU, no Ollama, the quickstart config; the cells {skipped} are skipped
+PARAMETERS = '''# edgebench on {title}: the parameters (papermill: -p NAME VALUE, -y for lists).
+CPU_ONLY = False   # True: no GPU, no Ollama, the quickstart config, and the cells of the GPU and Ollama skipped
 CONFIG = None      # a config file of the repository; None: config/plan.yaml on a GPU, config/config.yaml with CPU_ONLY
 MODELS = None      # model names of that config to run; None: all, the plan's cut to the card (tiers 1-2 under 16 GiB)
 RUNS = None        # timed runs per prompt; None: the config's
@@ -81,16 +82,17 @@ def notebook(platform: str) -> dict:
     p = PLATFORMS[platform]
     skipped = ", ".join(SKIPPED_ON_CPU)
     cells = [
+        code("parameters", PARAMETERS.format(**p), tags=("parameters",)),
         markdown("intro", f"# edgebench on {p['title']}\n\n"
                  "Benchmarks Ollama against EdgeLLM (and llama.cpp, per the config) with the edgebench pipeline on "
                  "this machine's GPU: the README's set-up with the CUDA builds, Ollama, the pipeline on a config "
                  "sized for the card, then the figures, the success criteria and a zip of the results.\n\n"
                  f"{p['before']}\n\n"
-                 "Run all cells. A failing cell stops the notebook with one line naming the cell; its full output "
+                 "Set the parameters in the cell above (None: chosen from the card nvidia-smi finds), then run "
+                 "all cells. A failing cell stops the notebook with one line naming the cell; its full output "
                  "is under `results/notebook/` of the checkout.\n\n"
                  f"`CPU_ONLY = True` takes the CPU path (no GPU, no Ollama): the same cells on the quickstart "
                  f"config, the cells {skipped} skipped by name. CI executes both notebooks that way."),
-        code("parameters", PARAMETERS.format(skipped=skipped, **p), tags=("parameters",)),
         markdown("clone-text", "## clone\nThe repository, and the notebook's steps (`src/edgebench/notebook.py`) "
                  "(seconds)."),
         code("clone", CLONE.format(platform=platform)),
@@ -98,7 +100,9 @@ def notebook(platform: str) -> dict:
     for name, (what, duration) in STEPS.items():
         skip = " Skipped on the CPU path." if name in SKIPPED_ON_CPU else ""
         cells.append(markdown(f"{name}-text", f"## {name}\n{what} ({duration}).{skip}"))
-        cells.append(code(name, f"# {name}: {duration}.{skip}\nnb.cell(\"{name}\")"))
+        comment = textwrap.fill(f"{name}: {duration}.{skip}", width=118, initial_indent="# ",
+                                subsequent_indent="# ")
+        cells.append(code(name, f"{comment}\nnb.cell(\"{name}\")"))
     return {
         "cells": cells,
         "metadata": {

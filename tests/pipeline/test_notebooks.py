@@ -47,7 +47,7 @@ def test_notebooks_are_what_the_generator_writes():
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_parameters_come_first_and_are_tagged_for_papermill(name):
-    first = code_cells(load(ROOT / "notebooks" / f"{name}.ipynb"))[0]
+    first = load(ROOT / "notebooks" / f"{name}.ipynb")["cells"][0]
     assert first["metadata"]["tags"] == ["parameters"]
     for parameter in ("CPU_ONLY = False", "CONFIG = None", "MODELS = None", "RUNS = None", "REPO_DIR =", "ZIP_PATH ="):
         assert parameter in text(first)
@@ -60,7 +60,7 @@ def test_every_step_is_one_cell_in_order_and_says_how_long(name):
     assert calls == [f'nb.cell("{step}")' for step in STEPS]
     for cell in code_cells(nb)[2:]:
         step = cell["id"]
-        assert STEPS[step][1] in text(cell)
+        assert " ".join(STEPS[step][1].split()) in " ".join(text(cell).replace("# ", "").split())
         assert ("Skipped on the CPU path" in text(cell)) == (step in SKIPPED_ON_CPU)
 
 
