@@ -46,3 +46,19 @@ lint: setup
 
 clean:
 	rm -rf results .snakemake report/report.html
+
+# The Kaggle and Colab notebooks executed on their CPU path (no GPU, no Ollama: the quickstart config; the cells of
+# the CUDA builds and of Ollama are skipped by name), with papermill in the project's environment. The executed
+# notebooks (outputs and figures embedded) and the results' zips go to $(NOTEBOOKS_OUT). After `make quickstart`
+# the pipeline cell has nothing to do.
+NOTEBOOKS_OUT ?= build/notebooks
+.PHONY: notebooks-cpu
+notebooks-cpu: $(VENV)/.notebooks
+	mkdir -p $(NOTEBOOKS_OUT)
+	for nb in kaggle colab; do \
+	  $(BIN)/papermill -k python3 --no-progress-bar notebooks/$$nb.ipynb $(NOTEBOOKS_OUT)/$$nb.ipynb -p CPU_ONLY True \
+	    -p REPO_DIR "$(CURDIR)" -p ZIP_PATH "$(abspath $(NOTEBOOKS_OUT))/$$nb-results.zip" || exit 1; \
+	done
+$(VENV)/.notebooks: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q -e ".[notebooks]"
+	touch $@

@@ -16,8 +16,8 @@
 #                          fp16 (Apple M1 and later, Jetson Orin, Graviton 2 and later).
 #   LLAMACPP_CPU=host      the portable set plus every AVX-512 / AVX-VNNI extension this CPU reports (x86-64), or
 #                          -mcpu=native (arm64); AMX is never compiled in.
-#   LLAMACPP_CUDA=ARCH     also build llama.cpp's CUDA backend for that compute capability (e.g. 90; "native" = the
-#                          GPU present); needs nvcc and cuBLAS.
+#   LLAMACPP_CUDA=ARCH     also build llama.cpp's CUDA backend for that compute capability (e.g. 90; 75 for a T4,
+#                          87 for a Jetson Orin; "native" = the GPU present); needs nvcc and cuBLAS.
 #   LLAMACPP_VERSION       default 0.3.36 (pyproject.toml pins the same).
 #   LLAMACPP_WHEELS        where wheels are kept, default .wheels/ in the project.
 #
