@@ -11,7 +11,7 @@ import pytest
 
 from edgebench import EdgebenchError
 from edgebench.atomic import atomic_path, check_writable, write_json
-from edgebench.records import RunWriter, read_schema_version, write_runs
+from edgebench.records import SCHEMA_VERSION, RunWriter, read_schema_version, write_runs
 from edgebench.runner import no_token_note
 
 
@@ -89,7 +89,7 @@ def test_a_password_in_a_url_never_reaches_the_parquet(tmp_path):
     write_runs([_row(0)], out, extra_metadata={"backend_options": {"url": "http://alice:s3cret@gpu-host:11434"}})
     meta = pq.read_schema(out).metadata
     assert b"s3cret" not in meta[b"edgebench_extra"] and b"http://gpu-host:11434" in meta[b"edgebench_extra"]
-    assert read_schema_version(out) == "2"
+    assert read_schema_version(out) == SCHEMA_VERSION
     assert pq.read_table(out).num_rows == 1
 
 

@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from edgebench.records import RUN_COLUMNS, read_schema_version
+from edgebench.records import RUN_COLUMNS, SCHEMA_VERSION, read_schema_version
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ def test_bench_llamacpp_smollm2_writes_every_column_and_greedy_ids_repeat(tmp_pa
     assert "tok/s" in proc.stdout
     df = pd.read_parquet(out)
     assert list(df.columns) == RUN_COLUMNS
-    assert read_schema_version(out) == "2"
+    assert read_schema_version(out) == SCHEMA_VERSION
     assert len(df) == 12
     timed = df[~df["is_warmup"]]
     for _, g in timed.groupby("prompt_id"):

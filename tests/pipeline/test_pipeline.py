@@ -146,7 +146,7 @@ def test_pipeline_end_to_end_reruns_only_what_changed_and_reports(tmp_path, smol
     assert crit.loc[crit.criterion == 1, "status"].item() in ("PASS", "FAIL")
     assert crit.loc[crit.criterion == 1, "value"].item() > 0
     for fig in ("throughput_vs_size", "speedup", "latency_distribution", "ttft", "memory_vs_size",
-                "energy_per_token", "context_ttft", "context_prefill", "context_decode", "context_speedup",
+                "energy_per_token", "edge_pareto", "context_ttft", "context_prefill", "context_decode", "context_speedup",
                 "context_memory"):
         assert (tmp_path / "results" / "ci" / "figures" / f"{fig}.png").stat().st_size > 0
         assert (tmp_path / "results" / "ci" / "figures" / f"{fig}.pdf").stat().st_size > 0
@@ -168,4 +168,4 @@ def test_pipeline_end_to_end_reruns_only_what_changed_and_reports(tmp_path, smol
     rep = smk(tmp_path, "--report", str(tmp_path / "report.html"), *args)
     assert rep.returncode == 0, rep.stderr[-3000:]
     html = (tmp_path / "report.html").read_text(errors="replace")
-    assert len(html) > 100_000 and "throughput_vs_size.png" in html and "context_ttft.png" in html
+    assert len(html) > 100_000 and "throughput_vs_size.png" in html and "context_ttft.png" in html and "edge_pareto.png" in html
