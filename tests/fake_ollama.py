@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import struct
 import tempfile
@@ -66,6 +67,13 @@ class Script:
 class ForkingHTTPServer(socketserver.ForkingMixIn, HTTPServer):
     daemon_threads = True
     block_on_close = False
+
+
+def _serve(server) -> None:
+    """The stand-in's process: SIGTERM ends it whatever handler the test process had installed when it forked (the
+    harness's own turns SIGTERM into an exception, which the server's error handler would swallow)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    server.serve_forever()
 
 
 class FakeOllama:
@@ -336,7 +344,7 @@ class FakeOllama:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         # The server runs in its own process, as Ollama does: sharing the client's interpreter (and its GIL)
         # would add the server's Python work to the latencies the client measures.
-        self.process = multiprocessing.get_context("fork").Process(target=self.server.serve_forever, daemon=True)
+        self.process = multiprocessing.get_context("fork").Process(target=_serve, args=(self.server,), daemon=True)
 
     @property
     def peak_in_flight(self) -> int:
@@ -374,5 +382,8 @@ class FakeOllama:
 
     def __exit__(self, *exc) -> None:
         self.process.terminate()
-        self.process.join()
+        self.process.join(5)
+        if self.process.is_alive():  # never wait forever on a stand-in
+            self.process.kill()
+            self.process.join()
         os.unlink(self._log)
