@@ -19,10 +19,10 @@ from typing import Generator, Iterator, Optional
 
 import requests
 import urllib3
-import urllib3.connection
 
 from .. import EdgebenchError
 from .base import Backend, Completion, GenerationSettings, ModelRef, Token
+from .connections import ConnectionCounter
 
 DEFAULT_PORT = "11434"
 # How long Ollama keeps the model loaded between requests while a model's runs go on.
@@ -104,32 +104,6 @@ def _error_text(resp: requests.Response) -> str:
     return _one_line(resp.text) or "(empty body)"
 
 
-class _Connects:
-    """Counts TCP connections made by the client's pools: a pooled connection that went away is reconnected
-    inside urllib3 (same connection object, new socket), which a pool's own counters do not show."""
-    count = 0
-
-
-class _CountingHTTPConnection(urllib3.connection.HTTPConnection):
-    def connect(self) -> None:
-        _Connects.count += 1
-        super().connect()
-
-
-class _CountingHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def connect(self) -> None:
-        _Connects.count += 1
-        super().connect()
-
-
-class _CountingHTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _CountingHTTPConnection
-
-
-class _CountingHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _CountingHTTPSConnection
-
-
 def _ca_bundle() -> Optional[str]:
     """The CA bundle the user named, read once: REQUESTS_CA_BUNDLE, then SSL_CERT_FILE, then CURL_CA_BUNDLE."""
     for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"):
@@ -184,8 +158,8 @@ class OllamaClient:
         self.session.trust_env = False
         self.session.verify = _ca_bundle() or True
         self.session.auth = credentials or self._netrc_auth()
-        for adapter in self.session.adapters.values():
-            adapter.poolmanager.pool_classes_by_scheme = {"http": _CountingHTTPPool, "https": _CountingHTTPSPool}
+        self.connections = ConnectionCounter()
+        self.connections.install(self.session)
         token = os.environ.get("OLLAMA_API_KEY", "").strip()
         if token and self.session.auth is None:
             self.session.headers["Authorization"] = f"Bearer {token}"
@@ -196,10 +170,9 @@ class OllamaClient:
         except Exception:  # an unreadable netrc is no reason to stop; the server will say if it wants credentials
             return None
 
-    @staticmethod
-    def connections_opened() -> int:
-        """How many TCP connections have been opened so far (by any client of this process)."""
-        return _Connects.count
+    def connections_opened(self) -> int:
+        """How many TCP connections this client has opened so far."""
+        return self.connections.count
 
     def _request(self, method: str, path: str, stream: bool = False, retry: bool = True,
                  **kwargs) -> requests.Response:

@@ -24,10 +24,10 @@ from typing import Generator, Iterator, Literal, Optional
 
 import requests
 import urllib3
-import urllib3.connection
 
 from .. import EdgebenchError
 from .base import Backend, Completion, GenerationSettings, ModelRef, Token
+from .connections import ConnectionCounter
 from .ollama import _ca_bundle, _one_line, redact_url
 
 ServerKind = Literal["auto", "llama-server", "vllm", "sglang", "llama-cpp-python", "ollama", "other"]
@@ -51,35 +51,6 @@ def base_url(raw: Optional[str]) -> str:
                              "variable named by api_key_env")
     text = text.rstrip("/")
     return text[: -len("/v1")] if text.endswith("/v1") else text
-
-
-class ConnectionCounter:
-    """TCP connections one client opened (a pooled connection that went away is reconnected inside urllib3, which the
-    pool's counters do not show): whether a timed request paid for a new connection inside its TTFT."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def pool_classes(self) -> dict:
-        counter = self
-
-        class HTTPConnection(urllib3.connection.HTTPConnection):
-            def connect(self) -> None:
-                counter.count += 1
-                super().connect()
-
-        class HTTPSConnection(urllib3.connection.HTTPSConnection):
-            def connect(self) -> None:
-                counter.count += 1
-                super().connect()
-
-        class HTTPPool(urllib3.HTTPConnectionPool):
-            ConnectionCls = HTTPConnection
-
-        class HTTPSPool(urllib3.HTTPSConnectionPool):
-            ConnectionCls = HTTPSConnection
-
-        return {"http": HTTPPool, "https": HTTPSPool}
 
 
 def _error_text(resp: requests.Response) -> str:
@@ -118,8 +89,7 @@ class OpenAIClient:
         # No per-request lookups of proxy variables and ~/.netrc inside the timed window; a private CA is read once.
         self.session.trust_env = False
         self.session.verify = _ca_bundle() or True
-        for adapter in self.session.adapters.values():
-            adapter.poolmanager.pool_classes_by_scheme = self.connections.pool_classes()
+        self.connections.install(self.session)
         if api_key_env:
             key = os.environ.get(api_key_env, "").strip()
             if not key:
