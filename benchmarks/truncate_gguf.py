@@ -7,10 +7,10 @@ A real model's weights in a file small enough to carry to a GPU machine (SmolLM2
 as a shallower model of the same architecture. Written to a temporary file and renamed, never half-written.
 
 --vocab N also keeps only the first N tokens: the first N rows of the embedding (and of an untied output matrix),
-byte for byte, and the first N entries of the tokenizer's tables. For models whose embedding dwarfs their blocks
-(Gemma 3 270M: 170 of its 253 MB). Only SentencePiece vocabularies ("llama"), whose pieces need no merge table, and
-only where every special token and byte-fallback piece is among the first N: the kept tokenizer then still encodes
-any text, into ids below N.
+byte for byte, and the first N entries of the tokenizer's tables; a BPE merge table keeps the merges whose two parts
+and result are among them. For models whose embedding dwarfs the blocks kept (Gemma 3 270M: 170 of its 253 MB).
+Refused unless every special token and every byte piece (SentencePiece's byte fallback, byte-level BPE's alphabet)
+is among the first N: the kept tokenizer then still encodes any text, into ids below N.
 """
 
 from __future__ import annotations
@@ -28,24 +28,38 @@ _BLOCK = re.compile(r"^blk\.(\d+)\.")
 
 _VOCAB_ROWS = ("token_embd.weight", "output.weight")  # tensors with one row per token
 _VOCAB_TABLES = ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type")
+_MERGES = "tokenizer.ggml.merges"
 _TOKEN_BYTE = 6  # llama.cpp's LLAMA_TOKEN_TYPE_BYTE
 
 
-def _check_vocab(reader: gguf.GGUFReader, vocab: int) -> int:
-    """The file's vocabulary size, after checking that its first `vocab` tokens still make a whole tokenizer."""
+def _check_vocab(reader: gguf.GGUFReader, vocab: int) -> None:
+    """Refuses a `vocab` whose first tokens would not make a whole tokenizer."""
     model = reader.fields["tokenizer.ggml.model"].contents()
-    if model != "llama":
-        raise ValueError(f"--vocab needs a SentencePiece (llama) vocabulary; this file's is {model!r}")
-    types = reader.fields["tokenizer.ggml.token_type"].contents()
-    if not 1 <= vocab <= len(types):
-        raise ValueError(f"--vocab must be between 1 and {len(types)} (the vocabulary's size), not {vocab}")
-    needed = [i for i, t in enumerate(types) if t == _TOKEN_BYTE]
+    if model not in ("llama", "gpt2"):
+        raise ValueError(f"--vocab needs a SentencePiece (llama) or byte-level BPE (gpt2) vocabulary, not {model!r}")
+    tokens = reader.fields["tokenizer.ggml.tokens"].contents()
+    if not 1 <= vocab <= len(tokens):
+        raise ValueError(f"--vocab must be between 1 and {len(tokens)} (the vocabulary's size), not {vocab}")
+    if model == "llama":
+        types = reader.fields["tokenizer.ggml.token_type"].contents()
+        needed = [i for i, t in enumerate(types) if t == _TOKEN_BYTE]
+    else:
+        from edgellm.gguf.tokenizer import byte_alphabet
+
+        # The byte pieces the file has (bytes that never occur in UTF-8 text may have none).
+        index = {t: i for i, t in enumerate(tokens)}
+        needed = [index[c] for c in byte_alphabet().values() if c in index]
     needed += [int(f.contents()) for name, f in reader.fields.items()
                if name.startswith("tokenizer.ggml.") and name.endswith("_token_id")]
     if needed and max(needed) >= vocab:
-        raise ValueError(f"--vocab {vocab} would drop token {max(needed)}, a special or byte-fallback token: "
+        raise ValueError(f"--vocab {vocab} would drop token {max(needed)}, a special or byte token: "
                          f"keep at least {max(needed) + 1}")
-    return len(types)
+
+
+def _kept_merges(merges: list[str], tokens: list[str]) -> list[str]:
+    known = set(tokens)
+    return [m for m in merges if (parts := m.split(" ", 1)) and len(parts) == 2 and parts[0] in known
+            and parts[1] in known and parts[0] + parts[1] in known]
 
 
 def truncate(src: Path, dst: Path, layers: int, vocab: int | None = None) -> int:
@@ -77,6 +91,8 @@ def truncate(src: Path, dst: Path, layers: int, vocab: int | None = None) -> int
             value = layers if field.name == count_key else field.contents()
             if vocab is not None and field.name in _VOCAB_TABLES:
                 value = value[:vocab]
+            elif vocab is not None and field.name == _MERGES:
+                value = _kept_merges(value, reader.fields["tokenizer.ggml.tokens"].contents()[:vocab])
             elif vocab is not None and field.name == vocab_key:
                 value = vocab
             writer.add_key_value(field.name, value, vtype, sub_type=sub)
@@ -102,7 +118,7 @@ def main() -> int:
     p.add_argument("src", type=Path, help="the GGUF to read")
     p.add_argument("dst", type=Path, help="the GGUF to write")
     p.add_argument("--layers", type=int, required=True, help="transformer blocks to keep, from the first")
-    p.add_argument("--vocab", type=int, help="tokens to keep, from the first (SentencePiece vocabularies only)")
+    p.add_argument("--vocab", type=int, help="tokens to keep, from the first")
     args = p.parse_args()
     if not args.src.is_file():
         print(f"error: {args.src} does not exist", file=sys.stderr)

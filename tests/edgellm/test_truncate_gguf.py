@@ -64,10 +64,33 @@ def test_vocab_keeps_the_first_tokens_rows_and_tables_and_still_tokenizes(gemma3
     assert len(list(engine.generate(ids, 4, ignore_eos=True))) == 4
 
 
-def test_vocab_refuses_a_bpe_vocabulary_in_one_line_and_writes_nothing(smollm2_gguf, tmp_path):
+@pytest.mark.slow
+def test_vocab_keeps_a_bpe_tokenizer_whole_and_llama_cpp_reads_it(smollm2_gguf, tmp_path):
+    import edgellm
+
+    out = tmp_path / "small.gguf"
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(smollm2_gguf), str(out), "--layers", "2", "--vocab", "4096"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    dst = GGUFReader(str(out))
+    tokens = dst.fields["tokenizer.ggml.tokens"].contents()
+    assert len(tokens) == 4096
+    merges = dst.fields["tokenizer.ggml.merges"].contents()
+    assert merges and all(a in tokens and b in tokens and a + b in tokens for a, b in (m.split(" ") for m in merges))
+    engine = edgellm.load(out, device="cpu", max_context=64)
+    text = "The capital of France is Paris. Qué tal? 12345"
+    ids = engine.tokenizer.encode(text)
+    assert max(ids) < 4096 and engine.tokenizer.decode(ids) == text
+    llama_cpp = pytest.importorskip("llama_cpp")
+    vocab = llama_cpp.Llama(str(out), vocab_only=True, verbose=False)
+    assert vocab.tokenize(text.encode(), add_bos=False, special=False) == ids
+
+
+def test_vocab_refuses_to_drop_a_byte_token_in_one_line_and_writes_nothing(smollm2_gguf, tmp_path):
     out = tmp_path / "none.gguf"
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(smollm2_gguf), str(out), "--layers", "2", "--vocab", "512"],
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(smollm2_gguf), str(out), "--layers", "2", "--vocab", "100"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: --vocab needs a SentencePiece (llama) vocabulary; this file's is 'gpt2'"
+    assert proc.stderr.strip().startswith("error: --vocab 100 would drop token ")
+    assert proc.stderr.strip().count("\n") == 0
     assert not out.exists() and not out.with_name(out.name + ".part").exists()
