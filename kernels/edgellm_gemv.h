@@ -48,11 +48,19 @@ int edgellm_gemv(const edgellm_qmatrix *w, const void *xq, const void *xds, floa
 
 /* Fused forms for the decoder, each one launch with the sums of edgellm_gemv in the same order:
  * edgellm_gemv_many: y[j] = W[j] x (+ bias[j] where bias and bias[j] are given) (+ the old y[j] where accumulate),
- *   for 1 to 3 matrices of one quant type and column count (Q, K and V; a residual added in the epilogue);
+ *   for 1 to 3 matrices of one column count (Q, K and V; a residual added in the epilogue), one launch per run of
+ *   matrices of one quant type;
  * edgellm_gemv_swiglu: y = silu(gate x) * (up x), gate and up of one type and shape;
  * edgellm_rmsnorm_quantize: edgellm_rmsnorm of one row of n values followed by edgellm_quantize_activations. */
 int edgellm_gemv_many(const edgellm_qmatrix *const *w, float *const *y, const float *const *bias, int count,
                       int accumulate, const void *xq, const void *xds, void *stream);
+/* The decode step's Q, K and V (w[0..2], one column count, any quant types: one launch per run of one type) with
+ * their biases where given, then edgellm_rope_append's work in the epilogue: adjacent-pair RoPE (neox = 0) of Q and K
+ * at *pos (freq_factors optional), Q written to q (fp32), K and V in fp16 into row *pos of k_cache and v_cache (row
+ * stride w[1]'s rows).  The values are those of edgellm_gemv_many followed by edgellm_rope_append. */
+int edgellm_gemv_qkv_rope(const edgellm_qmatrix *const *w, const float *const *bias, float *q, void *k_cache,
+                          void *v_cache, int head_dim, const int *pos, float base, const float *freq_factors,
+                          const void *xq, const void *xds, void *stream);
 int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qmatrix *up, const void *xq, const void *xds,
                         float *y, void *stream);
 int edgellm_rmsnorm_quantize(const float *x, const float *weight, int n, float eps, void *xq, void *xds,

@@ -293,13 +293,38 @@ __global__ void __launch_bounds__(kNormThreads) rmsnorm_quantize_kernel(const fl
 // across them; each output row is W x, plus the bias where given, plus the old y where `accumulate` (a residual
 // added in the epilogue).  The sums are those of gemv_kernel, in the same order.
 constexpr int kMaxJobs = 3;
+
+// The Q/K/V epilogue of edgellm_gemv_qkv_rope: RoPE of adjacent pairs (2i, 2i + 1) at the device position, Q written
+// in fp32, K and V in fp16 into row *pos of the caches; the arithmetic of edgellm_rope_append, value for value.
+enum QkvRole { kRoleNone = 0, kRoleQ = 1, kRoleK = 2, kRoleV = 3 };
+struct QkvRope {
+    __half *k_cache, *v_cache;
+    const int *pos;
+    const float *factors;
+    float base;
+    int head_dim, kv_width;  // kv_width: a cache row's values (n_kv_heads * head_dim)
+    int role[kMaxJobs];      // per job; all kRoleNone: the plain epilogue
+};
+
 struct GemvJobs {
     QMatrix w[kMaxJobs];
     float *y[kMaxJobs];
     const float *bias[kMaxJobs];
     int row_end[kMaxJobs];  // cumulative rows
     int count, accumulate;
+    QkvRope rope;
 };
+
+// edgellm_rope_append's rotation of a pair (xa, xb) = rows (2i, 2i + 1) of a head, in double.
+__device__ __forceinline__ float2 rotate_pair(float xa, float xb, int i, int D, int position, float base,
+                                              const float *factors) {
+    double inv_freq = pow((double)base, -2.0 * i / D);
+    if (factors) inv_freq /= (double)factors[i];
+    double s, c;
+    sincos((double)position * inv_freq, &s, &c);
+    const float cf = (float)c, sf = (float)s;
+    return make_float2(xa * cf - xb * sf, xa * sf + xb * cf);
+}
 
 template <int QT>
 __global__ void __launch_bounds__(32 * kGemvWarps) gemv_jobs_kernel(const __grid_constant__ GemvJobs jobs,
@@ -319,9 +344,33 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_jobs_kernel(const __grid
     chained_start();  // after the row arithmetic, which needs nothing of the previous kernel
     lane_dots<QT>(m, rows, xq, xds, lane, a);
     warp_sums(a);
+    if (lane != 0) return;
+    if (jobs.rope.role[job[0]] != kRoleNone) {
+        // The warp's rows are whole pairs of one matrix (kRowsPerWarp even, every matrix's rows even).
+        const QkvRope &rp = jobs.rope;
+        const int p = *rp.pos;
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; r += 2) {
+            if (first + r >= total) break;
+            const int j = job[r], row = rows[r], role = rp.role[j];
+            float xa = a[r], xb = a[r + 1];
+            if (jobs.bias[j]) xa += jobs.bias[j][row], xb += jobs.bias[j][row + 1];
+            if (role != kRoleV) {
+                const float2 t = rotate_pair(xa, xb, (row % rp.head_dim) / 2, rp.head_dim, p, rp.base, rp.factors);
+                xa = t.x, xb = t.y;
+            }
+            if (role == kRoleQ) {
+                jobs.y[j][row] = xa, jobs.y[j][row + 1] = xb;
+            } else {
+                __half *cache = (role == kRoleK ? rp.k_cache : rp.v_cache) + (int64_t)p * rp.kv_width + row;
+                cache[0] = __float2half_rn(xa), cache[1] = __float2half_rn(xb);
+            }
+        }
+        return;
+    }
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
-        if (lane != 0 || first + r >= total) continue;
+        if (first + r >= total) continue;
         const int j = job[r], row = rows[r];
         float v = a[r];
         if (jobs.bias[j]) v += jobs.bias[j][row];
@@ -536,6 +585,12 @@ static int with_qtype(int qtype, F &&f) {
     return check_launch();
 }
 
+#define TRY_LAUNCH(call)                 \
+    do {                                 \
+        const int err_ = (call);         \
+        if (err_ != EDGELLM_OK) return err_; \
+    } while (0)
+
 static unsigned gemv_blocks(int rows) { return (unsigned)((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
 
 // The K-sliced kernels' shape for rows of `cols` values: chunks per lane (1 or 2) and warps per block, or false where
@@ -562,31 +617,73 @@ extern "C" int edgellm_gemv(const edgellm_qmatrix *m, const void *xq, const void
     });
 }
 
+// One launch over matrices [0, count) of `jobs`, all of one quant type and column count.
+static int launch_jobs(const GemvJobs &jobs, int qtype, int cols, bool allow_ks, const int8_t *xq, const float2 *ds,
+                       cudaStream_t s) {
+    const int rows = jobs.row_end[jobs.count - 1];
+    int cpl = 0, warps = 0;
+    const bool ks = allow_ks && ks_shape(cols, &cpl, &warps);
+    return with_qtype(qtype, [&](auto qt) {
+        constexpr int QT = decltype(qt)::value;
+        if (ks && cpl == 1) launch_chained(ks_jobs_kernel<QT, 1>, ks_blocks(rows), 32 * warps, 0, s, jobs, xq, ds);
+        else if (ks) launch_chained(ks_jobs_kernel<QT, 2>, ks_blocks(rows), 32 * warps, 0, s, jobs, xq, ds);
+        else launch_chained(gemv_jobs_kernel<QT>, gemv_blocks(rows), 32 * kGemvWarps, 0, s, jobs, xq, ds);
+    });
+}
+
+// The matrices in runs of one quant type, one launch per run (Q and K in one, a V of another type in a second).
+// roles: per matrix, its QkvRole (nullptr: the plain epilogue).
+static int launch_job_runs(const edgellm_qmatrix *const *m, float *const *y, const float *const *bias, int count,
+                           int accumulate, const QkvRope *rope, const int *roles, const void *xq, const void *xds,
+                           void *stream) {
+    const int8_t *xq8 = static_cast<const int8_t *>(xq);
+    const float2 *ds = static_cast<const float2 *>(xds);
+    for (int begin = 0; begin < count;) {
+        int end = begin + 1;
+        while (end < count && m[end]->qtype == m[begin]->qtype) ++end;
+        GemvJobs jobs{};
+        if (rope) jobs.rope = *rope;
+        int rows = 0;
+        for (int j = begin; j < end; ++j) {
+            const int k = j - begin;
+            jobs.w[k] = device_matrix(m[j]);
+            jobs.y[k] = y ? y[j] : nullptr;
+            jobs.bias[k] = bias ? bias[j] : nullptr;
+            jobs.row_end[k] = rows += m[j]->rows;
+            jobs.rope.role[k] = roles ? roles[j] : kRoleNone;
+        }
+        jobs.count = end - begin, jobs.accumulate = accumulate != 0;
+        const cudaStream_t s = static_cast<cudaStream_t>(stream);
+        TRY_LAUNCH(launch_jobs(jobs, m[begin]->qtype, m[begin]->cols, !roles, xq8, ds, s));
+        begin = end;
+    }
+    return EDGELLM_OK;
+}
+
 extern "C" int edgellm_gemv_many(const edgellm_qmatrix *const *m, float *const *y, const float *const *bias, int count,
                                  int accumulate, const void *xq, const void *xds, void *stream) {
     if (!m || !y || count < 1 || count > kMaxJobs || !activations_ok(xq, xds)) return EDGELLM_ERR_ARGUMENT;
-    GemvJobs jobs{};
-    int rows = 0;
-    for (int j = 0; j < count; ++j) {
-        if (!matrix_ok(m[j]) || !y[j] || m[j]->qtype != m[0]->qtype || m[j]->cols != m[0]->cols)
-            return EDGELLM_ERR_ARGUMENT;
-        jobs.w[j] = device_matrix(m[j]);
-        jobs.y[j] = y[j];
-        jobs.bias[j] = bias ? bias[j] : nullptr;
-        jobs.row_end[j] = rows += m[j]->rows;
-    }
-    jobs.count = count, jobs.accumulate = accumulate != 0;
-    const int8_t *xq8 = static_cast<const int8_t *>(xq);
-    const float2 *ds = static_cast<const float2 *>(xds);
-    int cpl = 0, warps = 0;
-    const bool ks = ks_shape(m[0]->cols, &cpl, &warps);
-    return with_qtype(m[0]->qtype, [&](auto qt) {
-        constexpr int QT = decltype(qt)::value;
-        const cudaStream_t s = static_cast<cudaStream_t>(stream);
-        if (ks && cpl == 1) launch_chained(ks_jobs_kernel<QT, 1>, ks_blocks(rows), 32 * warps, 0, s, jobs, xq8, ds);
-        else if (ks) launch_chained(ks_jobs_kernel<QT, 2>, ks_blocks(rows), 32 * warps, 0, s, jobs, xq8, ds);
-        else launch_chained(gemv_jobs_kernel<QT>, gemv_blocks(rows), 32 * kGemvWarps, 0, s, jobs, xq8, ds);
-    });
+    for (int j = 0; j < count; ++j)
+        if (!matrix_ok(m[j]) || !y[j] || m[j]->cols != m[0]->cols) return EDGELLM_ERR_ARGUMENT;
+    return launch_job_runs(m, y, bias, count, accumulate, nullptr, nullptr, xq, xds, stream);
+}
+
+extern "C" int edgellm_gemv_qkv_rope(const edgellm_qmatrix *const *w, const float *const *bias, float *q,
+                                     void *k_cache, void *v_cache, int head_dim, const int *pos, float base,
+                                     const float *freq_factors, const void *xq, const void *xds, void *stream) {
+    if (!w || !q || !k_cache || !v_cache || !pos || head_dim <= 0 || head_dim % 2 || !activations_ok(xq, xds))
+        return EDGELLM_ERR_ARGUMENT;
+    for (int j = 0; j < 3; ++j)
+        if (!matrix_ok(w[j]) || w[j]->cols != w[0]->cols || w[j]->rows % head_dim) return EDGELLM_ERR_ARGUMENT;
+    if (w[1]->rows != w[2]->rows) return EDGELLM_ERR_ARGUMENT;
+    // Each warp's rows must be whole pairs of one matrix: kRowsPerWarp even, every matrix's rows even (head_dim is).
+    if (kRowsPerWarp % 2) return EDGELLM_ERR_UNSUPPORTED;
+    QkvRope rope{};
+    rope.k_cache = static_cast<__half *>(k_cache), rope.v_cache = static_cast<__half *>(v_cache);
+    rope.pos = pos, rope.factors = freq_factors, rope.base = base, rope.head_dim = head_dim, rope.kv_width = w[1]->rows;
+    const int roles[3] = {kRoleQ, kRoleK, kRoleV};
+    float *y[3] = {q, nullptr, nullptr};
+    return launch_job_runs(w, y, bias, 3, 0, &rope, roles, xq, xds, stream);
 }
 
 extern "C" int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qmatrix *up, const void *xq,

@@ -1,0 +1,109 @@
+"""edgellm_gemv_qkv_rope: the decode step's Q/K/V products with RoPE and the KV-cache append in their epilogue.
+
+Its reference is the pair of launches it replaces, edgellm_gemv_many then edgellm_rope_append, on the same
+quantized activations: the values must be the same bit for bit (Q in fp32, K and V in the fp16 caches), for Q, K
+and V of one quant type (one launch) and of two (Q4_K_M's V is often Q6_K: two launches), with biases and llama3
+frequency factors. Argument checks run without a GPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from edgellm.cuda.gemv import QMatrix
+from edgellm.cuda.layout import planar, type_id
+from edgellm.errors import KernelError
+
+from test_gpu_layout import ALIGNED, random_blocks
+
+P, I, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+QM3 = QMatrix * 3
+SIGNATURES = {
+    "edgellm_quantize_activations": [P, I, P, P, P],
+    "edgellm_gemv_many": [P, P, P, I, I, P, P, P],
+    "edgellm_rope_append": [P, P, P, P, P, I, I, I, P, F, P, I, P],
+    "edgellm_gemv_qkv_rope": [P, P, P, P, P, I, P, F, P, P, P, P],
+}
+
+
+@pytest.fixture(scope="module")
+def lib(kernel_library):
+    from edgellm.cuda.library import Library
+
+    library = Library.load(kernel_library)
+    library.bind(SIGNATURES)
+    return library
+
+
+def pointers(values) -> ctypes.Array:
+    return (ctypes.c_void_p * len(values))(*values)
+
+
+def matrix_pointers(ms: ctypes.Array) -> ctypes.Array:
+    return (ctypes.POINTER(QMatrix) * len(ms))(*[ctypes.pointer(m) for m in ms])
+
+
+@pytest.mark.slow
+def test_bad_arguments_are_refused_before_any_launch(lib):
+    m = QMatrix(ALIGNED, None, None, ALIGNED, 8, 64, 64)  # Q8_0, 64 x 64
+    ms = matrix_pointers(QM3(m, m, m))
+    args = [ms, None, ALIGNED, ALIGNED, ALIGNED]
+    with pytest.raises(KernelError, match="invalid argument"):  # an odd head dimension
+        lib.check(lib.lib.edgellm_gemv_qkv_rope(*args, 63, ALIGNED, 10000.0, None, ALIGNED, ALIGNED, None), "qkv")
+    with pytest.raises(KernelError, match="invalid argument"):  # rows that are not whole heads
+        lib.check(lib.lib.edgellm_gemv_qkv_rope(*args, 48, ALIGNED, 10000.0, None, ALIGNED, ALIGNED, None), "qkv")
+    with pytest.raises(KernelError, match="invalid argument"):  # no position
+        lib.check(lib.lib.edgellm_gemv_qkv_rope(*args, 64, None, 10000.0, None, ALIGNED, ALIGNED, None), "qkv")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("types", [("Q8_0", "Q8_0", "Q8_0"), ("Q4_K", "Q4_K", "Q6_K"), ("Q4_0", "Q5_0", "Q4_1")])
+def test_fused_epilogue_is_bit_for_bit_the_two_launches_it_replaces(lib, types):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    n_heads, n_kv, head_dim, cols, pos, context = 8, 2, 64, 512, 37, 64
+    rows = (n_heads * head_dim, n_kv * head_dim, n_kv * head_dim)
+    keep, ms = [], []
+    for j, (qtype, r) in enumerate(zip(types, rows)):
+        fields = {k: torch.from_numpy(v.copy()).cuda()
+                  for k, v in planar(qtype, random_blocks(qtype, r, cols, seed=j), r, cols).items()}
+        keep.append(fields)
+        ms.append(QMatrix(*(fields[k].data_ptr() if k in fields else None for k in ("qs", "qh", "scales", "d")),
+                          type_id(qtype), r, cols))
+    ms = QM3(*ms)
+    bias = [torch.randn(r, device="cuda") for r in rows]
+    factors = torch.rand(head_dim // 2, device="cuda") * 4 + 1  # llama3-style frequency divisors
+    x = torch.randn(cols, device="cuda")
+    xq = torch.empty(2 * cols, device="cuda", dtype=torch.int8)
+    xds = torch.empty(cols // 32, 2, device="cuda")
+    p = torch.tensor([pos], device="cuda", dtype=torch.int32)
+    lib.check(lib.lib.edgellm_quantize_activations(x.data_ptr(), cols, xq.data_ptr(), xds.data_ptr(), None), "quantize")
+
+    def caches():
+        return [torch.zeros(context, n_kv * head_dim, device="cuda", dtype=torch.float16) for _ in range(2)]
+
+    # Reference: the products, then RoPE and the append.
+    y = [torch.empty(r, device="cuda") for r in rows]
+    kc, vc = caches()
+    lib.check(lib.lib.edgellm_gemv_many(matrix_pointers(ms), pointers([t.data_ptr() for t in y]),
+                                        pointers([b.data_ptr() for b in bias]), 3, 0, xq.data_ptr(), xds.data_ptr(),
+                                        None), "gemv_many")
+    lib.check(lib.lib.edgellm_rope_append(y[0].data_ptr(), y[1].data_ptr(), y[2].data_ptr(), kc.data_ptr(),
+                                          vc.data_ptr(), n_heads, n_kv, head_dim, p.data_ptr(), 500000.0,
+                                          factors.data_ptr(), 0, None), "rope_append")
+    # Fused.
+    q = torch.empty(rows[0], device="cuda")
+    kf, vf = caches()
+    lib.check(lib.lib.edgellm_gemv_qkv_rope(matrix_pointers(ms), pointers([b.data_ptr() for b in bias]), q.data_ptr(),
+                                            kf.data_ptr(), vf.data_ptr(), head_dim, p.data_ptr(), 500000.0,
+                                            factors.data_ptr(), xq.data_ptr(), xds.data_ptr(), None), "qkv_rope")
+    torch.cuda.synchronize()
+    assert torch.equal(q, y[0])
+    assert torch.equal(kf, kc) and torch.equal(vf, vc)  # row `pos` written, every other row untouched
+    assert kf[pos].abs().sum() > 0 and kf[pos - 1].abs().sum() == 0
+    # And RoPE did rotate: the cache's K is not the plain product.
+    assert not torch.equal(kf[pos].float(), y[1].half().float())
