@@ -68,7 +68,8 @@ template <> __device__ __forceinline__ void mma_16816_sm80<__half>(float *d, con
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
-template <> __device__ __forceinline__ void mma_16816_sm80<__nv_bfloat16>(float *d, const uint32_t *a, const uint32_t *b) {
+template <>
+__device__ __forceinline__ void mma_16816_sm80<__nv_bfloat16>(float *d, const uint32_t *a, const uint32_t *b) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
@@ -116,7 +117,8 @@ template <> __device__ __forceinline__ void mma_16816_sm75<__half>(float *d, con
     mma_1688_f16(d, a[0], a[1], b[0]);
     mma_1688_f16(d, a[2], a[3], b[1]);
 }
-template <> __device__ __forceinline__ void mma_16816_sm75<__nv_bfloat16>(float *d, const uint32_t *a, const uint32_t *b) {
+template <>
+__device__ __forceinline__ void mma_16816_sm75<__nv_bfloat16>(float *d, const uint32_t *a, const uint32_t *b) {
     mma_16816_bf16_fma(d, a, b);
 }
 
@@ -163,7 +165,8 @@ template <typename Word>  // uint4 or uint2
 __device__ __forceinline__ void copy_sync(uint32_t dst, const void *src, int src_bytes) {
     Word w{};
     if (src_bytes >= (int)sizeof(Word)) {
-        w = sizeof(Word) == 16 ? __ldcg(reinterpret_cast<const Word *>(src)) : __ldca(reinterpret_cast<const Word *>(src));
+        const Word *from = reinterpret_cast<const Word *>(src);
+        w = sizeof(Word) == 16 ? __ldcg(from) : __ldca(from);  // L2 only (cp.async.cg) or L1 too (cp.async.ca)
     } else if (src_bytes > 0) {  // a partial copy: the leading src_bytes bytes, zeros after them
         unsigned char *bytes = reinterpret_cast<unsigned char *>(&w);
         for (int i = 0; i < src_bytes; ++i) bytes[i] = static_cast<const unsigned char *>(src)[i];

@@ -429,7 +429,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gemm_kernel(const __grid
                 for (int nt = 0; nt < C::NT; ++nt)
 #pragma unroll
                     for (int i = 0; i < 4; i += 2) {  // (i, i + 1): adjacent columns of one row
-                        float *dst = sC + (acc_row(wm0, mt, lane, i) - r0) * C::kStageStride + acc_col(wn0, nt, lane, i);
+                        const int row = acc_row(wm0, mt, lane, i) - r0;
+                        float *dst = sC + row * C::kStageStride + acc_col(wn0, nt, lane, i);
                         *reinterpret_cast<float2 *>(dst) = make_float2(acc[mt][nt][i], acc[mt][nt][i + 1]);
                     }
         }

@@ -4,8 +4,9 @@
 # programmatic dependent launch) and, to compare with, this card's own paths.  Each is built into its own directory
 # (the builds run side by side), then for each: the accuracy gates (attention_accuracy, gemm_accuracy,
 # prefill_accuracy), the engine's GPU tests (tests/edgellm/test_cuda_*.py on that library), and decode and prefill
-# tok/s on a synthetic model (benchmarks/gpu_step.py, benchmarks/gpu_prefill.py).  Needs gguf for the synthetic
-# models (on the device machine: source .device/setup.sh first).
+# tok/s on a synthetic model (benchmarks/gpu_step.py, benchmarks/gpu_prefill.py); first, primitives_check.cu compares
+# the older paths' primitives with this card's own instructions.  Needs gguf for the synthetic models (on the device
+# machine: source .device/setup.sh first).
 #   kernels/tools/scripts/forced_paths.sh [PATH ...]      PATH: native, 75 or 80 (default: native 80 75)
 # Environment: OUT (logs, default ./forced-paths-logs), BUILD_ROOT (default /tmp/edgellm-forced), PRESET (the model
 # timed, default llama3.2-1b), PYTHON (default python3).  Every stage writes $OUT/<path>-<stage>.log and one line of
@@ -19,7 +20,10 @@ python="${PYTHON:-python3}"
 paths=("$@")
 [ ${#paths[@]} -gt 0 ] || paths=(native 80 75)
 for p in "${paths[@]}"; do
-  case "$p" in native|75|80) ;; *) echo "forced_paths.sh: $p is not a path to test (native, 75 or 80)" >&2; exit 2;; esac
+  case "$p" in
+    native|75|80) ;;
+    *) echo "forced_paths.sh: $p is not a path to test (native, 75 or 80)" >&2; exit 2;;
+  esac
 done
 mkdir -p "$out" "$build_root"
 : >"$out/summary.txt"
@@ -41,6 +45,12 @@ force_of() { [ "$1" = native ] && echo "" || echo "$1"; }
 
 nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv >"$out/gpu.txt" 2>&1
 cat "$out/gpu.txt"
+
+# The older paths' primitives against this card's instructions, bit for bit (needs 8.0 or newer).
+cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' .')
+step primitives-build nvcc -std=c++17 -O3 -arch=sm_"${cap:-90}" -I "$root/kernels" \
+  "$root/kernels/tools/scripts/primitives_check.cu" -o "$build_root/primitives_check" &&
+  step primitives "$build_root/primitives_check"
 
 # The builds, side by side: the cores shared among them.
 jobs=$(( $(nproc) / ${#paths[@]} ))
