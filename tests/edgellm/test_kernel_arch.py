@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from edgebench import EdgebenchError
 from edgebench.build import cuda_arch
@@ -154,3 +156,16 @@ def test_auto_is_every_gpu_found(tmp_path, monkeypatch):
     assert cuda_arch("auto") == "86 90"
     (smi / "nvidia-smi").write_text("#!/bin/sh\nexit 9\n")
     assert cuda_arch("auto") == "90"
+
+
+def test_the_pipeline_hands_make_the_configured_list(tmp_path, tiny_gguf):
+    cfg = tmp_path / "gpus.yaml"
+    cfg.write_text(yaml.safe_dump({"models": {"tiny": {"path": str(tiny_gguf)}}, "prompts": {"p": "Hello"},
+                                   "backends": {"edgellm": {"device": "cuda"}}, "kernels": {"arch": [75, 86, 90]}}))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+                           str(tmp_path), "-n", "-p", "compile_kernels", "--configfile", str(cfg)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert proc.returncode == 0, proc.stderr
+    shell = next(line for line in (proc.stdout + proc.stderr).splitlines() if "make -C" in line)
+    assert "ARCH='75 86 90'" in shell, shell
