@@ -346,7 +346,7 @@ template <typename T> inline cudaError_t func_set_attribute_forced(T *func, cuda
     }
     return (cudaFuncSetAttribute)(func, attr, value);
 }
-#define cudaFuncSetAttribute(func, attr, value) ::edgellm::func_set_attribute_forced(func, attr, value)
+#define cudaFuncSetAttribute(...) ::edgellm::func_set_attribute_forced(__VA_ARGS__)  // variadic: a template's commas
 #endif
 
 // Checks the launch just made (configuration errors surface here, not at the next sync).

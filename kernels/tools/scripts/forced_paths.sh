@@ -26,19 +26,19 @@ for p in "${paths[@]}"; do
   esac
 done
 mkdir -p "$out" "$build_root"
-: >"$out/summary.txt"
-failed=0
+rm -f "$out"/*summary.txt
 
-record() {  # record NAME RC SECONDS: one summary line
-  printf '%-26s rc=%-3d %4ds  (%s)\n' "$1" "$2" "$3" "$out/$1.log" | tee -a "$out/summary.txt"
-  [ "$2" -eq 0 ] || failed=$((failed + 1))
+record() {  # record NAME RC SECONDS [SUMMARY]: one line of the summary (default $out/summary.txt)
+  printf '%-26s rc=%-3d %4ds  (%s)\n' "$1" "$2" "$3" "$out/$1.log" | tee -a "${4:-$out/summary.txt}"
 }
-step() {  # step NAME COMMAND...: COMMAND's output in $out/NAME.log
+step() {  # step [-s SUMMARY] NAME COMMAND...: COMMAND's output in $out/NAME.log
+  local summary="$out/summary.txt"
+  [ "$1" = -s ] && { summary="$2"; shift 2; }
   local name="$1" start=$SECONDS rc
   shift
   "$@" >"$out/$name.log" 2>&1
   rc=$?
-  record "$name" "$rc" $((SECONDS - start))
+  record "$name" "$rc" $((SECONDS - start)) "$summary"
   return "$rc"
 }
 force_of() { [ "$1" = native ] && echo "" || echo "$1"; }
@@ -55,14 +55,13 @@ step primitives-build nvcc -std=c++17 -O3 -arch=sm_"${cap:-90}" -I "$root/kernel
 # The builds, side by side: the cores shared among them.
 jobs=$(( $(nproc) / ${#paths[@]} ))
 [ "$jobs" -ge 1 ] || jobs=1
-declare -A build_pid build_start
+declare -A build_pid build_start built
 for p in "${paths[@]}"; do
   build_start[$p]=$SECONDS
   make -C "$root/kernels" BUILD="$build_root/$p" ARCH=native FORCE_ARCH="$(force_of "$p")" -j"$jobs" \
     >"$out/$p-build.log" 2>&1 &
   build_pid[$p]=$!
 done
-declare -A built
 for p in "${paths[@]}"; do
   wait "${build_pid[$p]}"
   rc=$?
@@ -70,23 +69,38 @@ for p in "${paths[@]}"; do
   [ "$rc" -eq 0 ] && built[$p]=1
 done
 
-models="$build_root/models"
-mkdir -p "$models"
+# Correctness, the paths side by side (the card has room for all; nothing here is timed): the accuracy gates and
+# the engine's GPU tests on each path's library.
 export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}"
+checks() {  # checks PATH: its stages, one after the other, into $out/PATH-summary.txt
+  local p="$1" dir="$build_root/$1" sum="$out/$1-summary.txt"
+  step -s "$sum" "$p-attention_accuracy" timeout 300 "$dir/attention_accuracy"
+  step -s "$sum" "$p-gemm_accuracy" timeout 300 "$dir/gemm_accuracy"
+  step -s "$sum" "$p-prefill_accuracy" timeout 300 "$dir/prefill_accuracy"
+  step -s "$sum" "$p-pytest" env EDGELLM_TEST_LIBRARY="$dir/libedgellm.so" EDGELLM_LIB="$dir/libedgellm.so" \
+    timeout 400 "$python" -m pytest -q -m gpu -p no:cacheprovider "$root"/tests/edgellm/test_cuda_*.py
+}
+declare -A check_pid
 for p in "${paths[@]}"; do
-  dir="$build_root/$p"
   if [ -z "${built[$p]:-}" ]; then
     echo "$p: not built, its stages skipped (see $out/$p-build.log)" | tee -a "$out/summary.txt"
     continue
   fi
-  step "$p-attention_accuracy" timeout 300 "$dir/attention_accuracy"
-  step "$p-gemm_accuracy" timeout 300 "$dir/gemm_accuracy"
-  step "$p-prefill_accuracy" timeout 300 "$dir/prefill_accuracy"
-  step "$p-pytest" env EDGELLM_TEST_LIBRARY="$dir/libedgellm.so" EDGELLM_LIB="$dir/libedgellm.so" \
-    timeout 400 "$python" -m pytest -q -m gpu -p no:cacheprovider "$root"/tests/edgellm/test_cuda_*.py
-  step "$p-decode" env EDGELLM_LIB="$dir/libedgellm.so" timeout 300 "$python" "$root/benchmarks/gpu_step.py" \
+  checks "$p" >/dev/null &
+  check_pid[$p]=$!
+done
+for p in "${!check_pid[@]}"; do wait "${check_pid[$p]}"; done
+for p in "${paths[@]}"; do [ -f "$out/$p-summary.txt" ] && cat "$out/$p-summary.txt" | tee -a "$out/summary.txt"; done
+
+# Rates, one path at a time (alone on the card).
+models="$build_root/models"
+mkdir -p "$models"
+for p in "${paths[@]}"; do
+  [ -n "${built[$p]:-}" ] || continue
+  lib="$build_root/$p/libedgellm.so"
+  step "$p-decode" env EDGELLM_LIB="$lib" timeout 300 "$python" "$root/benchmarks/gpu_step.py" \
     --presets "$preset" --builds fused --tokens 128 --repeats 3 --dir "$models"
-  step "$p-prefill" env EDGELLM_LIB="$dir/libedgellm.so" timeout 300 "$python" "$root/benchmarks/gpu_prefill.py" \
+  step "$p-prefill" env EDGELLM_LIB="$lib" timeout 300 "$python" "$root/benchmarks/gpu_prefill.py" \
     --models "$preset" --lengths 512,2048 --runs 3 --new-tokens 32 --backends edgellm --dir "$models" \
     --out "$out/$p-prefill.csv"
 done
@@ -123,5 +137,6 @@ def cell(v, b):
 for p, (d, pf) in rates.items():
     print(f"{p:<8}" + cell(d, base_d) + "".join(cell(pf.get(n), base_p.get(n)) for n in lengths))
 EOF
+failed=$(grep -c ' rc=[1-9]' "$out/summary.txt")
 echo "total ${SECONDS}s, failed stages: $failed (logs in $out)" | tee -a "$out/summary.txt"
 exit "$failed"
