@@ -70,7 +70,7 @@ for p in "${paths[@]}"; do
 done
 
 # Correctness, the paths side by side (the card has room for all; nothing here is timed): the accuracy gates and
-# the engine's GPU tests on each path's library.
+# every test of tests/edgellm/test_cuda_*.py (GPU, slow and fast: -o addopts=) on each path's library.
 export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}"
 checks() {  # checks PATH: its stages, one after the other, into $out/PATH-summary.txt
   local p="$1" dir="$build_root/$1" sum="$out/$1-summary.txt"
@@ -78,7 +78,7 @@ checks() {  # checks PATH: its stages, one after the other, into $out/PATH-summa
   step -s "$sum" "$p-gemm_accuracy" timeout 300 "$dir/gemm_accuracy"
   step -s "$sum" "$p-prefill_accuracy" timeout 300 "$dir/prefill_accuracy"
   step -s "$sum" "$p-pytest" env EDGELLM_TEST_LIBRARY="$dir/libedgellm.so" EDGELLM_LIB="$dir/libedgellm.so" \
-    timeout 400 "$python" -m pytest -q -m gpu -p no:cacheprovider "$root"/tests/edgellm/test_cuda_*.py
+    timeout 400 "$python" -m pytest -q -o addopts= -p no:cacheprovider "$root"/tests/edgellm/test_cuda_*.py
 }
 declare -A check_pid
 for p in "${paths[@]}"; do
