@@ -11,6 +11,26 @@
 
 #include "edgellm_attention.h"
 
+// The architecture whose code paths the device code takes: the one it is compiled for, or an older one named by
+// EDGELLM_FORCE_ARCH (make FORCE_ARCH=75), so that a newer card runs and tests the older card's paths: tensor-core
+// products, copies, launch chaining and the shared-memory limit all behave as on that architecture.  The paths differ
+// at 75 (mma m16n8k8 for fp16, CUDA-core FMAs for bf16, synchronous copies), 80 (mma m16n8k16, cp.async) and 90
+// (programmatic dependent launch); 86, 87 and 89 take the 80 paths with their own shared-memory limits.
+#if defined(EDGELLM_FORCE_ARCH) && EDGELLM_FORCE_ARCH != 75 && EDGELLM_FORCE_ARCH != 80 && EDGELLM_FORCE_ARCH != 86 && \
+    EDGELLM_FORCE_ARCH != 87 && EDGELLM_FORCE_ARCH != 89
+#error "EDGELLM_FORCE_ARCH is one of 75, 80, 86, 87, 89 (an architecture older than 90 whose paths a newer card takes)"
+#endif
+#if defined(__CUDA_ARCH__) && defined(EDGELLM_FORCE_ARCH) && EDGELLM_FORCE_ARCH * 10 < __CUDA_ARCH__
+#define EDGELLM_PATH_ARCH (EDGELLM_FORCE_ARCH * 10)
+#elif defined(__CUDA_ARCH__)
+#define EDGELLM_PATH_ARCH __CUDA_ARCH__
+#else
+#define EDGELLM_PATH_ARCH 0  // host code: device paths are not taken here
+#endif
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 750
+#error "EdgeLLM's kernels need compute capability 7.5 or newer (ldmatrix, mma m16n8k8)"
+#endif
+
 namespace edgellm {
 
 // Conversions between the stored element types and the fp32 they are computed in.
@@ -34,19 +54,81 @@ template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, f
     return *reinterpret_cast<uint32_t *>(&h);
 }
 
-// D = A(16x16, row) * B(16x8, col) + D with fp32 accumulation, for fp16 or bf16 operands (sm_80+).
-template <typename T> __device__ __forceinline__ void mma_16816(float *d, const uint32_t *a, const uint32_t *b);
-template <> __device__ __forceinline__ void mma_16816<__half>(float *d, const uint32_t *a, const uint32_t *b) {
+// D = A(16x16, row) * B(16x8, col) + D with fp32 accumulation, for fp16 or bf16 operands, as mma.sync m16n8k16
+// lays out its fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"): with g = lane / 4
+// and t = lane % 4, a[0] holds A[g][2t..2t+1], a[1] A[g+8][2t..2t+1], a[2] A[g][2t+8..2t+9], a[3] A[g+8][2t+8..2t+9];
+// b[0] holds B[2t..2t+1][g], b[1] B[2t+8..2t+9][g]; d[0..1] are D[g][2t..2t+1], d[2..3] D[g+8][2t..2t+1].
+// Each architecture takes the best instruction it has (mma_16816 below picks one).
+
+// sm_80 and newer: one m16n8k16 instruction.
+template <typename T> __device__ __forceinline__ void mma_16816_sm80(float *d, const uint32_t *a, const uint32_t *b);
+template <> __device__ __forceinline__ void mma_16816_sm80<__half>(float *d, const uint32_t *a, const uint32_t *b) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
-template <> __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float *d, const uint32_t *a, const uint32_t *b) {
+template <>
+__device__ __forceinline__ void mma_16816_sm80<__nv_bfloat16>(float *d, const uint32_t *a, const uint32_t *b) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// sm_75, fp16: two m16n8k8 (k 0..7, then k 8..15).  An m16n8k8 A fragment is a[0] = A[g][2t..2t+1] and
+// a[1] = A[g+8][2t..2t+1], its B fragment B[2t..2t+1][g], its accumulators those of m16n8k16: so the first half is
+// {a[0], a[1]} x b[0] and the second {a[2], a[3]} x b[1], with the same d.
+__device__ __forceinline__ void mma_1688_f16(float *d, uint32_t a0, uint32_t a1, uint32_t b0) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(b0));
+}
+
+// sm_75, bf16: Turing's tensor cores take no bf16, and rounding bf16 to fp16 would overflow past 65504 and lose the
+// small values (bf16 keeps fp32's exponent range), so the product is computed on CUDA cores: every product of two
+// bf16 values is exact in fp32, summed in fp32 like the tensor cores' accumulation.  Lane 4g+u holds A's rows g, g+8
+// and B's column g at the same k (2u, 2u+1, 2u+8, 2u+9), so D[r][n] is the sum over u of lane 4g+u's A pieces times
+// lane 4n+u's B pieces: 8 shuffles and 16 FMAs per u.  Correct everywhere, slower than the fp16 path.
+__device__ __forceinline__ float bf16_low(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf16_high(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+__device__ __forceinline__ float dot2_bf16(uint32_t a, uint32_t b, float acc) {
+    return fmaf(bf16_high(a), bf16_high(b), fmaf(bf16_low(a), bf16_low(b), acc));
+}
+__device__ __forceinline__ void mma_16816_bf16_fma(float *d, const uint32_t *a, const uint32_t *b) {
+    unsigned lane;
+    asm("mov.u32 %0, %%laneid;" : "=r"(lane));
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+        const int la = 4 * g + u, lb0 = 4 * (2 * t) + u, lb1 = 4 * (2 * t + 1) + u;
+        const uint32_t a0 = __shfl_sync(0xffffffffu, a[0], la), a1 = __shfl_sync(0xffffffffu, a[1], la);
+        const uint32_t a2 = __shfl_sync(0xffffffffu, a[2], la), a3 = __shfl_sync(0xffffffffu, a[3], la);
+        const uint32_t b00 = __shfl_sync(0xffffffffu, b[0], lb0), b01 = __shfl_sync(0xffffffffu, b[1], lb0);
+        const uint32_t b10 = __shfl_sync(0xffffffffu, b[0], lb1), b11 = __shfl_sync(0xffffffffu, b[1], lb1);
+        d[0] = dot2_bf16(a2, b01, dot2_bf16(a0, b00, d[0]));  // D[g][2t]
+        d[1] = dot2_bf16(a2, b11, dot2_bf16(a0, b10, d[1]));  // D[g][2t+1]
+        d[2] = dot2_bf16(a3, b01, dot2_bf16(a1, b00, d[2]));  // D[g+8][2t]
+        d[3] = dot2_bf16(a3, b11, dot2_bf16(a1, b10, d[3]));  // D[g+8][2t+1]
+    }
+}
+template <typename T> __device__ __forceinline__ void mma_16816_sm75(float *d, const uint32_t *a, const uint32_t *b);
+template <> __device__ __forceinline__ void mma_16816_sm75<__half>(float *d, const uint32_t *a, const uint32_t *b) {
+    mma_1688_f16(d, a[0], a[1], b[0]);
+    mma_1688_f16(d, a[2], a[3], b[1]);
+}
+template <>
+__device__ __forceinline__ void mma_16816_sm75<__nv_bfloat16>(float *d, const uint32_t *a, const uint32_t *b) {
+    mma_16816_bf16_fma(d, a, b);
+}
+
+// Called by all 32 lanes of a warp.
+template <typename T> __device__ __forceinline__ void mma_16816(float *d, const uint32_t *a, const uint32_t *b) {
+#if EDGELLM_PATH_ARCH >= 800
+    mma_16816_sm80<T>(d, a, b);
+#else
+    mma_16816_sm75<T>(d, a, b);
+#endif
 }
 
 __device__ __forceinline__ uint32_t smem_addr(const void *p) {
@@ -65,12 +147,56 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t *r, uint32_t addr) {
                  : "r"(addr));
 }
 
-// 16-byte global->shared copy that bypasses registers; src_bytes == 0 writes zeros (rows past the end).
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void *src, int src_bytes) {
+// Global->shared copies of 16 (or 8) bytes; src_bytes < the size fills the rest with zeros (0: rows past the end,
+// and src is then not read).  cp_async_commit() closes a group of copies, cp_async_wait<N>() waits until at most N
+// groups of this thread are still in flight; other threads see the data after a barrier, as with any shared store.
+// sm_80 and newer copy asynchronously (cp.async, bypassing registers).  sm_75 has no cp.async: the copy is a load
+// and a shared store that have completed when the call returns, and commit/wait have nothing left to do.  Every
+// caller is correct under both: an asynchronous copy may land at any time between its issue and the wait, and a
+// synchronous one is the case where it lands at once (no buffer is written before the barrier that ends its readers'
+// use of it, and none is read before the wait and barrier that follow its copy).
+__device__ __forceinline__ void cp_async_16_sm80(uint32_t dst, const void *src, int src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void cp_async_8_sm80(uint32_t dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+template <typename Word>  // uint4 or uint2
+__device__ __forceinline__ void copy_sync(uint32_t dst, const void *src, int src_bytes) {
+    Word w{};
+    if (src_bytes >= (int)sizeof(Word)) {
+        const Word *from = reinterpret_cast<const Word *>(src);
+        w = sizeof(Word) == 16 ? __ldcg(from) : __ldca(from);  // L2 only (cp.async.cg) or L1 too (cp.async.ca)
+    } else if (src_bytes > 0) {  // a partial copy: the leading src_bytes bytes, zeros after them
+        unsigned char *bytes = reinterpret_cast<unsigned char *>(&w);
+        for (int i = 0; i < src_bytes; ++i) bytes[i] = static_cast<const unsigned char *>(src)[i];
+    }
+    *static_cast<Word *>(__cvta_shared_to_generic(dst)) = w;
+}
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void *src, int src_bytes) {
+#if EDGELLM_PATH_ARCH >= 800
+    cp_async_16_sm80(dst, src, src_bytes);
+#else
+    copy_sync<uint4>(dst, src, src_bytes);
+#endif
+}
+__device__ __forceinline__ void cp_async_8(uint32_t dst, const void *src, int src_bytes) {
+#if EDGELLM_PATH_ARCH >= 800
+    cp_async_8_sm80(dst, src, src_bytes);
+#else
+    copy_sync<uint2>(dst, src, src_bytes);
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if EDGELLM_PATH_ARCH >= 800
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+#if EDGELLM_PATH_ARCH >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
 
 // Element offset of 16-byte chunk `chunk` of row `row` in a swizzled [rows][D] tile: the chunk index is XORed with the
 // row's low 3 bits, so the 8 rows an ldmatrix reads at one logical column hit 8 different bank groups.
@@ -144,13 +270,31 @@ __device__ __forceinline__ void quantize_chunk(float v, int chunk, int lane, int
 // decode step is hundreds of short kernels; this hides most of the gap between them.  Set EDGELLM_NO_PDL=1 to
 // launch them one after the other (the ordering then comes from the stream alone; results are the same).
 __device__ __forceinline__ void chained_start() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if EDGELLM_PATH_ARCH >= 900
     asm volatile("griddepcontrol.wait;\n" ::: "memory");
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
 }
 
 bool chained_launches_enabled();  // compute capability 9.0 or newer, and EDGELLM_NO_PDL unset
+
+#ifdef EDGELLM_FORCE_ARCH
+constexpr bool kChainingBuilt = false;  // every forced architecture is older than 90: its kernels never wait
+#else
+constexpr bool kChainingBuilt = true;
+#endif
+
+// Whether the device code of `kernel` waits in chained_start(): compiled from PTX of 9.0 or newer.  A card newer
+// than every architecture built (say a build for 80 on an H100) runs its code JIT-compiled from older PTX, without
+// the wait, and must then not be launched early.  Every kernel of the library is built with the same settings, so the
+// answer for one kernel of a signature holds for the others.
+template <typename... Params> inline bool chaining_compiled_in(void (*kernel)(Params...)) {
+    static const bool compiled = [&] {
+        cudaFuncAttributes attr;
+        return cudaFuncGetAttributes(&attr, kernel) == cudaSuccess && attr.ptxVersion >= 90;
+    }();
+    return compiled;
+}
 
 // kernel<<<grid, block, smem, stream>>>(args...), allowed to start early where chained launches are enabled.
 // Errors surface through check_launch().
@@ -162,9 +306,48 @@ inline void launch_chained(void (*kernel)(Params...), dim3 grid, dim3 block, siz
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr, cfg.numAttrs = chained_launches_enabled() ? 1 : 0;
+    const bool chained = kChainingBuilt && chained_launches_enabled() && chaining_compiled_in(kernel);
+    cfg.attrs = attr, cfg.numAttrs = chained ? 1 : 0;
     cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
+
+// The most shared memory (static and dynamic) one block may have on this device, after the opt-in, or on the forced
+// architecture where one is forced (CUDA C++ Programming Guide, "Technical Specifications per Compute Capability").
+constexpr int smem_optin_bytes(int arch) {
+    return arch == 75 ? 64 * 1024 : arch == 86 || arch == 89 ? 99 * 1024 : arch == 80 || arch == 87 ? 163 * 1024 : 0;
+}
+#ifdef EDGELLM_FORCE_ARCH
+constexpr int kForcedSmemBytes = smem_optin_bytes(EDGELLM_FORCE_ARCH);
+#else
+constexpr int kForcedSmemBytes = 0;  // none: the device's own limit
+#endif
+inline int max_block_smem_bytes() {
+    static const int bytes = [] {
+        int dev = 0, optin = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+            optin = 48 * 1024;  // what every architecture allows without the opt-in
+        return kForcedSmemBytes > 0 && kForcedSmemBytes < optin ? kForcedSmemBytes : optin;
+    }();
+    return bytes;
+}
+
+#ifdef EDGELLM_FORCE_ARCH
+// With an architecture forced, a kernel's request for more dynamic shared memory than that architecture allows fails
+// as it fails there (cudaErrorInvalidValue), so that a newer card's test of the older paths meets the older limit
+// too.  Every cudaFuncSetAttribute of the kernel files goes through here (the macro below); the parentheses call the
+// runtime's own.
+template <typename T> inline cudaError_t func_set_attribute_forced(T *func, cudaFuncAttribute attr, int value) {
+    if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
+        cudaFuncAttributes fa;
+        const cudaError_t err = (cudaFuncGetAttributes)(&fa, func);
+        if (err != cudaSuccess) return err;
+        if (value + (long long)fa.sharedSizeBytes > max_block_smem_bytes()) return cudaErrorInvalidValue;
+    }
+    return (cudaFuncSetAttribute)(func, attr, value);
+}
+#define cudaFuncSetAttribute(...) ::edgellm::func_set_attribute_forced(__VA_ARGS__)  // variadic: a template's commas
+#endif
 
 // Checks the launch just made (configuration errors surface here, not at the next sync).
 inline int check_launch() {

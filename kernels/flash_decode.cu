@@ -34,9 +34,9 @@ struct KvVector {  // E consecutive elements of one K or V row, loaded with the 
         for (int i = 0; i < kWords; ++i) {
             const void *g = reinterpret_cast<const Word *>(src) + i;
             if constexpr (sizeof(Word) == 16)
-                asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst + i)), "l"(g), "r"(ok ? 16 : 0));
+                cp_async_16(smem_addr(dst + i), g, ok ? 16 : 0);
             else
-                asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_addr(dst + i)), "l"(g), "r"(ok ? 8 : 0));
+                cp_async_8(smem_addr(dst + i), g, ok ? 8 : 0);
         }
     }
     __device__ __forceinline__ void load_shared(const Word *src) {

@@ -287,7 +287,11 @@ template <int BM, int BN> struct Tile {
     static constexpr int MT = TM / 16, NT = TN / 8;
     static constexpr int kStageStride = BN + 4;  // fp32 staging row (+4: rows start on different banks)
     static constexpr int kLoopBytes = 2 * (BM + BN) * kSlab * 2;
-    static constexpr int kStageBytes = BM * kStageStride * 4;
+    // The epilogue stages the whole tile at once where it fits in the slab buffers, otherwise one warp row of tiles
+    // (TM rows) per pass: so the 128-token tile needs no more than its 64 KB of slab buffers, the most shared memory a
+    // Turing block may have.
+    static constexpr int kStageRows = BM * kStageStride * 4 > kLoopBytes ? TM : BM;
+    static constexpr int kStageBytes = kStageRows * kStageStride * 4;
     static constexpr int kSmemBytes = kLoopBytes > kStageBytes ? kLoopBytes : kStageBytes;
     static_assert(BN * 2 == kThreads, "one unit of W per thread and slab");
     static_assert(MT >= 1 && NT % 2 == 0, "warp tile");
@@ -413,21 +417,27 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gemm_kernel(const __grid
     __syncthreads();  // every warp is done with the slab buffers the staging tile overwrites
 
     float *sC = reinterpret_cast<float *>(smem_raw);
-#pragma unroll
-    for (int mt = 0; mt < C::MT; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < C::NT; ++nt)
-#pragma unroll
-            for (int i = 0; i < 4; i += 2) {  // (i, i + 1): adjacent columns of one row
-                float *dst = sC + acc_row(wm0, mt, lane, i) * C::kStageStride + acc_col(wn0, nt, lane, i);
-                *reinterpret_cast<float2 *>(dst) = make_float2(acc[mt][nt][i], acc[mt][nt][i + 1]);
-            }
-    __syncthreads();
-
     const bool swiglu = p.epilogue == EDGELLM_GEMM_SWIGLU_F32 || p.epilogue == EDGELLM_GEMM_SWIGLU_F16;
     const int width = swiglu ? BN / 2 : BN;
-    for (int idx = tid; idx < BM * width; idx += kThreads)
-        epilogue_element(p, BN, ntile, m0, idx / width, idx % width, sC, C::kStageStride);
+#pragma unroll 1
+    for (int r0 = 0; r0 < BM; r0 += C::kStageRows) {  // staging passes: tile rows r0 .. r0 + kStageRows - 1
+        if (r0 > 0) __syncthreads();                   // the previous pass's epilogue is done with sC
+        if (wm0 >= r0 && wm0 < r0 + C::kStageRows) {   // uniform per warp
+#pragma unroll
+            for (int mt = 0; mt < C::MT; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < C::NT; ++nt)
+#pragma unroll
+                    for (int i = 0; i < 4; i += 2) {  // (i, i + 1): adjacent columns of one row
+                        const int row = acc_row(wm0, mt, lane, i) - r0;
+                        float *dst = sC + row * C::kStageStride + acc_col(wn0, nt, lane, i);
+                        *reinterpret_cast<float2 *>(dst) = make_float2(acc[mt][nt][i], acc[mt][nt][i + 1]);
+                    }
+        }
+        __syncthreads();
+        for (int idx = tid; idx < C::kStageRows * width; idx += kThreads)
+            epilogue_element(p, BN, ntile, m0 + r0, idx / width, idx % width, sC, C::kStageStride);
+    }
 }
 
 template <int QT, int BM, int BN> int launch(const Params &p, int n_tiles, cudaStream_t stream) {

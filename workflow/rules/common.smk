@@ -125,7 +125,8 @@ def figure(name, category="Figures"):
 
 
 def cuda_arch():
-    """The compute capability builds are made for (config, else this machine's GPU, else H100/H200's 90)."""
+    """The compute capabilities builds are made for, as the Makefile's ARCH ("90", "75 80 86"): the config's, else
+    this machine's GPUs, else H100/H200's 90."""
     from edgebench.build import cuda_arch as resolve
 
     try:
