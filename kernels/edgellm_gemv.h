@@ -63,6 +63,14 @@ int edgellm_gemv_qkv_rope(const edgellm_qmatrix *const *w, const float *const *b
                           const void *xq, const void *xds, void *stream);
 int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qmatrix *up, const void *xq, const void *xds,
                         float *y, void *stream);
+/* edgellm_gemv_swiglu followed by edgellm_quantize_activations(y) into next_xq / next_xds, in one launch (rows a
+ * multiple of 32; the next activations other buffers than xq / xds).  counters: edgellm_gemv_swiglu_counters_bytes
+ * (rows) of device memory, zeroed once before the first call; every call leaves them zero again.  The values are
+ * those of the two calls it replaces, bit for bit. */
+size_t edgellm_gemv_swiglu_counters_bytes(int rows);
+int edgellm_gemv_swiglu_quantize(const edgellm_qmatrix *gate, const edgellm_qmatrix *up, const void *xq,
+                                 const void *xds, float *y, void *next_xq, void *next_xds, int *counters,
+                                 void *stream);
 int edgellm_rmsnorm_quantize(const float *x, const float *weight, int n, float eps, void *xq, void *xds,
                              void *stream);
 

@@ -380,26 +380,55 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_jobs_kernel(const __grid
 }
 
 // Gate and up rows together and SwiGLU in the epilogue: y[r] = silu(gate r . x) * (up r . x).
+//
+// With `next` (QuantizeNext), the output is also quantized for the next product, without a launch of its own: a
+// chunk of 32 outputs comes from 32 / kRowsPerBlock blocks, and the last of them to finish (a counter per chunk,
+// after each writer's fence) quantizes it with quantize_chunk, as edgellm_quantize_activations would, and resets the
+// counter for the next launch.  The next activations must not be this kernel's own (blocks still read those).
+struct QuantizeNext {
+    int8_t *xq;
+    float2 *xds;
+    int *counters;  // one per chunk of 32 outputs, zero between launches
+};
+constexpr int kBlocksPerChunk = kRowsPerBlock <= 32 && 32 % kRowsPerBlock == 0 ? 32 / kRowsPerBlock : 0;
+
 template <int QT>
 __global__ void __launch_bounds__(32 * kGemvWarps) gemv_swiglu_kernel(QMatrix gate, QMatrix up, const int8_t *xq,
-                                                                      const float2 *xds, float *y) {
+                                                                      const float2 *xds, float *y, QuantizeNext next) {
     const int lane = threadIdx.x & 31, first = warp_first_row();
-    if (first >= gate.rows) return;
+    // Warps past the end only take part in the block's barrier below (with `next`); none exist when rows % 32 == 0.
+    const bool active = first < gate.rows;
+    if (!active && !next.counters) return;
     const QMatrix *m[2 * kRowsPerWarp];
     int rows[2 * kRowsPerWarp];
     float a[2 * kRowsPerWarp];
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
-        const int row = last_row_within(first, r, gate.rows);
+        const int row = last_row_within(min(first, gate.rows - 1), r, gate.rows);
         m[2 * r] = &gate, m[2 * r + 1] = &up, rows[2 * r] = rows[2 * r + 1] = row, a[2 * r] = a[2 * r + 1] = 0.f;
     }
     chained_start();  // after the row arithmetic, which needs nothing of the previous kernel
-    lane_dots<QT>(m, rows, xq, xds, lane, a);
-    warp_sums(a);
+    if (active) {
+        lane_dots<QT>(m, rows, xq, xds, lane, a);
+        warp_sums(a);
 #pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) {
-        const float g = a[2 * r], u = a[2 * r + 1];
-        if (lane == 0 && first + r < gate.rows) y[first + r] = g / (1.f + expf(-g)) * u;
+        for (int r = 0; r < kRowsPerWarp; ++r) {
+            const float g = a[2 * r], u = a[2 * r + 1];
+            if (lane == 0 && first + r < gate.rows) y[first + r] = g / (1.f + expf(-g)) * u;
+        }
+    }
+    if constexpr (kBlocksPerChunk > 0) {
+        if (!next.counters) return;
+        __shared__ bool last;
+        if (lane == 0) __threadfence();  // this warp's outputs, visible before the block's arrival is counted
+        __syncthreads();
+        const int chunk = blockIdx.x / kBlocksPerChunk;
+        if (threadIdx.x == 0) last = atomicAdd(next.counters + chunk, 1) == kBlocksPerChunk - 1;
+        __syncthreads();
+        if (!last || threadIdx.x >= 32) return;
+        __threadfence();
+        quantize_chunk(__ldcg(y + chunk * 32 + lane), chunk, lane, next.xq, next.xds);
+        if (lane == 0) next.counters[chunk] = 0;
     }
 }
 
@@ -702,7 +731,28 @@ extern "C" int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qm
         const unsigned blocks = ks_blocks(gate->rows);
         if (ks && cpl == 1) launch_chained(ks_swiglu_kernel<QT, 1>, blocks, 32 * warps, 0, s, g, u, xq8, ds, y);
         else if (ks) launch_chained(ks_swiglu_kernel<QT, 2>, blocks, 32 * warps, 0, s, g, u, xq8, ds, y);
-        else launch_chained(gemv_swiglu_kernel<QT>, gemv_blocks(gate->rows), 32 * kGemvWarps, 0, s, g, u, xq8, ds, y);
+        else launch_chained(gemv_swiglu_kernel<QT>, gemv_blocks(gate->rows), 32 * kGemvWarps, 0, s, g, u, xq8, ds, y,
+                            QuantizeNext{});
+    });
+}
+
+extern "C" size_t edgellm_gemv_swiglu_counters_bytes(int rows) { return (size_t)(rows / 32) * sizeof(int); }
+
+extern "C" int edgellm_gemv_swiglu_quantize(const edgellm_qmatrix *gate, const edgellm_qmatrix *up, const void *xq,
+                                            const void *xds, float *y, void *next_xq, void *next_xds, int *counters,
+                                            void *stream) {
+    if (!matrix_ok(gate) || !matrix_ok(up) || !activations_ok(xq, xds) || !activations_ok(next_xq, next_xds) ||
+        !y || !counters || gate->qtype != up->qtype || gate->rows != up->rows || gate->cols != up->cols ||
+        gate->rows % 32 || next_xq == xq || next_xds == xds)
+        return EDGELLM_ERR_ARGUMENT;
+    if (kBlocksPerChunk == 0) return EDGELLM_ERR_UNSUPPORTED;  // a block's rows must divide a chunk
+    const QMatrix g = device_matrix(gate), u = device_matrix(up);
+    const QuantizeNext next{static_cast<int8_t *>(next_xq), static_cast<float2 *>(next_xds), counters};
+    return with_qtype(gate->qtype, [&](auto qt) {
+        constexpr int QT = decltype(qt)::value;
+        launch_chained(gemv_swiglu_kernel<QT>, gemv_blocks(gate->rows), 32 * kGemvWarps, 0,
+                       static_cast<cudaStream_t>(stream), g, u, static_cast<const int8_t *>(xq),
+                       static_cast<const float2 *>(xds), y, next);
     });
 }
 

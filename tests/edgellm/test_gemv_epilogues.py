@@ -1,9 +1,13 @@
-"""edgellm_gemv_qkv_rope: the decode step's Q/K/V products with RoPE and the KV-cache append in their epilogue.
+"""The decode step's GEMVs that do the next operation in their epilogue instead of a launch of its own.
 
-Its reference is the pair of launches it replaces, edgellm_gemv_many then edgellm_rope_append, on the same
-quantized activations: the values must be the same bit for bit (Q in fp32, K and V in the fp16 caches), for Q, K
-and V of one quant type (one launch) and of two (Q4_K_M's V is often Q6_K: two launches), with biases and llama3
-frequency factors. Argument checks run without a GPU.
+- edgellm_gemv_qkv_rope: Q/K/V products with RoPE and the KV-cache append. Its reference is the pair of launches it
+  replaces, edgellm_gemv_many then edgellm_rope_append: the same values bit for bit (Q in fp32, K and V in the fp16
+  caches), for Q, K and V of one quant type (one launch) and of several (Q4_K_M's V is often Q6_K), with biases and
+  llama3 frequency factors.
+- edgellm_gemv_swiglu_quantize: gate/up with SwiGLU, then the output quantized for the down projection by the last
+  block of each chunk. Its reference is edgellm_gemv_swiglu then edgellm_quantize_activations, bit for bit, and its
+  counters are zero again after every call.
+Argument checks run without a GPU.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ SIGNATURES = {
     "edgellm_gemv_many": [P, P, P, I, I, P, P, P],
     "edgellm_rope_append": [P, P, P, P, P, I, I, I, P, F, P, I, P],
     "edgellm_gemv_qkv_rope": [P, P, P, P, P, I, P, F, P, P, P, P],
+    "edgellm_gemv_swiglu": [P, P, P, P, P, P],
+    "edgellm_gemv_swiglu_quantize": [P, P, P, P, P, P, P, P, P],
 }
 
 
@@ -107,3 +113,60 @@ def test_fused_epilogue_is_bit_for_bit_the_two_launches_it_replaces(lib, types):
     assert kf[pos].abs().sum() > 0 and kf[pos - 1].abs().sum() == 0
     # And RoPE did rotate: the cache's K is not the plain product.
     assert not torch.equal(kf[pos].float(), y[1].half().float())
+
+
+def device_matrix(torch, qtype: str, rows: int, cols: int, seed: int):
+    """A random matrix's planar fields on the device (kept alive by the caller) and its QMatrix."""
+    fields = {k: torch.from_numpy(v.copy()).cuda()
+              for k, v in planar(qtype, random_blocks(qtype, rows, cols, seed=seed), rows, cols).items()}
+    m = QMatrix(*(fields[k].data_ptr() if k in fields else None for k in ("qs", "qh", "scales", "d")),
+                type_id(qtype), rows, cols)
+    return fields, m
+
+
+@pytest.mark.slow
+def test_swiglu_quantize_refuses_bad_arguments_before_any_launch(lib):
+    m = QMatrix(ALIGNED, None, None, ALIGNED, 8, 64, 64)
+    other = ALIGNED + (1 << 16)
+    call = lib.lib.edgellm_gemv_swiglu_quantize
+    with pytest.raises(KernelError, match="invalid argument"):  # the next activations are this call's own
+        lib.check(call(ctypes.byref(m), ctypes.byref(m), ALIGNED, ALIGNED, ALIGNED, ALIGNED, other, ALIGNED, None), "q")
+    with pytest.raises(KernelError, match="invalid argument"):  # no counters
+        lib.check(call(ctypes.byref(m), ctypes.byref(m), ALIGNED, ALIGNED, ALIGNED, other, other, None, None), "q")
+    odd = QMatrix(ALIGNED, None, None, ALIGNED, 8, 48, 64)  # rows not a multiple of 32
+    with pytest.raises(KernelError, match="invalid argument"):
+        lib.check(call(ctypes.byref(odd), ctypes.byref(odd), ALIGNED, ALIGNED, ALIGNED, other, other, ALIGNED, None),
+                  "q")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("qtype", ["Q4_K", "Q8_0", "Q4_0"])
+def test_swiglu_quantize_is_bit_for_bit_the_two_launches_it_replaces(lib, qtype):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    hidden, cols = 1056, 512  # 33 chunks of outputs
+    keep_g, gate = device_matrix(torch, qtype, hidden, cols, 1)
+    keep_u, up = device_matrix(torch, qtype, hidden, cols, 2)
+    x = torch.randn(cols, device="cuda")
+    xq = torch.empty(2 * cols, device="cuda", dtype=torch.int8)
+    xds = torch.empty(cols // 32, 2, device="cuda")
+    lib.check(lib.lib.edgellm_quantize_activations(x.data_ptr(), cols, xq.data_ptr(), xds.data_ptr(), None), "quantize")
+
+    def outputs():
+        return (torch.empty(hidden, device="cuda"), torch.empty(2 * hidden, device="cuda", dtype=torch.int8),
+                torch.empty(hidden // 32, 2, device="cuda"))
+
+    y, nq, nds = outputs()
+    lib.check(lib.lib.edgellm_gemv_swiglu(ctypes.byref(gate), ctypes.byref(up), xq.data_ptr(), xds.data_ptr(),
+                                          y.data_ptr(), None), "swiglu")
+    lib.check(lib.lib.edgellm_quantize_activations(y.data_ptr(), hidden, nq.data_ptr(), nds.data_ptr(), None), "q")
+    counters = torch.zeros(hidden // 32, device="cuda", dtype=torch.int32)
+    for _ in range(2):  # the second call finds the counters the first one left
+        fy, fq, fds = outputs()
+        lib.check(lib.lib.edgellm_gemv_swiglu_quantize(ctypes.byref(gate), ctypes.byref(up), xq.data_ptr(),
+                                                       xds.data_ptr(), fy.data_ptr(), fq.data_ptr(), fds.data_ptr(),
+                                                       counters.data_ptr(), None), "swiglu_quantize")
+        torch.cuda.synchronize()
+        assert torch.equal(fy, y) and torch.equal(fq, nq) and torch.equal(fds, nds)
+        assert int(counters.abs().sum()) == 0
