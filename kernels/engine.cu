@@ -6,10 +6,11 @@
 // the cache -> output projection -> residual; RMSNorm -> quantize -> gate, up -> SwiGLU -> quantize -> down ->
 // residual.  Then the final norm, the LM head and argmax on the device, the position advanced on the device.
 //
-// Fused (the default), a layer is 9 launches: RMSNorm+quantize, Q/K/V (+ biases) in one GEMV, RoPE+append,
-// attention writing quantized activations, output projection with the residual added in its epilogue,
-// RMSNorm+quantize, gate/up with SwiGLU in the epilogue, quantize, down projection + residual.  A small model's
-// step is bound by launches, not bytes, so every launch saved is time.  Each fused kernel computes exactly what the separate ones do, in the same order (the GPU
+// Fused (the default), a layer is 7 launches: RMSNorm+quantize, Q/K/V (+ biases) in one GEMV with RoPE and the cache
+// append in its epilogue (a launch per quant type where they differ; NeoX RoPE in a launch of its own), attention
+// writing quantized activations, output projection with the residual added in its epilogue, RMSNorm+quantize,
+// gate/up with SwiGLU and the quantization of its output in the epilogue, down projection + residual.  A step is
+// bound by launches as much as by bytes, so every launch saved is time.  Each fused kernel computes exactly what the separate ones do, in the same order (the GPU
 // tests compare the two steps bit for bit).
 //
 // Prefill (edgellm_engine_prefill) runs a prompt through the same weights chunk by chunk on tensor cores
@@ -40,8 +41,9 @@ struct edgellm_engine {
     const float *output_norm = nullptr, *rope_factors = nullptr;
     float *x = nullptr, *h = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *tmp = nullptr;
     float *gate_up = nullptr, *ffn = nullptr, *logits = nullptr;
-    int8_t *xq = nullptr;
-    float2 *xds = nullptr;
+    int8_t *xq = nullptr, *ffn_xq = nullptr;  // ffn_xq: the SwiGLU output quantized in its own launch's epilogue
+    float2 *xds = nullptr, *ffn_xds = nullptr;
+    int *swiglu_counters = nullptr;
     std::vector<__half *> kcache, vcache;
     void *workspace = nullptr;
     size_t workspace_bytes = 0;
@@ -125,6 +127,16 @@ int attention(edgellm_engine *e, int i, bool quantized) {
 
 bool same_kind(const edgellm_qmatrix &a, const edgellm_qmatrix &b) { return a.qtype == b.qtype && a.cols == b.cols; }
 
+// The GEMV epilogues that take the next small operation's work (RoPE + cache append, the SwiGLU output's
+// quantization): on unless EDGELLM_EPILOGUE_FUSION=0 (read once; results are the same bit for bit either way).
+bool epilogue_fusion() {
+    static const bool on = [] {
+        const char *v = std::getenv("EDGELLM_EPILOGUE_FUSION");
+        return !(v && v[0] == '0');
+    }();
+    return on;
+}
+
 int fused_layer(edgellm_engine *e, int i) {
     const edgellm_model_config &c = e->cfg;
     const edgellm_layer &L = e->layers[i];
@@ -132,17 +144,27 @@ int fused_layer(edgellm_engine *e, int i) {
     const edgellm_qmatrix *w[3] = {&L.wq, &L.wk, &L.wv};
     float *y[3] = {e->q, e->k, e->v};
     const float *b[3] = {L.bq, L.bk, L.bv};
-    if (same_kind(L.wq, L.wk) && same_kind(L.wq, L.wv)) {
+    // Q, K and V in one launch per run of one quant type (Q4_K_M's V is often Q6_K); adjacent-pair RoPE and the
+    // cache append in the same launch's epilogue, NeoX pairs (i, i + head_dim/2) in a launch of their own.
+    if (!c.rope_neox && epilogue_fusion()) {
+        TRY(edgellm_gemv_qkv_rope(w, b, e->q, e->kcache[i], e->vcache[i], c.head_dim, e->pos, c.rope_base,
+                                  e->rope_factors, e->xq, e->xds, e->stream));
+    } else {
         TRY(edgellm_gemv_many(w, y, b, 3, 0, e->xq, e->xds, e->stream));
-    } else {  // mixed quant types (Q4_K_M's V is often Q6_K): one launch each
-        for (int j = 0; j < 3; ++j) TRY(edgellm_gemv_many(&w[j], &y[j], &b[j], 1, 0, e->xq, e->xds, e->stream));
+        TRY(edgellm_rope_append(e->q, e->k, e->v, e->kcache[i], e->vcache[i], c.n_heads, c.n_kv_heads, c.head_dim,
+                                e->pos, c.rope_base, e->rope_factors, c.rope_neox, e->stream));
     }
-    TRY(edgellm_rope_append(e->q, e->k, e->v, e->kcache[i], e->vcache[i], c.n_heads, c.n_kv_heads, c.head_dim, e->pos,
-                            c.rope_base, e->rope_factors, c.rope_neox, e->stream));
     TRY(attention(e, i, true));
     const edgellm_qmatrix *wo = &L.wo;
     TRY(edgellm_gemv_many(&wo, &e->x, nullptr, 1, 1, e->xq, e->xds, e->stream));
     TRY(edgellm_rmsnorm_quantize(e->x, L.ffn_norm, c.dim, c.norm_eps, e->xq, e->xds, e->stream));
+    const edgellm_qmatrix *wd = &L.w_down;
+    if (same_kind(L.w_gate, L.w_up) && epilogue_fusion()) {
+        // SwiGLU and the down projection's activations in the gate/up launch (into their own buffers).
+        TRY(edgellm_gemv_swiglu_quantize(&L.w_gate, &L.w_up, e->xq, e->xds, e->ffn, e->ffn_xq, e->ffn_xds,
+                                         e->swiglu_counters, e->stream));
+        return edgellm_gemv_many(&wd, &e->x, nullptr, 1, 1, e->ffn_xq, e->ffn_xds, e->stream);
+    }
     if (same_kind(L.w_gate, L.w_up)) {
         TRY(edgellm_gemv_swiglu(&L.w_gate, &L.w_up, e->xq, e->xds, e->ffn, e->stream));
     } else {
@@ -151,7 +173,6 @@ int fused_layer(edgellm_engine *e, int i) {
         TRY(edgellm_swiglu(e->gate_up, e->ffn, 1, c.hidden, e->stream));
     }
     TRY(edgellm_quantize_activations(e->ffn, c.hidden, e->xq, e->xds, e->stream));
-    const edgellm_qmatrix *wd = &L.w_down;
     return edgellm_gemv_many(&wd, &e->x, nullptr, 1, 1, e->xq, e->xds, e->stream);
 }
 
@@ -388,6 +409,9 @@ extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgell
     if (rc == EDGELLM_OK) rc = alloc(e, &e->logits, c->vocab);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->xq, EDGELLM_ACT_BYTES(widest));
     if (rc == EDGELLM_OK) rc = alloc(e, &e->xds, widest / 32);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->ffn_xq, EDGELLM_ACT_BYTES(c->hidden));
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->ffn_xds, c->hidden / 32);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->swiglu_counters, edgellm_gemv_swiglu_counters_bytes(c->hidden) / 4);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->pos, 1);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->token, 1);
     for (int i = 0; rc == EDGELLM_OK && i < c->n_layers; ++i) {
