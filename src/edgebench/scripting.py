@@ -1,5 +1,5 @@
 """Glue for workflow/scripts: log to the rule's log file, turn a known error into one line and exit 1, treat SIGTERM
-as Ctrl-C, and die with the workflow that started the job."""
+as Ctrl-C, die with the workflow that started the job, and read what every benchmark job reads from its rule."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from . import EdgebenchError
 
@@ -113,3 +113,31 @@ def rule_context(smk) -> Iterator[None]:
     finally:
         if log is not sys.stderr:
             log.close()
+
+
+BUILT = "built_"  # inputs a backend's build step made for a job: built_<option> -> that backend option
+
+
+def benchmark_job(smk) -> tuple[Any, dict, Any]:
+    """What a benchmark rule's job (bench, bench_concurrency) starts from: (GenerationSettings, the backend's options
+    with its build products filled in, the ModelRef), after checking that the node has the testbed's GPU."""
+    from .backends import GenerationSettings
+    from .models import load_record, ref_from_record
+    from .provenance import machine
+
+    expected = smk.params.expect_gpu
+    if expected:  # a testbed's results must come from its GPU, whatever node the scheduler chose
+        found = machine().get("gpu_name") or "no GPU"
+        if expected.lower() not in found.lower():
+            raise EdgebenchError(f"testbed {smk.wildcards.testbed} expects a GPU named like {expected!r}, "
+                                 f"but this node has {found}")
+    s = dict(smk.params.settings)
+    options = dict(smk.params.backend_options)
+    ignore_eos = options.pop("ignore_eos", s["ignore_eos"])
+    settings = GenerationSettings(max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], seed=s["seed"],
+                                  num_ctx=s["num_ctx"], prompt_format=s["prompt_format"], ignore_eos=ignore_eos,
+                                  threads=s["threads"])
+    for key in smk.input.keys():
+        if key.startswith(BUILT):
+            options[key[len(BUILT):]] = os.path.abspath(smk.input[key])
+    return settings, options, ref_from_record(load_record(smk.input.record))

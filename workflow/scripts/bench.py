@@ -1,38 +1,20 @@
 """Benchmark one backend on one model and one prompt (a named one, or a context sweep's length); write one Parquet
 row per run."""
 
-import os
 from pathlib import Path
 
 from edgebench import EdgebenchError
-from edgebench.backends import GenerationSettings, ModelNotSupportedError, create_backend
+from edgebench.backends import ModelNotSupportedError, create_backend
 from edgebench.context import context_prompt, prompt_id
-from edgebench.models import load_record, ref_from_record
-from edgebench.provenance import machine
 from edgebench.records import RunWriter
 from edgebench.runner import no_token_note, run_benchmark
-from edgebench.scripting import rule_context
+from edgebench.scripting import benchmark_job, rule_context
 
 smk = snakemake  # noqa: F821 - provided by Snakemake
-BUILT = "built_"  # inputs a backend's build step made for this job: built_<option> -> that backend option
 
 with rule_context(smk):
-    expected = smk.params.expect_gpu
-    if expected:  # a testbed's results must come from its GPU, whatever node the scheduler chose
-        found = machine().get("gpu_name") or "no GPU"
-        if expected.lower() not in found.lower():
-            raise EdgebenchError(f"testbed {smk.wildcards.testbed} expects a GPU named like {expected!r}, "
-                                 f"but this node has {found}")
+    settings, options, model = benchmark_job(smk)
     s = dict(smk.params.settings)
-    options = dict(smk.params.backend_options)
-    ignore_eos = options.pop("ignore_eos", s["ignore_eos"])
-    settings = GenerationSettings(max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], seed=s["seed"],
-                                  num_ctx=s["num_ctx"], prompt_format=s["prompt_format"], ignore_eos=ignore_eos,
-                                  threads=s["threads"])
-    model = ref_from_record(load_record(smk.input.record))
-    for key in smk.input.keys():
-        if key.startswith(BUILT):
-            options[key[len(BUILT):]] = os.path.abspath(smk.input[key])
     tokens = getattr(smk.params, "context_tokens", None)
     if tokens:  # a context job: exactly `tokens` tokens of the shipped text in this model's tokenizer
         if model.gguf_path is None:

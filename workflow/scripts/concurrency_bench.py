@@ -1,35 +1,15 @@
 """One point of the concurrency sweep: N clients in a closed loop against one backend and model; one Parquet row per
 request."""
 
-import os
-
-from edgebench import EdgebenchError
-from edgebench.backends import GenerationSettings, ModelNotSupportedError, create_backend
+from edgebench.backends import ModelNotSupportedError, create_backend
 from edgebench.concurrency import run_concurrency, write_concurrency
-from edgebench.models import load_record, ref_from_record
-from edgebench.provenance import machine
-from edgebench.scripting import rule_context
+from edgebench.scripting import benchmark_job, rule_context
 
 smk = snakemake  # noqa: F821 - provided by Snakemake
-BUILT = "built_"  # inputs a backend's build step made for this job: built_<option> -> that backend option
 
 with rule_context(smk):
-    expected = smk.params.expect_gpu
-    if expected:
-        found = machine().get("gpu_name") or "no GPU"
-        if expected.lower() not in found.lower():
-            raise EdgebenchError(f"testbed {smk.wildcards.testbed} expects a GPU named like {expected!r}, "
-                                 f"but this node has {found}")
+    settings, options, model = benchmark_job(smk)
     s = dict(smk.params.settings)
-    options = dict(smk.params.backend_options)
-    ignore_eos = options.pop("ignore_eos", s["ignore_eos"])
-    settings = GenerationSettings(max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], seed=s["seed"],
-                                  num_ctx=s["num_ctx"], prompt_format=s["prompt_format"], ignore_eos=ignore_eos,
-                                  threads=s["threads"])
-    model = ref_from_record(load_record(smk.input.record))
-    for key in smk.input.keys():
-        if key.startswith(BUILT):
-            options[key[len(BUILT):]] = os.path.abspath(smk.input[key])
     clients = int(smk.params.clients)
     meta = {"settings": s, "backend_options": smk.params.backend_options, "concurrency": clients}
     try:
