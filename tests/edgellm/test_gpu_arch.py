@@ -239,6 +239,17 @@ def test_the_window_is_in_force_on_the_gpu(kernel_library, cuda_device, small_fi
     assert np.array_equal(a[:64], b[:64]) and not np.allclose(a[64:], b[64:], atol=1e-3)
 
 
+def test_the_gpu_engine_takes_every_architecture_the_reader_supports():
+    from edgellm.cuda.layout import refuse_architecture
+    from edgellm.errors import UnsupportedModelError
+    from edgellm.gguf.config import SUPPORTED_ARCHITECTURES
+
+    for arch in SUPPORTED_ARCHITECTURES:
+        refuse_architecture(arch)
+    with pytest.raises(UnsupportedModelError, match="'mamba' has no GPU kernels"):
+        refuse_architecture("mamba")
+
+
 def test_the_gpu_engine_takes_the_new_architectures_shapes(small_files):
     """No device, no library: the refusals of shapes and types pass for phi3's and gemma2's files."""
     from edgellm.cuda.engine import refuse_unsupported

@@ -35,8 +35,8 @@ GPU_HEAD_DIMS = (64, 96, 128, 256)
 def refuse_architecture(architecture: str) -> None:
     """UnsupportedModelError for a model the GPU kernels would compute wrongly; called before any device work."""
     if architecture not in GPU_ARCHITECTURES:
-        raise UnsupportedModelError(f"architecture {architecture!r} runs on EdgeLLM's CPU engine only; its GPU "
-                                    f"kernels implement {', '.join(GPU_ARCHITECTURES)} (use device='cpu')")
+        raise UnsupportedModelError(f"architecture {architecture!r} has no GPU kernels in EdgeLLM (they implement "
+                                    f"{', '.join(GPU_ARCHITECTURES)})")
 
 
 def _layout(qtype: str):
