@@ -82,10 +82,16 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
         dst[2] = from_float<T>(qv[i].z), dst[3] = from_float<T>(qv[i].w);
     }
     __syncwarp();
-    uint32_t qf[D / 16][4];
+    // Q's fragments stay in registers up to head dim 128; at 256 they are read from shared memory (where Q stays
+    // until the merge) at every tile, leaving the registers to O's 128 accumulators.
+    constexpr bool kQInRegisters = D <= 128;
+    const int q_row = (lane & 7) + ((lane >> 3) & 1) * 8;
+    uint32_t qf[kQInRegisters ? D / 16 : 1][4];
+    if constexpr (kQInRegisters) {
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk)
-        ldmatrix_x4(qf[kk], smem_addr(sQ + tile_offset<D>((lane & 7) + ((lane >> 3) & 1) * 8, 2 * kk + (lane >> 4))));
+        for (int kk = 0; kk < D / 16; ++kk)
+            ldmatrix_x4(qf[kk], smem_addr(sQ + tile_offset<D>(q_row, 2 * kk + (lane >> 4))));
+    }
 
     float o[D / 8][4];
 #pragma unroll
@@ -101,10 +107,12 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
         float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk) {
+            const uint32_t *qk = qf[kQInRegisters ? kk : 0];
+            if constexpr (!kQInRegisters) ldmatrix_x4(qf[0], smem_addr(sQ + tile_offset<D>(q_row, 2 * kk + (lane >> 4))));
             uint32_t kf[4];
             ldmatrix_x4(kf, smem_addr(sK + tile_offset<D>((lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1))));
-            mma_16816<T>(s[0], qf[kk], kf);
-            mma_16816<T>(s[1], qf[kk], kf + 2);
+            mma_16816<T>(s[0], qk, kf);
+            mma_16816<T>(s[1], qk, kf + 2);
         }
         if constexpr (kCap) {  // s is q.k: capped as scale * s in the log2 domain, then back to q.k's units
             const float to_log2 = p.scale_log2, from_log2 = 1.f / p.scale_log2;

@@ -38,7 +38,7 @@ __device__ __forceinline__ int first_key(const PrefillParams &p, int q0, int shi
 template <typename T, int D, int kWarps>
 struct TcConfig {
     static constexpr int kRowsQ = 16 * kWarps;  // query rows per block
-    static constexpr int kRowsKV = 64;          // keys per tile
+    static constexpr int kRowsKV = D > 128 ? 32 : 64;  // keys per tile (head dim 256: fewer, for registers)
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kChunks = D / 8;  // 16-byte chunks per row
     static constexpr int kSmemBytes = (kRowsQ + 4 * kRowsKV) * D * (int)sizeof(T);
