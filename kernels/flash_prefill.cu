@@ -28,8 +28,8 @@ struct PrefillParams {
 };
 
 // The first key any query of rows [q0, q0 + rows) at positions + shift attends to (0 without a window).
-__device__ __forceinline__ int first_key(const PrefillParams &p, int q0, int shift) {
-    return p.window > 0 ? max(0, q0 + shift - p.window + 1) : 0;
+__device__ __forceinline__ int first_key(int window, int q0, int shift) {
+    return window > 0 ? max(0, q0 + shift - window + 1) : 0;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -65,8 +65,9 @@ __device__ __forceinline__ void copy_tile_async(T *smem, const T *gmem, int64_t 
     }
 }
 
-// kCap: scores soft-capped (PrefillParams::softcap); a separate instance, so the plain kernel is unchanged.
-template <typename T, int D, int kWarps, bool kCap>
+// kCap: scores soft-capped (PrefillParams::softcap); kWindow: a sliding window (PrefillParams::window).  Instances
+// of their own, so that the plain kernel is the code it was (the window's arithmetic costs it registers).
+template <typename T, int D, int kWarps, bool kCap, bool kWindow>
 __global__ void __launch_bounds__(32 * kWarps) prefill_tc_kernel(PrefillParams p) {
     using C = TcConfig<T, D, kWarps>;
     constexpr int BR = C::kRowsQ, BC = C::kRowsKV, NT = C::kThreads;
@@ -89,7 +90,8 @@ __global__ void __launch_bounds__(32 * kWarps) prefill_tc_kernel(PrefillParams p
     const int kv_end = p.causal ? min(p.seq_k, q0 + BR + shift) : p.seq_k;
     const int n_tiles = (kv_end + BC - 1) / BC;
     // A sliding window: tiles wholly before the first query's window are skipped (j0 = 0 without one).
-    const int j0 = first_key(p, q0, shift) / BC;
+    const int window = kWindow ? p.window : 0;
+    const int j0 = first_key(window, q0, shift) / BC;
 
     copy_tile_async<T, D, BR, NT>(sQ, qg, p.qr, p.seq_q - q0, static_cast<const T *>(p.q), tid);
     copy_tile_async<T, D, BC, NT>(sK, kg + (int64_t)j0 * BC * p.kr, p.kr, p.seq_k - j0 * BC, kg, tid);
@@ -154,7 +156,7 @@ __global__ void __launch_bounds__(32 * kWarps) prefill_tc_kernel(PrefillParams p
         // Mask keys past the end, causally keys after each query's position, and keys before its window.
         const int key0 = j * BC;
         const bool needs_mask = key0 + BC > p.seq_k || (p.causal && key0 + BC - 1 > q0 + shift) ||
-                                (p.window > 0 && key0 < q0 + BR + shift - p.window);
+                                (window > 0 && key0 < q0 + BR + shift - window);
         if (needs_mask) {
 #pragma unroll
             for (int nt = 0; nt < BC / 8; ++nt) {
@@ -162,7 +164,7 @@ __global__ void __launch_bounds__(32 * kWarps) prefill_tc_kernel(PrefillParams p
                 for (int c = 0; c < 4; ++c) {
                     const int key = key0 + nt * 8 + 2 * t + (c & 1);
                     const int qpos = q0 + warp_row0 + g + (c >> 1) * 8 + shift;
-                    if (key >= p.seq_k || (p.causal && key > qpos) || (p.window > 0 && key <= qpos - p.window))
+                    if (key >= p.seq_k || (p.causal && key > qpos) || (window > 0 && key <= qpos - window))
                         s[nt][c] = -INFINITY;
                 }
             }
@@ -259,7 +261,7 @@ __global__ void __launch_bounds__(128) prefill_f32_kernel(PrefillParams p) {
     float m = -INFINITY, l = 0.f;
     const int qpos = q0 + r + shift;
 
-    for (int k0 = first_key(p, q0, shift) / BC * BC; k0 < kv_end; k0 += BC) {
+    for (int k0 = first_key(p.window, q0, shift) / BC * BC; k0 < kv_end; k0 += BC) {
         __syncthreads();  // the previous tile's K, V and P are no longer read
         for (int i = tid; i < BC * D; i += 128) {
             const int row = i / D, d = i % D;
@@ -322,13 +324,13 @@ __global__ void __launch_bounds__(128) prefill_f32_kernel(PrefillParams p) {
 // ---------------------------------------------------------------------------------------------------------------
 // Host side
 // ---------------------------------------------------------------------------------------------------------------
-template <typename T, int D, int kWarps, bool kCap = false>
+template <typename T, int D, int kWarps, bool kCap = false, bool kWindow = false>
 int launch_tc(const PrefillParams &p, int batch, int n_heads, cudaStream_t stream) {
     using C = TcConfig<T, D, kWarps>;
     // Over 48 KB of dynamic shared memory needs the opt-in, once per kernel.
     static bool configured = false;
     if (!configured) {
-        cudaError_t err = cudaFuncSetAttribute(prefill_tc_kernel<T, D, kWarps, kCap>,
+        cudaError_t err = cudaFuncSetAttribute(prefill_tc_kernel<T, D, kWarps, kCap, kWindow>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
         if (err != cudaSuccess) {
             set_cuda_error(err);
@@ -337,7 +339,7 @@ int launch_tc(const PrefillParams &p, int batch, int n_heads, cudaStream_t strea
         configured = true;
     }
     dim3 grid((p.seq_q + C::kRowsQ - 1) / C::kRowsQ, n_heads, batch);
-    prefill_tc_kernel<T, D, kWarps, kCap><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p);
+    prefill_tc_kernel<T, D, kWarps, kCap, kWindow><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p);
     return check_launch();
 }
 
@@ -351,13 +353,13 @@ int launch_f32(const PrefillParams &p, int batch, int n_heads, cudaStream_t stre
     return check_launch();
 }
 
-template <typename T, bool kCap>
+template <typename T, bool kCap, bool kWindow>
 int launch_tc_dim(const PrefillParams &p, int D, int batch, int n_heads, cudaStream_t s) {
     switch (D) {
-    case 64: return launch_tc<T, 64, 4, kCap>(p, batch, n_heads, s);
-    case 96: return launch_tc<T, 96, 4, kCap>(p, batch, n_heads, s);
-    case 256: return launch_tc<T, 256, 4, kCap>(p, batch, n_heads, s);
-    default: return launch_tc<T, 128, 4, kCap>(p, batch, n_heads, s);
+    case 64: return launch_tc<T, 64, 4, kCap, kWindow>(p, batch, n_heads, s);
+    case 96: return launch_tc<T, 96, 4, kCap, kWindow>(p, batch, n_heads, s);
+    case 256: return launch_tc<T, 256, 4, kCap, kWindow>(p, batch, n_heads, s);
+    default: return launch_tc<T, 128, 4, kCap, kWindow>(p, batch, n_heads, s);
     }
 }
 
@@ -365,8 +367,11 @@ int launch_tc_dim(const PrefillParams &p, int D, int batch, int n_heads, cudaStr
 // and 256 take the same 4 warps (not measured against other shapes).
 template <typename T>
 int launch_tc_default(const PrefillParams &p, int D, int batch, int n_heads, cudaStream_t s) {
-    return p.softcap > 0.f ? launch_tc_dim<T, true>(p, D, batch, n_heads, s)
-                           : launch_tc_dim<T, false>(p, D, batch, n_heads, s);
+    if (p.window > 0)
+        return p.softcap > 0.f ? launch_tc_dim<T, true, true>(p, D, batch, n_heads, s)
+                               : launch_tc_dim<T, false, true>(p, D, batch, n_heads, s);
+    return p.softcap > 0.f ? launch_tc_dim<T, true, false>(p, D, batch, n_heads, s)
+                           : launch_tc_dim<T, false, false>(p, D, batch, n_heads, s);
 }
 
 }  // namespace edgellm
@@ -435,7 +440,7 @@ extern "C" int edgellm_attention_prefill_variant(const edgellm_prefill_args *a, 
     const int rc = prefill_args_check(a, dtype);
     if (rc != EDGELLM_OK) return rc;
     if (dtype == EDGELLM_F32 || (warps != 4 && warps != 8)) return EDGELLM_ERR_UNSUPPORTED;
-    if ((a->head_dim != 64 && a->head_dim != 128) || a->softcap > 0.f) return EDGELLM_ERR_UNSUPPORTED;
+    if ((a->head_dim != 64 && a->head_dim != 128) || a->softcap > 0.f || a->window > 0) return EDGELLM_ERR_UNSUPPORTED;
     const PrefillParams p = to_params(a);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     const int D = a->head_dim, B = a->batch, H = a->n_heads;
