@@ -291,7 +291,8 @@ template <bool B> using Bool = std::integral_constant<bool, B>;
 template <typename F>
 int with_instance(edgellm_dtype t, int D, int G, bool cap, F &&f) {
     auto by_cap = [&](auto tt, auto dd, auto gg) {
-        if constexpr (std::is_same<typename decltype(tt)::type, __nv_bfloat16>::value) return f(tt, dd, gg, Bool<false>{});
+        using T = typename decltype(tt)::type;
+        if constexpr (std::is_same<T, __nv_bfloat16>::value) return f(tt, dd, gg, Bool<false>{});
         else return cap ? f(tt, dd, gg, Bool<true>{}) : f(tt, dd, gg, Bool<false>{});
     };
     auto by_g = [&](auto tt, auto dd) {
@@ -473,7 +474,8 @@ static int decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_
             }
             configured = true;
         }
-        launch_chained(decode_split_kernel<T, D, GW, CAP>, grid, kDecodeThreads, smem, s, p, num_splits, split_len, part_o,
+        launch_chained(decode_split_kernel<T, D, GW, CAP>, grid, kDecodeThreads, smem, s, p, num_splits, split_len,
+                       part_o,
                        part_lse, counters);
         return check_launch();
     });

@@ -108,9 +108,11 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk) {
             const uint32_t *qk = qf[kQInRegisters ? kk : 0];
-            if constexpr (!kQInRegisters) ldmatrix_x4(qf[0], smem_addr(sQ + tile_offset<D>(q_row, 2 * kk + (lane >> 4))));
+            if constexpr (!kQInRegisters)
+                ldmatrix_x4(qf[0], smem_addr(sQ + tile_offset<D>(q_row, 2 * kk + (lane >> 4))));
             uint32_t kf[4];
-            ldmatrix_x4(kf, smem_addr(sK + tile_offset<D>((lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1))));
+            const int k_row = (lane & 7) + ((lane >> 4) << 3);
+            ldmatrix_x4(kf, smem_addr(sK + tile_offset<D>(k_row, 2 * kk + ((lane >> 3) & 1))));
             mma_16816<T>(s[0], qk, kf);
             mma_16816<T>(s[1], qk, kf + 2);
         }
@@ -157,7 +159,8 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
 #pragma unroll
         for (int dp = 0; dp < D / 16; ++dp) {
             uint32_t vf[4];
-            ldmatrix_x4_trans(vf, smem_addr(sV + tile_offset<D>((lane & 7) + ((lane >> 3) & 1) * 8, 2 * dp + (lane >> 4))));
+            const int v_row = (lane & 7) + ((lane >> 3) & 1) * 8;
+            ldmatrix_x4_trans(vf, smem_addr(sV + tile_offset<D>(v_row, 2 * dp + (lane >> 4))));
             mma_16816<T>(o[2 * dp], pf, vf);
             mma_16816<T>(o[2 * dp + 1], pf, vf + 2);
         }
@@ -200,7 +203,8 @@ static int launch(const DecodeParams &p, int batch, int n_kv_heads, int num_spli
     using C = TcDecodeConfig<T, D>;
     static bool configured = false;  // over 48 KB of dynamic shared memory needs the opt-in, once per kernel
     if (!configured) {
-        cudaError_t err = cudaFuncSetAttribute(decode_tc_kernel<T, D, kCap>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        cudaError_t err = cudaFuncSetAttribute(decode_tc_kernel<T, D, kCap>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                C::kSmemBytes);
         if (err != cudaSuccess) {
             set_cuda_error(err);
@@ -211,7 +215,8 @@ static int launch(const DecodeParams &p, int batch, int n_kv_heads, int num_spli
     int split_len = (rows + num_splits - 1) / num_splits;
     split_len = (split_len + kTcKeys - 1) / kTcKeys * kTcKeys;  // whole tiles per split
     dim3 grid(num_splits, n_kv_heads * p.head_chunks, batch);
-    decode_tc_kernel<T, D, kCap><<<grid, 32, C::kSmemBytes, stream>>>(p, num_splits, split_len, part_o, part_lse, counters);
+    decode_tc_kernel<T, D, kCap><<<grid, 32, C::kSmemBytes, stream>>>(p, num_splits, split_len, part_o, part_lse,
+                                                                      counters);
     return check_launch();
 }
 

@@ -63,8 +63,8 @@ struct Writer {
                          splits, window, softcap, relative ? "relative" : "absolute", err, tol);
         }
         std::fprintf(f, "%s,%s,%d,%d,%d,%d,%d,%d,%d,%d,%.6e,%.6e,%.6e,%s,%.1e,%d,%d,%g\n", kernel, dtype_name(t), D, H,
-                     KVH, B, sq, sk, causal, splits, r.max_abs_err, r.max_abs_ref, rel, relative ? "relative" : "absolute",
-                     tol, ok ? 1 : 0, window, softcap);
+                     KVH, B, sq, sk, causal, splits, r.max_abs_err, r.max_abs_ref, rel,
+                     relative ? "relative" : "absolute", tol, ok ? 1 : 0, window, softcap);
         std::fflush(f);
     }
 };
