@@ -5,6 +5,10 @@
 // GEMV, + biases) -> RoPE at the device position -> K, V appended to the fp16 cache -> split-KV decode attention over
 // the cache -> output projection -> residual; RMSNorm -> quantize -> gate, up -> SwiGLU -> quantize -> down ->
 // residual.  Then the final norm, the LM head and argmax on the device, the position advanced on the device.
+// Beyond the llama family (edgellm_engine.h): gemma's scaled embedding, per-head Q/K norms before RoPE (gemma3), a
+// per-layer RoPE base and sliding window, soft-capped scores, the attention and FFN outputs normed before the
+// residual (one kernel each, the GEMV then writing to tmp), GeGLU after separate gate and up products, and soft-capped
+// logits before the argmax; phi3's fused matrices arrive as row views and take the llama path.
 //
 // Fused (the default), a layer is 9 launches: RMSNorm+quantize, Q/K/V (+ biases) in one GEMV, RoPE+append,
 // attention writing quantized activations, output projection with the residual added in its epilogue,
