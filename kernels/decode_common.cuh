@@ -19,7 +19,17 @@ struct DecodeParams {
     // [batch, n_heads * head_dim] rows, exactly as edgellm_quantize_activations would make them from o: the next projection reads them.
     int8_t *xq;
     float2 *xds;
+    // window > 0: only the last `window` of the cache rows are attended to (a sliding-window layer).
+    int window;
+    // softcap > 0: a score s (in the log2 domain, already times scale * log2(e)) becomes c * tanh(s / c) with
+    // c = softcap * log2(e), which is softcap * tanh(scale * q.k / softcap) carried into the log2 domain.
+    float softcap_log2, inv_softcap_log2;
 };
+
+// The first cache row a query attends to when the cache holds `rows` rows: the window's first, or row 0.
+__device__ __forceinline__ int first_row(const DecodeParams &p, int rows) {
+    return p.window > 0 ? max(0, rows - p.window) : 0;
+}
 
 // Quantized output of 4 consecutive elements held by each of 8 consecutive lanes (one chunk of 32 per 8 lanes);
 // every lane of the warp calls it.  The arithmetic of quantize_chunk: the same scale, rounding, digits and sum.
@@ -149,7 +159,7 @@ __device__ void merge_if_last(const DecodeParams &p, int b, int h0, int n_rows, 
 // The tensor-core decode (fp16/bf16 K and V): up to 16 query heads of one KV head are the 16 rows of an m16n8k16
 // tile.  Returns EDGELLM_OK or an error code; launches one kernel.
 int launch_decode_tc(const DecodeParams &p, edgellm_dtype kv_dtype, int head_dim, int batch, int n_kv_heads,
-                     int num_splits, float *part_o, float *part_lse, int *counters, cudaStream_t stream);
+                     int num_splits, float *part_o, float *part_lse, int *counters, int rows, cudaStream_t stream);
 int decode_tc_splits(edgellm_dtype kv_dtype, int head_dim, int batch, int n_kv_heads, int head_chunks, int seq_k);
 constexpr int kTcRows = 16;  // query heads per tensor-core block
 

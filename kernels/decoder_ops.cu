@@ -23,32 +23,35 @@ struct Rotated {
     int a, b;
     float xa, xb;
 };
+// attn_factor scales cos and sin (phi3's rope.scaling.attn_factor; 1 leaves them as they are), in double as the CPU
+// engine's tables.
 __device__ __forceinline__ Rotated rotate(const float *xh, int i, int D, int position, float base,
-                                          const float *factors, int neox) {
+                                          const float *factors, int neox, float attn_factor) {
     double inv_freq = pow((double)base, -2.0 * i / D);
     if (factors) inv_freq /= (double)factors[i];
     double s, c;
     sincos((double)position * inv_freq, &s, &c);
     const int a = neox ? i : 2 * i, b = neox ? i + D / 2 : 2 * i + 1;
-    const float xa = xh[a], xb = xh[b], cf = (float)c, sf = (float)s;
+    const float xa = xh[a], xb = xh[b], cf = (float)(attn_factor * c), sf = (float)(attn_factor * s);
     return Rotated{a, b, xa * cf - xb * sf, xa * sf + xb * cf};
 }
 
 __global__ void rope_kernel(float *x, int rows, int heads, int D, int64_t row_stride, const int *pos, float base,
-                            const float *factors, int neox) {
+                            const float *factors, int neox, float attn_factor) {
     const int half = D / 2;
     const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (idx >= (int64_t)rows * heads * half) return;
     const int i = idx % half, h = (idx / half) % heads, t = idx / ((int64_t)half * heads);
     float *xh = x + t * row_stride + (int64_t)h * D;
-    const Rotated r = rotate(xh, i, D, *pos + t, base, factors, neox);
+    const Rotated r = rotate(xh, i, D, *pos + t, base, factors, neox, attn_factor);
     xh[r.a] = r.xa;
     xh[r.b] = r.xb;
 }
 
 // Threads [0, q pairs) rotate q, the next kv pairs rotate k into the cache, the next kv pairs copy v.
 __global__ void rope_append_kernel(float *q, const float *k, const float *v, __half *kc, __half *vc, int n_heads,
-                                   int n_kv, int D, const int *pos, float base, const float *factors, int neox) {
+                                   int n_kv, int D, const int *pos, float base, const float *factors, int neox,
+                                   float attn_factor) {
     chained_start();
     const int half = D / 2, q_pairs = n_heads * half, kv_pairs = n_kv * half;
     const int idx = blockIdx.x * blockDim.x + threadIdx.x;
@@ -56,12 +59,12 @@ __global__ void rope_append_kernel(float *q, const float *k, const float *v, __h
     const int64_t row = (int64_t)p * n_kv * D;
     if (idx < q_pairs) {
         float *xh = q + (idx / half) * D;
-        const Rotated r = rotate(xh, idx % half, D, p, base, factors, neox);
+        const Rotated r = rotate(xh, idx % half, D, p, base, factors, neox, attn_factor);
         xh[r.a] = r.xa;
         xh[r.b] = r.xb;
     } else if (idx < q_pairs + kv_pairs) {
         const int j = idx - q_pairs, h = j / half;
-        const Rotated r = rotate(k + h * D, j % half, D, p, base, factors, neox);
+        const Rotated r = rotate(k + h * D, j % half, D, p, base, factors, neox, attn_factor);
         kc[row + h * D + r.a] = __float2half_rn(r.xa);
         kc[row + h * D + r.b] = __float2half_rn(r.xb);
     } else if (idx < q_pairs + 2 * kv_pairs) {
@@ -77,6 +80,64 @@ __global__ void swiglu_kernel(const float *gate_up, float *out, int rows, int hi
     const int64_t r = idx / hidden, i = idx % hidden;
     const float g = gate_up[r * 2 * hidden + i], u = gate_up[r * 2 * hidden + hidden + i];
     out[idx] = g / (1.f + expf(-g)) * u;
+}
+
+// GELU with tanh's approximation (gemma's gelu_pytorch_tanh) times up, in double as the CPU engine computes it,
+// rounded to float once before the product with up.
+__device__ __forceinline__ float geglu_value(float g, float u) {
+    const double gd = g, inner = 0.7978845608028654 * (gd + 0.044715 * gd * gd * gd);
+    return (float)(0.5 * gd * (1.0 + tanh(inner))) * u;
+}
+
+__global__ void geglu_kernel(const float *gate_up, float *out, int rows, int hidden) {
+    chained_start();
+    const int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (idx >= (int64_t)rows * hidden) return;
+    const int64_t r = idx / hidden, i = idx % hidden;
+    out[idx] = geglu_value(gate_up[r * 2 * hidden + i], gate_up[r * 2 * hidden + hidden + i]);
+}
+
+// x[r] += rmsnorm(y[r]) * w (gemma's norm of a block's output before the residual): the sums of rmsnorm_kernel.
+__global__ void rmsnorm_add_kernel(float *x, const float *y, const float *w, int n, float eps) {
+    chained_start();
+    __shared__ float scratch[32];
+    const float *yr = y + (int64_t)blockIdx.x * n;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(yr[i], yr[i], ss);
+    ss = block_sum(ss, scratch);
+    const float scale = rsqrtf(ss / n + eps);
+    float *xr = x + (int64_t)blockIdx.x * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) xr[i] += yr[i] * scale * w[i];
+}
+
+// Each head of x [rows, heads, D] (row stride in floats) normed in place with weight [D] (gemma3's q and k norms):
+// one warp per (row, head).
+__global__ void rmsnorm_heads_kernel(float *x, int rows, int heads, int D, int64_t row_stride, const float *w,
+                                     float eps) {
+    chained_start();
+    const int64_t item = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (item >= (int64_t)rows * heads) return;  // whole warps leave together
+    float *xh = x + (item / heads) * row_stride + (item % heads) * (int64_t)D;
+    float ss = 0.f;
+    for (int i = lane; i < D; i += 32) ss = fmaf(xh[i], xh[i], ss);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    const float scale = rsqrtf(ss / D + eps);
+    for (int i = lane; i < D; i += 32) xh[i] = xh[i] * scale * w[i];
+}
+
+// x = cap * tanh(x / cap) (gemma2's final logits), or x * s for scale_kernel (gemma's embedding scale).
+__global__ void softcap_kernel(float *x, int64_t n, float cap) {
+    chained_start();
+    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < n) x[i] = cap * tanhf(x[i] / cap);
+}
+
+__global__ void scale_kernel(float *x, int64_t n, float s) {
+    chained_start();
+    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < n) x[i] *= s;
 }
 
 __global__ void add_kernel(float *x, const float *y, int64_t n) {
@@ -171,12 +232,13 @@ extern "C" int edgellm_rmsnorm(const float *x, const float *w, float *out, int r
 }
 
 extern "C" int edgellm_rope(float *x, int rows, int heads, int head_dim, int64_t row_stride, const int *pos, float base,
-                            const float *factors, int neox, void *stream) {
+                            const float *factors, int neox, float attn_factor, void *stream) {
     if (!x || !pos || rows <= 0 || heads <= 0 || head_dim <= 0 || head_dim % 2 || row_stride < (int64_t)heads * head_dim)
         return EDGELLM_ERR_ARGUMENT;
     const int64_t n = (int64_t)rows * heads * (head_dim / 2);
     rope_kernel<<<blocks_for(n, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(x, rows, heads, head_dim, row_stride,
-                                                                                  pos, base, factors, neox);
+                                                                                  pos, base, factors, neox,
+                                                                                  attn_factor);
     return check_launch();
 }
 
@@ -228,13 +290,49 @@ extern "C" int edgellm_argmax_advance(const float *logits, int n, int *out, int 
 
 extern "C" int edgellm_rope_append(float *q, const float *k, const float *v, void *k_cache, void *v_cache, int n_heads,
                                    int n_kv_heads, int head_dim, const int *pos, float base, const float *freq_factors,
-                                   int neox, void *stream) {
+                                   int neox, float attn_factor, void *stream) {
     if (!q || !k || !v || !k_cache || !v_cache || !pos || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 ||
         head_dim % 2)
         return EDGELLM_ERR_ARGUMENT;
     const int threads = (n_heads + 2 * n_kv_heads) * (head_dim / 2);
     launch_chained(rope_append_kernel, blocks_for(threads, 256), 256, 0, static_cast<cudaStream_t>(stream), q, k, v,
                    static_cast<__half *>(k_cache), static_cast<__half *>(v_cache), n_heads, n_kv_heads, head_dim, pos,
-                   base, freq_factors, neox);
+                   base, freq_factors, neox, attn_factor);
+    return check_launch();
+}
+
+extern "C" int edgellm_geglu(const float *gate_up, float *out, int rows, int hidden, void *stream) {
+    if (!gate_up || !out || rows <= 0 || hidden <= 0) return EDGELLM_ERR_ARGUMENT;
+    launch_chained(geglu_kernel, blocks_for((int64_t)rows * hidden, 256), 256, 0, static_cast<cudaStream_t>(stream),
+                   gate_up, out, rows, hidden);
+    return check_launch();
+}
+
+extern "C" int edgellm_rmsnorm_add(float *x, const float *y, const float *w, int rows, int n, float eps,
+                                   void *stream) {
+    if (!x || !y || !w || rows <= 0 || n <= 0) return EDGELLM_ERR_ARGUMENT;
+    launch_chained(rmsnorm_add_kernel, rows, kNormThreads, 0, static_cast<cudaStream_t>(stream), x, y, w, n, eps);
+    return check_launch();
+}
+
+extern "C" int edgellm_rmsnorm_heads(float *x, int rows, int heads, int head_dim, int64_t row_stride, const float *w,
+                                     float eps, void *stream) {
+    if (!x || !w || rows <= 0 || heads <= 0 || head_dim <= 0 || row_stride < (int64_t)heads * head_dim)
+        return EDGELLM_ERR_ARGUMENT;
+    constexpr int kWarpsPerBlock = 8;
+    launch_chained(rmsnorm_heads_kernel, blocks_for((int64_t)rows * heads, kWarpsPerBlock), 32 * kWarpsPerBlock, 0,
+                   static_cast<cudaStream_t>(stream), x, rows, heads, head_dim, row_stride, w, eps);
+    return check_launch();
+}
+
+extern "C" int edgellm_softcap(float *x, int64_t n, float cap, void *stream) {
+    if (!x || n <= 0 || !(cap > 0.f)) return EDGELLM_ERR_ARGUMENT;
+    launch_chained(softcap_kernel, blocks_for(n, 256), 256, 0, static_cast<cudaStream_t>(stream), x, n, cap);
+    return check_launch();
+}
+
+extern "C" int edgellm_scale(float *x, int64_t n, float s, void *stream) {
+    if (!x || n <= 0) return EDGELLM_ERR_ARGUMENT;
+    launch_chained(scale_kernel, blocks_for(n, 256), 256, 0, static_cast<cudaStream_t>(stream), x, n, s);
     return check_launch();
 }

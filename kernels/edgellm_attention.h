@@ -37,7 +37,10 @@ typedef struct {
 
 /* Causal (or full) attention of seq_q queries against seq_k keys.  With causal set, query i sits at position
  * i + (seq_k - seq_q): the queries are the last seq_q positions (a prompt, or a chunk of one after a cached prefix).
- * Query head h reads KV head h / (n_heads / n_kv_heads) (grouped-query attention; n_heads % n_kv_heads == 0). */
+ * Query head h reads KV head h / (n_heads / n_kv_heads) (grouped-query attention; n_heads % n_kv_heads == 0).
+ * window > 0 (a sliding-window layer): the query at position p sees only keys p - window + 1 .. p.
+ * softcap > 0 (gemma2): each scaled score s becomes softcap * tanh(s / softcap) before the softmax.
+ * Zero-initialised arguments (window 0, softcap 0) are plain causal attention. */
 typedef struct {
     const void *q, *k, *v;
     void *o;
@@ -45,17 +48,21 @@ typedef struct {
     int batch, seq_q, seq_k, n_heads, n_kv_heads, head_dim;
     float softmax_scale;
     int causal;
+    int window;
+    float softcap;
 } edgellm_prefill_args;
 
 /* Prefill.  dtype F16/BF16: tensor cores, fp32 accumulation and softmax.  F32: the fp32 path (CUDA cores), exact to
- * float rounding, used as the accuracy reference of the engine.  Head dims 64 and 128. */
+ * float rounding, used as the accuracy reference of the engine.  Head dims 64, 96, 128 and 256. */
 int edgellm_attention_prefill(const edgellm_prefill_args *args, edgellm_dtype dtype, void *stream);
 
 /* One new query per sequence against its KV cache of seq_k rows (flash-decoding): the cache is split into
  * num_splits chunks along the sequence, each chunk is attended by its own thread block for all the query heads that
  * share a KV head, and the partial results are merged with their log-sum-exp.  q and o are fp32 [batch, n_heads,
  * head_dim] (rows of the layouts unused); k and v are kv_dtype.  num_splits <= 0 picks edgellm_decode_splits().
- * The arithmetic is fp32 on CUDA cores for every KV dtype (exact to float rounding). */
+ * The arithmetic is fp32 on CUDA cores for every KV dtype (exact to float rounding).  Head dims 64, 96, 128, 256.
+ * window > 0: only the last `window` rows of the cache are attended to (the splits share those rows alone);
+ * softcap > 0: scores soft-capped as in prefill (CUDA cores, fp32 and fp16 caches).  Zero: neither. */
 typedef struct {
     const float *q;
     const void *k, *v;
@@ -63,6 +70,8 @@ typedef struct {
     edgellm_layout q_layout, k_layout, v_layout, o_layout;
     int batch, seq_k, n_heads, n_kv_heads, head_dim;
     float softmax_scale;
+    int window;
+    float softcap;
 } edgellm_decode_args;
 
 int edgellm_attention_decode(const edgellm_decode_args *args, edgellm_dtype kv_dtype, int num_splits,

@@ -17,17 +17,32 @@
 extern "C" {
 #endif
 
+/* Beyond the llama family (the zeros are its behaviour): query_scale multiplies q.k (0: 1/sqrt(head_dim));
+ * embedding_scale multiplies the token embeddings (gemma: sqrt(dim); 0 or 1: none); activation 1 is GeGLU with
+ * tanh-approximated GELU (gemma), 0 SwiGLU; attn_softcap / final_softcap > 0 soft-cap the attention scores / the
+ * logits as cap * tanh(x / cap) (gemma2); rope_attn_factor scales cos and sin (phi3; 0 or 1: none). */
 typedef struct {
     int n_layers, dim, n_heads, n_kv_heads, head_dim, hidden, vocab, max_context;
     float norm_eps, rope_base;
-    int rope_neox; /* qwen2: 1; llama: 0 */
+    int rope_neox; /* qwen2, phi3, gemma: 1; llama: 0 */
     int unfused;   /* 1: one launch per operation (the reference the fused step is tested against); 0: fused */
+    float query_scale, embedding_scale;
+    int activation;
+    float attn_softcap, final_softcap, rope_attn_factor;
 } edgellm_model_config;
 
+/* Fused matrices of a file (phi3's attn_qkv, its ffn_up of gate then up) are passed as row views: wq, wk, wv the
+ * row ranges of the one matrix, each a matrix of its own here.  The gemma norms (post_attn_norm, post_ffn_norm: the
+ * attention and FFN outputs normed before the residual; q_norm, k_norm: gemma3's per-head norms of [head_dim]) are
+ * null where a model has none.  window > 0: a sliding-window layer; rope_base > 0: this layer's RoPE base (gemma3's
+ * local layers), else the config's. */
 typedef struct {
     edgellm_qmatrix wq, wk, wv, wo, w_gate, w_up, w_down;
     const float *attn_norm, *ffn_norm;
     const float *bq, *bk, *bv; /* null without biases */
+    const float *post_attn_norm, *post_ffn_norm, *q_norm, *k_norm;
+    int window;
+    float rope_base;
 } edgellm_layer;
 
 typedef struct edgellm_engine edgellm_engine;

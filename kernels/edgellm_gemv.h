@@ -56,11 +56,12 @@ int edgellm_gemv_many(const edgellm_qmatrix *const *w, float *const *y, const fl
                       int accumulate, const void *xq, const void *xds, void *stream);
 /* The decode step's Q, K and V (w[0..2], one column count, any quant types: one launch per run of one type) with
  * their biases where given, then edgellm_rope_append's work in the epilogue: adjacent-pair RoPE (neox = 0) of Q and K
- * at *pos (freq_factors optional), Q written to q (fp32), K and V in fp16 into row *pos of k_cache and v_cache (row
- * stride w[1]'s rows).  The values are those of edgellm_gemv_many followed by edgellm_rope_append. */
+ * at *pos (freq_factors optional, cos and sin scaled by attn_factor), Q written to q (fp32), K and V in fp16 into row
+ * *pos of k_cache and v_cache (row stride w[1]'s rows).  The values are those of edgellm_gemv_many followed by
+ * edgellm_rope_append. */
 int edgellm_gemv_qkv_rope(const edgellm_qmatrix *const *w, const float *const *bias, float *q, void *k_cache,
                           void *v_cache, int head_dim, const int *pos, float base, const float *freq_factors,
-                          const void *xq, const void *xds, void *stream);
+                          float attn_factor, const void *xq, const void *xds, void *stream);
 int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qmatrix *up, const void *xq, const void *xds,
                         float *y, void *stream);
 /* edgellm_gemv_swiglu followed by edgellm_quantize_activations(y) into next_xq / next_xds, in one launch (rows a

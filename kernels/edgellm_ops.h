@@ -17,13 +17,31 @@ extern "C" {
 int edgellm_rmsnorm(const float *x, const float *weight, float *out, int rows, int n, float eps, void *stream);
 
 /* Rotary embedding in place on x [rows, heads, head_dim] (row stride in floats): row t at position *pos + t,
- * theta_i = position * base^(-2i/head_dim) / freq_factors[i] (freq_factors may be null: llama3 scaling passes its
- * factors), computed in double.  neox: pairs (i, i + head_dim/2); else adjacent pairs (2i, 2i + 1). */
+ * theta_i = position * base^(-2i/head_dim) / freq_factors[i] (freq_factors may be null: llama3 scaling and phi3's
+ * long/short factors pass theirs), computed in double; cos and sin times attn_factor (phi3; 1 for the others).
+ * neox: pairs (i, i + head_dim/2); else adjacent pairs (2i, 2i + 1). */
 int edgellm_rope(float *x, int rows, int heads, int head_dim, int64_t row_stride, const int *pos, float base,
-                 const float *freq_factors, int neox, void *stream);
+                 const float *freq_factors, int neox, float attn_factor, void *stream);
 
 /* out[r, i] = silu(gate_up[r, i]) * gate_up[r, hidden + i]. */
 int edgellm_swiglu(const float *gate_up, float *out, int rows, int hidden, void *stream);
+
+/* out[r, i] = gelu_tanh(gate_up[r, i]) * gate_up[r, hidden + i] (GeGLU; the GELU in double, as the CPU engine). */
+int edgellm_geglu(const float *gate_up, float *out, int rows, int hidden, void *stream);
+
+/* x[r] += y[r] / sqrt(mean(y[r]^2) + eps) * weight for rows r of n values (a norm after a block, then the residual;
+ * the sums of edgellm_rmsnorm). */
+int edgellm_rmsnorm_add(float *x, const float *y, const float *weight, int rows, int n, float eps, void *stream);
+
+/* In place on x [rows, heads, head_dim] (row stride in floats): each head's vector normed with weight [head_dim]. */
+int edgellm_rmsnorm_heads(float *x, int rows, int heads, int head_dim, int64_t row_stride, const float *weight,
+                          float eps, void *stream);
+
+/* x = cap * tanh(x / cap), n values (cap > 0). */
+int edgellm_softcap(float *x, int64_t n, float cap, void *stream);
+
+/* x *= s, n values. */
+int edgellm_scale(float *x, int64_t n, float s, void *stream);
 
 /* x += y, n values. */
 int edgellm_add(float *x, const float *y, int64_t n, void *stream);
@@ -39,7 +57,7 @@ int edgellm_embed(const edgellm_qmatrix *table, const int *token, float *out, vo
  * and v copied into row *pos of the fp16 caches (row stride n_kv_heads * head_dim); the rotation is edgellm_rope's. */
 int edgellm_rope_append(float *q, const float *k, const float *v, void *k_cache, void *v_cache, int n_heads,
                         int n_kv_heads, int head_dim, const int *pos, float base, const float *freq_factors, int neox,
-                        void *stream);
+                        float attn_factor, void *stream);
 
 /* edgellm_argmax, then *pos += 1 (the end of a decode step, one launch). */
 int edgellm_argmax_advance(const float *logits, int n, int *out, int *pos, void *stream);

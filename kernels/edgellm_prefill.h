@@ -45,6 +45,9 @@ int edgellm_to_f16(const float *x, void *out, int64_t count, void *stream);
  * for a gate and an up projection of different quant types). */
 int edgellm_swiglu_f16(const float *gate, const float *up, void *out, int rows, int hidden, void *stream);
 
+/* out (fp16) [rows, hidden] = gelu_tanh(gate) * up (GeGLU, as edgellm_geglu computes it), gate and up fp32. */
+int edgellm_geglu_f16(const float *gate, const float *up, void *out, int rows, int hidden, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,13 +5,17 @@
 // GEMV, + biases) -> RoPE at the device position -> K, V appended to the fp16 cache -> split-KV decode attention over
 // the cache -> output projection -> residual; RMSNorm -> quantize -> gate, up -> SwiGLU -> quantize -> down ->
 // residual.  Then the final norm, the LM head and argmax on the device, the position advanced on the device.
+// Beyond the llama family (edgellm_engine.h): gemma's scaled embedding, per-head Q/K norms before RoPE (gemma3), a
+// per-layer RoPE base and sliding window, soft-capped scores, the attention and FFN outputs normed before the
+// residual (one kernel each, the GEMV then writing to tmp), GeGLU after separate gate and up products, and soft-capped
+// logits before the argmax; phi3's fused matrices arrive as row views and take the llama path.
 //
 // Fused (the default), a layer is 7 launches: RMSNorm+quantize, Q/K/V (+ biases) in one GEMV with RoPE and the cache
 // append in its epilogue (a launch per quant type where they differ; NeoX RoPE in a launch of its own), attention
 // writing quantized activations, output projection with the residual added in its epilogue, RMSNorm+quantize,
 // gate/up with SwiGLU and the quantization of its output in the epilogue, down projection + residual.  A step is
-// bound by launches as much as by bytes, so every launch saved is time.  Each fused kernel computes exactly what the separate ones do, in the same order (the GPU
-// tests compare the two steps bit for bit).
+// bound by launches as much as by bytes, so every launch saved is time.  Each fused kernel computes exactly what the
+// separate ones do, in the same order (the GPU tests compare the two steps bit for bit).
 //
 // Prefill (edgellm_engine_prefill) runs a prompt through the same weights chunk by chunk on tensor cores
 // (edgellm_prefill.h): per layer, RMSNorm to fp16, Q/K/V in one GEMM with biases, the decode path's own RoPE and cache
@@ -62,7 +66,7 @@ struct edgellm_engine {
     struct Prefill {
         int chunk = 0;
         int *tokens = nullptr;
-        float *x = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *gate = nullptr, *up = nullptr;
+        float *x = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *gate = nullptr, *up = nullptr, *o = nullptr;
         __half *h = nullptr, *qh = nullptr, *att = nullptr, *ffn = nullptr;
         int logit_rows = 0;
         float *logits = nullptr;
@@ -93,6 +97,8 @@ int alloc(edgellm_engine *e, T **ptr, size_t count) {
     return cuda_rc(cudaMemsetAsync(p, 0, count * sizeof(T) + 16, e->stream));
 }
 
+bool same_kind(const edgellm_qmatrix &a, const edgellm_qmatrix &b) { return a.qtype == b.qtype && a.cols == b.cols; }
+
 int linear(edgellm_engine *e, const edgellm_qmatrix &w, const float *in, float *out) {
     TRY(edgellm_quantize_activations(in, w.cols, e->xq, e->xds, e->stream));
     return edgellm_gemv(&w, e->xq, e->xds, out, e->stream);
@@ -106,6 +112,15 @@ int qkv(edgellm_engine *e, const edgellm_layer &L) {
     return edgellm_gemv(&L.wv, e->xq, e->xds, e->v, e->stream);
 }
 
+float softmax_scale(const edgellm_model_config &c) {
+    return c.query_scale > 0.f ? c.query_scale : 1.f / sqrtf((float)c.head_dim);
+}
+float rope_base(const edgellm_model_config &c, const edgellm_layer &L) {
+    return L.rope_base > 0.f ? L.rope_base : c.rope_base;
+}
+float rope_attn_factor(const edgellm_model_config &c) { return c.rope_attn_factor > 0.f ? c.rope_attn_factor : 1.f; }
+bool geglu(const edgellm_model_config &c) { return c.activation == 1; }
+
 edgellm_decode_args attention_args(const edgellm_engine *e, int i) {
     const edgellm_model_config &c = e->cfg;
     const int qdim = c.n_heads * c.head_dim, kvdim = c.n_kv_heads * c.head_dim;
@@ -114,8 +129,42 @@ edgellm_decode_args attention_args(const edgellm_engine *e, int i) {
     a.q_layout = a.o_layout = edgellm_layout{qdim, qdim, c.head_dim};
     a.k_layout = a.v_layout = edgellm_layout{(int64_t)c.max_context * kvdim, kvdim, c.head_dim};
     a.batch = 1, a.seq_k = c.max_context, a.n_heads = c.n_heads, a.n_kv_heads = c.n_kv_heads, a.head_dim = c.head_dim;
-    a.softmax_scale = 1.f / sqrtf((float)c.head_dim);
+    a.softmax_scale = softmax_scale(c);
+    a.window = e->layers[i].window, a.softcap = c.attn_softcap;
     return a;
+}
+
+// gemma3: each head of the step's q and k normed (before RoPE).
+int qk_norms(edgellm_engine *e, const edgellm_layer &L, float *q, float *k, int rows) {
+    const edgellm_model_config &c = e->cfg;
+    if (!L.q_norm) return EDGELLM_OK;
+    const int qdim = c.n_heads * c.head_dim, kvdim = c.n_kv_heads * c.head_dim;
+    TRY(edgellm_rmsnorm_heads(q, rows, c.n_heads, c.head_dim, qdim, L.q_norm, c.norm_eps, e->stream));
+    return edgellm_rmsnorm_heads(k, rows, c.n_kv_heads, c.head_dim, kvdim, L.k_norm, c.norm_eps, e->stream);
+}
+
+// A projection of the quantized activations (xq, xds) into the residual stream x: added in the GEMV's epilogue, or
+// (gemma's post-norms) written to tmp, normed and added.
+int project_residual(edgellm_engine *e, const edgellm_qmatrix &w, const float *post_norm, const int8_t *xq,
+                     const float2 *xds) {
+    const edgellm_qmatrix *wp = &w;
+    if (!post_norm) return edgellm_gemv_many(&wp, &e->x, nullptr, 1, 1, xq, xds, e->stream);
+    TRY(edgellm_gemv_many(&wp, &e->tmp, nullptr, 1, 0, xq, xds, e->stream));
+    return edgellm_rmsnorm_add(e->x, e->tmp, post_norm, 1, e->cfg.dim, e->cfg.norm_eps, e->stream);
+}
+
+// Gate and up of the quantized activations into e->gate_up ([gate | up]), then GeGLU into e->ffn.
+int gate_up_geglu(edgellm_engine *e, const edgellm_layer &L) {
+    const int hidden = e->cfg.hidden;
+    if (same_kind(L.w_gate, L.w_up)) {
+        const edgellm_qmatrix *w[2] = {&L.w_gate, &L.w_up};
+        float *y[2] = {e->gate_up, e->gate_up + hidden};
+        TRY(edgellm_gemv_many(w, y, nullptr, 2, 0, e->xq, e->xds, e->stream));
+    } else {
+        TRY(edgellm_gemv(&L.w_gate, e->xq, e->xds, e->gate_up, e->stream));
+        TRY(edgellm_gemv(&L.w_up, e->xq, e->xds, e->gate_up + hidden, e->stream));
+    }
+    return edgellm_geglu(e->gate_up, e->ffn, 1, hidden, e->stream);
 }
 
 // Attention of layer i into e->att; with `quantized`, also into e->xq / e->xds for the output projection.
@@ -124,8 +173,6 @@ int attention(edgellm_engine *e, int i, bool quantized) {
     return edgellm_attention_decode_at(&a, EDGELLM_F16, e->pos, e->splits, e->workspace, e->workspace_bytes,
                                        quantized ? e->xq : nullptr, quantized ? e->xds : nullptr, e->stream);
 }
-
-bool same_kind(const edgellm_qmatrix &a, const edgellm_qmatrix &b) { return a.qtype == b.qtype && a.cols == b.cols; }
 
 // The GEMV epilogues that take the next small operation's work (RoPE + cache append, the SwiGLU output's
 // quantization): on unless EDGELLM_EPILOGUE_FUSION=0 (read once; results are the same bit for bit either way).
@@ -145,27 +192,30 @@ int fused_layer(edgellm_engine *e, int i) {
     float *y[3] = {e->q, e->k, e->v};
     const float *b[3] = {L.bq, L.bk, L.bv};
     // Q, K and V in one launch per run of one quant type (Q4_K_M's V is often Q6_K); adjacent-pair RoPE and the
-    // cache append in the same launch's epilogue, NeoX pairs (i, i + head_dim/2) in a launch of their own.
-    if (!c.rope_neox && epilogue_fusion()) {
-        TRY(edgellm_gemv_qkv_rope(w, b, e->q, e->kcache[i], e->vcache[i], c.head_dim, e->pos, c.rope_base,
-                                  e->rope_factors, e->xq, e->xds, e->stream));
+    // cache append in the same launch's epilogue. NeoX pairs (i, i + head_dim/2) and per-head Q/K norms (gemma3),
+    // which need a whole head first, take launches of their own.
+    if (!c.rope_neox && !L.q_norm && epilogue_fusion()) {
+        TRY(edgellm_gemv_qkv_rope(w, b, e->q, e->kcache[i], e->vcache[i], c.head_dim, e->pos, rope_base(c, L),
+                                  e->rope_factors, rope_attn_factor(c), e->xq, e->xds, e->stream));
     } else {
         TRY(edgellm_gemv_many(w, y, b, 3, 0, e->xq, e->xds, e->stream));
+        TRY(qk_norms(e, L, e->q, e->k, 1));
         TRY(edgellm_rope_append(e->q, e->k, e->v, e->kcache[i], e->vcache[i], c.n_heads, c.n_kv_heads, c.head_dim,
-                                e->pos, c.rope_base, e->rope_factors, c.rope_neox, e->stream));
+                                e->pos, rope_base(c, L), e->rope_factors, c.rope_neox, rope_attn_factor(c),
+                                e->stream));
     }
     TRY(attention(e, i, true));
-    const edgellm_qmatrix *wo = &L.wo;
-    TRY(edgellm_gemv_many(&wo, &e->x, nullptr, 1, 1, e->xq, e->xds, e->stream));
+    TRY(project_residual(e, L.wo, L.post_attn_norm, e->xq, e->xds));
     TRY(edgellm_rmsnorm_quantize(e->x, L.ffn_norm, c.dim, c.norm_eps, e->xq, e->xds, e->stream));
-    const edgellm_qmatrix *wd = &L.w_down;
-    if (same_kind(L.w_gate, L.w_up) && epilogue_fusion()) {
+    if (!geglu(c) && same_kind(L.w_gate, L.w_up) && epilogue_fusion()) {
         // SwiGLU and the down projection's activations in the gate/up launch (into their own buffers).
         TRY(edgellm_gemv_swiglu_quantize(&L.w_gate, &L.w_up, e->xq, e->xds, e->ffn, e->ffn_xq, e->ffn_xds,
                                          e->swiglu_counters, e->stream));
-        return edgellm_gemv_many(&wd, &e->x, nullptr, 1, 1, e->ffn_xq, e->ffn_xds, e->stream);
+        return project_residual(e, L.w_down, L.post_ffn_norm, e->ffn_xq, e->ffn_xds);
     }
-    if (same_kind(L.w_gate, L.w_up)) {
+    if (geglu(c)) {
+        TRY(gate_up_geglu(e, L));
+    } else if (same_kind(L.w_gate, L.w_up)) {
         TRY(edgellm_gemv_swiglu(&L.w_gate, &L.w_up, e->xq, e->xds, e->ffn, e->stream));
     } else {
         TRY(edgellm_gemv(&L.w_gate, e->xq, e->xds, e->gate_up, e->stream));
@@ -173,7 +223,7 @@ int fused_layer(edgellm_engine *e, int i) {
         TRY(edgellm_swiglu(e->gate_up, e->ffn, 1, c.hidden, e->stream));
     }
     TRY(edgellm_quantize_activations(e->ffn, c.hidden, e->xq, e->xds, e->stream));
-    return edgellm_gemv_many(&wd, &e->x, nullptr, 1, 1, e->xq, e->xds, e->stream);
+    return project_residual(e, L.w_down, L.post_ffn_norm, e->xq, e->xds);
 }
 
 int layer(edgellm_engine *e, int i) {
@@ -188,34 +238,55 @@ int layer(edgellm_engine *e, int i) {
         TRY(edgellm_add(e->k, L.bk, kvdim, e->stream));
         TRY(edgellm_add(e->v, L.bv, kvdim, e->stream));
     }
-    TRY(edgellm_rope(e->q, 1, c.n_heads, c.head_dim, qdim, e->pos, c.rope_base, e->rope_factors, c.rope_neox, e->stream));
-    TRY(edgellm_rope(e->k, 1, c.n_kv_heads, c.head_dim, kvdim, e->pos, c.rope_base, e->rope_factors, c.rope_neox,
+    TRY(qk_norms(e, L, e->q, e->k, 1));
+    const float base = rope_base(c, L), attn_factor = rope_attn_factor(c);
+    TRY(edgellm_rope(e->q, 1, c.n_heads, c.head_dim, qdim, e->pos, base, e->rope_factors, c.rope_neox, attn_factor,
+                     e->stream));
+    TRY(edgellm_rope(e->k, 1, c.n_kv_heads, c.head_dim, kvdim, e->pos, base, e->rope_factors, c.rope_neox, attn_factor,
                      e->stream));
     TRY(edgellm_kv_append(e->k, e->kcache[i], 1, kvdim, kvdim, e->pos, e->stream));
     TRY(edgellm_kv_append(e->v, e->vcache[i], 1, kvdim, kvdim, e->pos, e->stream));
     TRY(attention(e, i, false));
     TRY(linear(e, L.wo, e->att, e->tmp));
-    TRY(edgellm_add(e->x, e->tmp, c.dim, e->stream));
+    if (L.post_attn_norm) TRY(edgellm_rmsnorm_add(e->x, e->tmp, L.post_attn_norm, 1, c.dim, c.norm_eps, e->stream));
+    else TRY(edgellm_add(e->x, e->tmp, c.dim, e->stream));
     TRY(edgellm_rmsnorm(e->x, L.ffn_norm, e->h, 1, c.dim, c.norm_eps, e->stream));
     TRY(edgellm_quantize_activations(e->h, c.dim, e->xq, e->xds, e->stream));
     TRY(edgellm_gemv(&L.w_gate, e->xq, e->xds, e->gate_up, e->stream));
     TRY(edgellm_gemv(&L.w_up, e->xq, e->xds, e->gate_up + c.hidden, e->stream));
-    TRY(edgellm_swiglu(e->gate_up, e->ffn, 1, c.hidden, e->stream));
+    if (geglu(c)) TRY(edgellm_geglu(e->gate_up, e->ffn, 1, c.hidden, e->stream));
+    else TRY(edgellm_swiglu(e->gate_up, e->ffn, 1, c.hidden, e->stream));
     TRY(linear(e, L.w_down, e->ffn, e->tmp));
+    if (L.post_ffn_norm) return edgellm_rmsnorm_add(e->x, e->tmp, L.post_ffn_norm, 1, c.dim, c.norm_eps, e->stream);
     return edgellm_add(e->x, e->tmp, c.dim, e->stream);
+}
+
+// The token embedding of *token into x (gemma: scaled by sqrt(dim)).
+int embed_token(edgellm_engine *e) {
+    TRY(edgellm_embed(&e->embd, e->token, e->x, e->stream));
+    const float s = e->cfg.embedding_scale;
+    return s != 0.f && s != 1.f ? edgellm_scale(e->x, e->cfg.dim, s, e->stream) : EDGELLM_OK;
+}
+
+// gemma2's soft-capped logits, rows of vocab values.
+int cap_logits(edgellm_engine *e, float *logits, int rows) {
+    const float cap = e->cfg.final_softcap;
+    return cap > 0.f ? edgellm_softcap(logits, (int64_t)rows * e->cfg.vocab, cap, e->stream) : EDGELLM_OK;
 }
 
 // Everything one step enqueues; the same sequence is captured into the graph.
 int enqueue_step(edgellm_engine *e) {
-    TRY(edgellm_embed(&e->embd, e->token, e->x, e->stream));
+    TRY(embed_token(e));
     for (int i = 0; i < e->cfg.n_layers; ++i) TRY(layer(e, i));
     if (!e->cfg.unfused) {
         TRY(edgellm_rmsnorm_quantize(e->x, e->output_norm, e->cfg.dim, e->cfg.norm_eps, e->xq, e->xds, e->stream));
         TRY(edgellm_gemv(&e->output, e->xq, e->xds, e->logits, e->stream));
+        TRY(cap_logits(e, e->logits, 1));
         return edgellm_argmax_advance(e->logits, e->cfg.vocab, e->token, e->pos, e->stream);
     }
     TRY(edgellm_rmsnorm(e->x, e->output_norm, e->h, 1, e->cfg.dim, e->cfg.norm_eps, e->stream));
     TRY(linear(e, e->output, e->h, e->logits));
+    TRY(cap_logits(e, e->logits, 1));
     TRY(edgellm_argmax(e->logits, e->cfg.vocab, e->token, e->stream));
     advance_kernel<<<1, 1, 0, e->stream>>>(e->pos);
     return edgellm::check_launch();
@@ -245,8 +316,12 @@ int prefill_buffers(edgellm_engine *e, int chunk) {
     prefill_free(e);  // the logits rows too: logit_buffer makes them again at their next use
     const edgellm_model_config &c = e->cfg;
     const size_t n = chunk, qdim = (size_t)c.n_heads * c.head_dim, kvdim = (size_t)c.n_kv_heads * c.head_dim;
-    bool mixed_ffn = false;
-    for (const edgellm_layer &L : e->layers) mixed_ffn |= !same_kind(L.w_gate, L.w_up);
+    // Separate gate and up products: mixed types (no fused SwiGLU GEMM) or GeGLU (no GEMM epilogue for it).
+    bool mixed_ffn = geglu(c), post_norms = false;
+    for (const edgellm_layer &L : e->layers) {
+        mixed_ffn |= !same_kind(L.w_gate, L.w_up);
+        post_norms |= L.post_attn_norm || L.post_ffn_norm;
+    }
     int rc = prefill_alloc(e, &P.tokens, n);
     if (rc == EDGELLM_OK) rc = prefill_alloc(e, &P.x, n * c.dim);
     if (rc == EDGELLM_OK) rc = prefill_alloc(e, &P.h, n * c.dim);
@@ -258,6 +333,7 @@ int prefill_buffers(edgellm_engine *e, int chunk) {
     if (rc == EDGELLM_OK) rc = prefill_alloc(e, &P.ffn, n * c.hidden);
     if (rc == EDGELLM_OK && mixed_ffn) rc = prefill_alloc(e, &P.gate, n * c.hidden);
     if (rc == EDGELLM_OK && mixed_ffn) rc = prefill_alloc(e, &P.up, n * c.hidden);
+    if (rc == EDGELLM_OK && post_norms) rc = prefill_alloc(e, &P.o, n * c.dim);
     if (rc != EDGELLM_OK) {
         prefill_free(e);
         return rc;
@@ -277,6 +353,17 @@ int logit_buffer(edgellm_engine *e, int rows) {
     return EDGELLM_OK;
 }
 
+// The product of w with the chunk's fp16 rows `in` into the residual stream P.x: added in the GEMM's epilogue, or
+// (gemma's post-norms) written to P.o, normed and added.
+int prefill_residual(edgellm_engine *e, const edgellm_qmatrix &w, const void *in, const float *post_norm, int c) {
+    edgellm_engine::Prefill &P = e->prefill;
+    const edgellm_qmatrix *wp = &w;
+    void *x = P.x, *o = P.o;
+    if (!post_norm) return edgellm_gemm(&wp, &x, nullptr, 1, in, c, EDGELLM_GEMM_ADD_F32, e->stream);
+    TRY(edgellm_gemm(&wp, &o, nullptr, 1, in, c, EDGELLM_GEMM_F32, e->stream));
+    return edgellm_rmsnorm_add(P.x, P.o, post_norm, c, e->cfg.dim, e->cfg.norm_eps, e->stream);
+}
+
 // One layer over the chunk of c tokens at positions *pos .. *pos + c - 1 (host copy p0): P.x is the residual stream.
 int prefill_layer(edgellm_engine *e, int i, int c, int p0) {
     const edgellm_model_config &cfg = e->cfg;
@@ -293,10 +380,12 @@ int prefill_layer(edgellm_engine *e, int i, int c, int p0) {
         for (int j = 0; j < 3; ++j) TRY(edgellm_gemm(&w[j], &y[j], &b[j], 1, P.h, c, EDGELLM_GEMM_F32, e->stream));
     }
     // RoPE and the cache append of the decode step's unfused path, over c rows at *pos + t.
-    TRY(edgellm_rope(P.q, c, cfg.n_heads, cfg.head_dim, qdim, e->pos, cfg.rope_base, e->rope_factors, cfg.rope_neox,
-                     e->stream));
-    TRY(edgellm_rope(P.k, c, cfg.n_kv_heads, cfg.head_dim, kvdim, e->pos, cfg.rope_base, e->rope_factors,
-                     cfg.rope_neox, e->stream));
+    TRY(qk_norms(e, L, P.q, P.k, c));
+    const float base = rope_base(cfg, L), attn_factor = rope_attn_factor(cfg);
+    TRY(edgellm_rope(P.q, c, cfg.n_heads, cfg.head_dim, qdim, e->pos, base, e->rope_factors, cfg.rope_neox,
+                     attn_factor, e->stream));
+    TRY(edgellm_rope(P.k, c, cfg.n_kv_heads, cfg.head_dim, kvdim, e->pos, base, e->rope_factors, cfg.rope_neox,
+                     attn_factor, e->stream));
     TRY(edgellm_kv_append(P.k, e->kcache[i], c, kvdim, kvdim, e->pos, e->stream));
     TRY(edgellm_kv_append(P.v, e->vcache[i], c, kvdim, kvdim, e->pos, e->stream));
     TRY(edgellm_to_f16(P.q, P.qh, (int64_t)c * qdim, e->stream));
@@ -306,13 +395,24 @@ int prefill_layer(edgellm_engine *e, int i, int c, int p0) {
     a.q_layout = a.o_layout = edgellm_layout{(int64_t)c * qdim, qdim, cfg.head_dim};
     a.k_layout = a.v_layout = edgellm_layout{(int64_t)cfg.max_context * kvdim, kvdim, cfg.head_dim};
     a.batch = 1, a.seq_q = c, a.seq_k = p0 + c, a.n_heads = cfg.n_heads, a.n_kv_heads = cfg.n_kv_heads;
-    a.head_dim = cfg.head_dim, a.softmax_scale = 1.f / sqrtf((float)cfg.head_dim), a.causal = 1;
+    a.head_dim = cfg.head_dim, a.softmax_scale = softmax_scale(cfg), a.causal = 1;
+    a.window = L.window, a.softcap = cfg.attn_softcap;
     TRY(edgellm_attention_prefill(&a, EDGELLM_F16, e->stream));
-    const edgellm_qmatrix *wo = &L.wo;
-    void *x = P.x;
-    TRY(edgellm_gemm(&wo, &x, nullptr, 1, P.att, c, EDGELLM_GEMM_ADD_F32, e->stream));
+    TRY(prefill_residual(e, L.wo, P.att, L.post_attn_norm, c));
     TRY(edgellm_rmsnorm_f16(P.x, L.ffn_norm, P.h, c, cfg.dim, cfg.norm_eps, e->stream));
-    if (same_kind(L.w_gate, L.w_up)) {
+    if (geglu(cfg)) {
+        const edgellm_qmatrix *g = &L.w_gate, *u = &L.w_up;
+        void *gy = P.gate, *uy = P.up;
+        if (same_kind(L.w_gate, L.w_up)) {
+            const edgellm_qmatrix *gu[2] = {g, u};
+            void *out[2] = {gy, uy};
+            TRY(edgellm_gemm(gu, out, nullptr, 2, P.h, c, EDGELLM_GEMM_F32, e->stream));
+        } else {
+            TRY(edgellm_gemm(&g, &gy, nullptr, 1, P.h, c, EDGELLM_GEMM_F32, e->stream));
+            TRY(edgellm_gemm(&u, &uy, nullptr, 1, P.h, c, EDGELLM_GEMM_F32, e->stream));
+        }
+        TRY(edgellm_geglu_f16(P.gate, P.up, P.ffn, c, cfg.hidden, e->stream));
+    } else if (same_kind(L.w_gate, L.w_up)) {
         const edgellm_qmatrix *gu[2] = {&L.w_gate, &L.w_up};
         void *out[2] = {P.ffn, nullptr};
         TRY(edgellm_gemm(gu, out, nullptr, 2, P.h, c, EDGELLM_GEMM_SWIGLU_F16, e->stream));
@@ -323,8 +423,7 @@ int prefill_layer(edgellm_engine *e, int i, int c, int p0) {
         TRY(edgellm_gemm(&u, &uy, nullptr, 1, P.h, c, EDGELLM_GEMM_F32, e->stream));
         TRY(edgellm_swiglu_f16(P.gate, P.up, P.ffn, c, cfg.hidden, e->stream));
     }
-    const edgellm_qmatrix *wd = &L.w_down;
-    return edgellm_gemm(&wd, &x, nullptr, 1, P.ffn, c, EDGELLM_GEMM_ADD_F32, e->stream);
+    return prefill_residual(e, L.w_down, P.ffn, L.post_ffn_norm, c);
 }
 
 // Both prefill entry points: every layer chunk by chunk, the position advanced on the device and the host after each
@@ -345,6 +444,8 @@ int prefill(edgellm_engine *e, const int *tokens, int n, int chunk, float *host_
         const bool last = t0 + c == n;
         TRY(cuda_rc(cudaMemcpyAsync(P.tokens, tokens + t0, c * sizeof(int), cudaMemcpyHostToDevice, e->stream)));
         TRY(edgellm_embed_rows(&e->embd, P.tokens, c, P.x, e->stream));
+        if (cfg.embedding_scale != 0.f && cfg.embedding_scale != 1.f)
+            TRY(edgellm_scale(P.x, (int64_t)c * cfg.dim, cfg.embedding_scale, e->stream));
         for (int i = 0; i < cfg.n_layers; ++i) TRY(prefill_layer(e, i, c, p0));
         if (host_all) {
             TRY(edgellm_rmsnorm_f16(P.x, e->output_norm, P.h, c, cfg.dim, cfg.norm_eps, e->stream));
@@ -353,6 +454,7 @@ int prefill(edgellm_engine *e, const int *tokens, int n, int chunk, float *host_
                 const edgellm_qmatrix *w = &e->output;
                 void *y = P.logits;
                 TRY(edgellm_gemm(&w, &y, nullptr, 1, P.h + (size_t)r0 * cfg.dim, rows, EDGELLM_GEMM_F32, e->stream));
+                TRY(cap_logits(e, P.logits, rows));
                 TRY(cuda_rc(cudaMemcpyAsync(host_all + (size_t)(t0 + r0) * cfg.vocab, P.logits,
                                             (size_t)rows * cfg.vocab * sizeof(float), cudaMemcpyDeviceToHost,
                                             e->stream)));
@@ -364,6 +466,7 @@ int prefill(edgellm_engine *e, const int *tokens, int n, int chunk, float *host_
             TRY(edgellm_rmsnorm_quantize(P.x + (size_t)(c - 1) * cfg.dim, e->output_norm, cfg.dim, cfg.norm_eps, e->xq,
                                          e->xds, e->stream));
             TRY(edgellm_gemv(&e->output, e->xq, e->xds, e->logits, e->stream));
+            TRY(cap_logits(e, e->logits, 1));
         }
         const int advance = last ? c - 1 : c;  // the last position's advance is the argmax's, as in a step
         if (advance > 0) {
@@ -386,7 +489,8 @@ extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgell
                                      const edgellm_qmatrix *embd, const edgellm_qmatrix *output,
                                      const float *output_norm, const float *rope_factors, edgellm_engine **out) {
     if (!c || !layers || !embd || !output || !output_norm || !out || c->n_layers <= 0 || c->dim % 32 ||
-        c->hidden % 32 || c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads || (c->head_dim != 64 && c->head_dim != 128) ||
+        c->hidden % 32 || c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads ||
+        (c->head_dim != 64 && c->head_dim != 96 && c->head_dim != 128 && c->head_dim != 256) ||
         c->max_context < 1 || c->vocab < 1)
         return EDGELLM_ERR_ARGUMENT;
     edgellm_engine *e = new (std::nothrow) edgellm_engine();
@@ -424,7 +528,8 @@ extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgell
     // cache that long (one wave of blocks); at every replay the kernel shares the live cache among as many of those
     // splits as it fills.
     if (rc == EDGELLM_OK) {
-        const edgellm_decode_args a = attention_args(e, 0);
+        edgellm_decode_args a = attention_args(e, 0);
+        a.window = 0;  // sized for a global layer's whole cache; a window's rows fill fewer of the splits
         e->splits = std::max(1, edgellm_decode_splits(&a, EDGELLM_F16));
         e->workspace_bytes = edgellm_decode_workspace_bytes(1, c->n_heads, c->head_dim, e->splits);
         rc = alloc(e, reinterpret_cast<unsigned char **>(&e->workspace), e->workspace_bytes);

@@ -63,11 +63,15 @@ constexpr int kDecodeThreads = EDGELLM_DECODE_THREADS;
 constexpr int kHalfWarps = kDecodeThreads / 16;
 constexpr int kDecodeBlocksPerSm = EDGELLM_DECODE_BLOCKS_PER_SM;
 
+// Elements of a K or V row per lane: D/16, so that a half-warp covers a row; head dim 96 takes 8 (whole 16-byte
+// loads of fp16, which 6 elements would not be), on 12 lanes of the 16, the other 4 holding zeros.
+__host__ __device__ constexpr int lane_elems(int D) { return D == 96 ? 8 : D / 16; }
+
 // Keys a half-warp holds in registers per step, twice over (the step computed and the next one loading): as many as
-// the registers left by the G heads' query and accumulator rows allow.
-template <typename T, int G>
+// the registers left by the G heads' query and accumulator rows allow (head dim 256: 16 of each per lane and head).
+template <typename T, int D, int G>
 __host__ __device__ constexpr int keys_per_step() {
-    return sizeof(T) == 4 ? (G >= 8 ? 1 : 2) : (G >= 8 ? 2 : 4);
+    return D > 128 ? (sizeof(T) == 4 || G >= 4 ? 1 : 2) : sizeof(T) == 4 ? (G >= 8 ? 1 : 2) : (G >= 8 ? 2 : 4);
 }
 
 // Steps in flight: each thread copies the very row chunks it will read into its own slots of shared memory
@@ -75,15 +79,17 @@ __host__ __device__ constexpr int keys_per_step() {
 constexpr int kStages = EDGELLM_DECODE_STAGES;
 template <typename T, int D, int G>
 __host__ __device__ constexpr int decode_smem_bytes() {
-    return kStages * keys_per_step<T, G>() * 2 * kDecodeThreads * (D / 16) * (int)sizeof(T);
+    return kStages * keys_per_step<T, D, G>() * 2 * kDecodeThreads * lane_elems(D) * (int)sizeof(T);
 }
 
-template <typename T, int D, int G>
+// kCap: scores soft-capped (DecodeParams::softcap_log2); a separate instance, so the plain kernel is unchanged.
+template <typename T, int D, int G, bool kCap>
 __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodeParams p, int num_splits, int split_len,
                                                                       float *part_o, float *part_lse, int *counters) {
     chained_start();
-    constexpr int E = D / 16;                        // elements of a row per lane
-    constexpr int U = keys_per_step<T, G>();         // keys per half-warp per step (loads in flight)
+    constexpr int E = lane_elems(D);                 // elements of a row per lane
+    constexpr int kLanes = D / E;                    // lanes of a half-warp that hold elements of the row
+    constexpr int U = keys_per_step<T, D, G>();      // keys per half-warp per step (loads in flight)
     constexpr int STEP = kHalfWarps * U;             // keys per block per step
     const int split = blockIdx.x, b = blockIdx.z;
     const int kvh = blockIdx.y / p.head_chunks, chunk = blockIdx.y % p.head_chunks;
@@ -92,30 +98,34 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int half = lane >> 4, sub = lane & 15;
     const int hw = warp * 2 + half;  // half-warp index in the block
+    const bool lane_on = sub < kLanes;
+    const int esub = min(sub, kLanes - 1) * E;  // the lane's first element (lanes past the row: any valid address)
     const int rows = cache_rows(p);
+    // A sliding window: the splits share rows first .. rows - 1 alone (keys before the window are never read).
+    const int first = first_row(p, rows);
     // A cache length read from the device (a replayed graph) runs a grid sized for the longest cache: the keys are
     // shared among as many of its splits as they fill (split_plan), and the blocks past those leave at once.  With
     // one split in use its block writes the output itself (no partials, no merge, no counter touched).  The choice is
     // uniform across the grid.
-    const SplitPlan plan = p.pos ? split_plan(rows, num_splits, STEP) : SplitPlan{split_len, num_splits};
+    const SplitPlan plan = p.pos ? split_plan(rows - first, num_splits, STEP) : SplitPlan{split_len, num_splits};
     if (split >= plan.used) return;
     const bool direct = plan.used == 1;  // this block writes the final output
-    const int start = split * plan.len, end = min(rows, start + plan.len);
+    const int start = first + split * plan.len, end = min(rows, start + plan.len);
 
     float q[G][E], acc[G][E], m[G], l[G];
 #pragma unroll
     for (int h = 0; h < G; ++h) {
-        const float *qh = p.q + b * p.qb + (int64_t)(h0 + min(h, n_heads_here - 1)) * p.qh + sub * E;
+        const float *qh = p.q + b * p.qb + (int64_t)(h0 + min(h, n_heads_here - 1)) * p.qh + esub;
 #pragma unroll
         for (int e = 0; e < E; ++e) {
-            q[h][e] = qh[e] * p.scale_log2;
+            q[h][e] = lane_on ? qh[e] * p.scale_log2 : 0.f;
             acc[h][e] = 0.f;
         }
         m[h] = -INFINITY;
         l[h] = 0.f;
     }
-    const T *kbase = static_cast<const T *>(p.k) + b * p.kb + kvh * p.kh + sub * E;
-    const T *vbase = static_cast<const T *>(p.v) + b * p.vb + kvh * p.vh + sub * E;
+    const T *kbase = static_cast<const T *>(p.k) + b * p.kb + kvh * p.kh + esub;
+    const T *vbase = static_cast<const T *>(p.v) + b * p.vb + kvh * p.vh + esub;
 
     // Software pipeline over shared memory: slot (stage, u, k|v, thread) holds one row chunk of this thread.
     using Vec = KvVector<T, E>;
@@ -128,7 +138,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int key = k0 + u * kHalfWarps + hw;
-            const bool ok = key < end;  // rows past the chunk read as zeros and are masked below
+            const bool ok = key < end && lane_on;  // rows past the chunk read as zeros and are masked below
             Vec::copy_async(slot(stage, u, 0), kbase + (int64_t)(ok ? key : 0) * p.kr, ok);
             Vec::copy_async(slot(stage, u, 1), vbase + (int64_t)(ok ? key : 0) * p.vr, ok);
         }
@@ -163,6 +173,7 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
                 dot += __shfl_xor_sync(0xffffffffu, dot, 4);
                 dot += __shfl_xor_sync(0xffffffffu, dot, 2);
                 dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+                if constexpr (kCap) dot = p.softcap_log2 * tanhf(dot * p.inv_softcap_log2);
                 s[h][u] = valid ? dot : -INFINITY;
             }
         }
@@ -220,8 +231,9 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
     if (half == 0) {
 #pragma unroll
         for (int h = 0; h < G; ++h) {
+            if (lane_on)
 #pragma unroll
-            for (int e = 0; e < E; ++e) s_acc[warp][h][sub * E + e] = acc[h][e];
+                for (int e = 0; e < E; ++e) s_acc[warp][h][sub * E + e] = acc[h][e];
             if (sub == 0) {
                 s_m[warp][h] = m[h];
                 s_l[warp][h] = l[h];
@@ -264,24 +276,43 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
 }
 
 // The group width G built for a GQA ratio: the smallest that holds the heads of one KV head; wider groups are
-// processed in chunks of 8 heads.
-static int group_width(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8; }
+// processed in chunks of 8 heads (of 4 at head dim 256, whose rows take twice the registers).
+static int group_width(int group, int D) {
+    const int g = group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8;
+    return D > 128 ? std::min(g, 4) : g;
+}
 
 template <typename T> struct Type { using type = T; };
 template <int N> using Int = std::integral_constant<int, N>;
 
-// Calls f(Type<T>, Int<D>, Int<G>) for the kernel instance of this dtype, head dim and group width.
+// Calls f(Type<T>, Int<D>, Int<G>, Bool<cap>) for the kernel instance of this dtype, head dim, group width (from
+// group_width) and soft-cap; soft-capped instances exist for fp32 and fp16 caches (the caller refuses bf16 ones).
+template <bool B> using Bool = std::integral_constant<bool, B>;
 template <typename F>
-int with_instance(edgellm_dtype t, int D, int G, F &&f) {
+int with_instance(edgellm_dtype t, int D, int G, bool cap, F &&f) {
+    auto by_cap = [&](auto tt, auto dd, auto gg) {
+        using T = typename decltype(tt)::type;
+        if constexpr (std::is_same<T, __nv_bfloat16>::value) return f(tt, dd, gg, Bool<false>{});
+        else return cap ? f(tt, dd, gg, Bool<true>{}) : f(tt, dd, gg, Bool<false>{});
+    };
     auto by_g = [&](auto tt, auto dd) {
         switch (G) {
-        case 1: return f(tt, dd, Int<1>{});
-        case 2: return f(tt, dd, Int<2>{});
-        case 4: return f(tt, dd, Int<4>{});
-        default: return f(tt, dd, Int<8>{});
+        case 1: return by_cap(tt, dd, Int<1>{});
+        case 2: return by_cap(tt, dd, Int<2>{});
+        case 4: return by_cap(tt, dd, Int<4>{});
+        default:
+            if constexpr (decltype(dd)::value > 128) return by_cap(tt, dd, Int<4>{});  // never chosen (group_width)
+            else return by_cap(tt, dd, Int<8>{});
         }
     };
-    auto by_d = [&](auto tt) { return D == 64 ? by_g(tt, Int<64>{}) : by_g(tt, Int<128>{}); };
+    auto by_d = [&](auto tt) {
+        switch (D) {
+        case 64: return by_g(tt, Int<64>{});
+        case 96: return by_g(tt, Int<96>{});
+        case 256: return by_g(tt, Int<256>{});
+        default: return by_g(tt, Int<128>{});
+        }
+    };
     switch (t) {
     case EDGELLM_F16: return by_d(Type<__half>{});
     case EDGELLM_BF16: return by_d(Type<__nv_bfloat16>{});
@@ -304,14 +335,19 @@ extern "C" size_t edgellm_decode_workspace_bytes(int batch, int n_heads, int hea
 
 static bool decode_args_ok(const edgellm_decode_args *a) {
     return a && a->q && a->k && a->v && a->o && a->batch >= 1 && a->seq_k >= 1 && a->n_heads >= 1 &&
-           a->n_kv_heads >= 1 && a->n_heads % a->n_kv_heads == 0;
+           a->n_kv_heads >= 1 && a->n_heads % a->n_kv_heads == 0 && a->window >= 0 && a->softcap >= 0.f;
+}
+
+// Keys one query attends to at most: the whole cache, or the window.
+static int attended_rows(const edgellm_decode_args *a) {
+    return a->window > 0 ? std::min(a->seq_k, a->window) : a->seq_k;
 }
 
 // Split count for the CUDA-core kernel: at most kDecodeBlocksPerSm resident blocks per SM, each streaming its chunk
 // with loads in flight (measured on an H200 with kernels/bench: a single wave beats more splits, and chunks shorter
 // than 128 keys cost more in merging than they gain in parallelism).
 static int cuda_core_splits(const edgellm_decode_args *a, edgellm_dtype kv_dtype) {
-    const int G = group_width(a->n_heads / a->n_kv_heads);
+    const int G = group_width(a->n_heads / a->n_kv_heads, a->head_dim);
     const int chunks = (a->n_heads / a->n_kv_heads + G - 1) / G;
     // The SM count and each instance's occupancy are asked once: a decode call is a few microseconds of GPU time,
     // and the occupancy query alone costs the host about as much.
@@ -324,13 +360,14 @@ static int cuda_core_splits(const edgellm_decode_args *a, edgellm_dtype kv_dtype
         sms = count;
     }
     int per_sm = 0, step = 0;
-    with_instance(kv_dtype, a->head_dim, G, [&](auto tt, auto dd, auto gg) {
+    with_instance(kv_dtype, a->head_dim, G, a->softcap > 0.f, [&](auto tt, auto dd, auto gg, auto cc) {
         using T = typename decltype(tt)::type;
-        step = kHalfWarps * keys_per_step<T, decltype(gg)::value>();
         constexpr int D = decltype(dd)::value, GW = decltype(gg)::value;
+        constexpr bool CAP = decltype(cc)::value;
+        step = kHalfWarps * keys_per_step<T, D, GW>();
         static int occupancy = -1;  // one per kernel instance
         if (occupancy < 0) {
-            auto kernel = decode_split_kernel<T, D, GW>;
+            auto kernel = decode_split_kernel<T, D, GW, CAP>;
             cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, decode_smem_bytes<T, D, GW>());
             if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, kDecodeThreads,
                                                               decode_smem_bytes<T, D, GW>()) != cudaSuccess)
@@ -341,7 +378,7 @@ static int cuda_core_splits(const edgellm_decode_args *a, edgellm_dtype kv_dtype
     });
     const int blocks_per_split = a->batch * a->n_kv_heads * chunks;
     int splits = std::min(std::max(1, per_sm), kDecodeBlocksPerSm) * sms / blocks_per_split;
-    splits = std::min(splits, (a->seq_k + std::max(128, step) - 1) / std::max(128, step));
+    splits = std::min(splits, (attended_rows(a) + std::max(128, step) - 1) / std::max(128, step));
     return std::max(1, std::min(splits, EDGELLM_MAX_SPLITS));
 }
 
@@ -360,7 +397,7 @@ static int tc_head_chunks(const edgellm_decode_args *a) {
 static int splits_for(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int impl) {
     if (!decode_args_ok(a)) return 1;
     if (uses_tensor_cores(kv_dtype, impl))
-        return decode_tc_splits(kv_dtype, a->head_dim, a->batch, a->n_kv_heads, tc_head_chunks(a), a->seq_k);
+        return decode_tc_splits(kv_dtype, a->head_dim, a->batch, a->n_kv_heads, tc_head_chunks(a), attended_rows(a));
     return cuda_core_splits(a, kv_dtype);
 }
 
@@ -372,10 +409,12 @@ static int decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_
                   size_t workspace_bytes, int impl, void *stream, const int *pos = nullptr, void *xq = nullptr,
                   void *xds = nullptr) {
     if (!decode_args_ok(a)) return EDGELLM_ERR_ARGUMENT;
-    if (a->head_dim != 64 && a->head_dim != 128) return EDGELLM_ERR_UNSUPPORTED;
+    if (a->head_dim != 64 && a->head_dim != 96 && a->head_dim != 128 && a->head_dim != 256)
+        return EDGELLM_ERR_UNSUPPORTED;
     if (kv_dtype != EDGELLM_F32 && kv_dtype != EDGELLM_F16 && kv_dtype != EDGELLM_BF16) return EDGELLM_ERR_UNSUPPORTED;
     const bool tc = uses_tensor_cores(kv_dtype, impl);
     if (tc && (kv_dtype == EDGELLM_F32 || xq)) return EDGELLM_ERR_UNSUPPORTED;
+    if (a->softcap > 0.f && kv_dtype == EDGELLM_BF16) return EDGELLM_ERR_UNSUPPORTED;
     // The tensor-core kernel reads Q as float4.
     if (tc && (reinterpret_cast<uintptr_t>(a->q) % 16 || a->q_layout.batch_stride % 4 || a->q_layout.head_stride % 4))
         return EDGELLM_ERR_ARGUMENT;
@@ -403,27 +442,31 @@ static int decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_
     p.scale_log2 = a->softmax_scale * 1.4426950408889634f;
     p.pos = pos;
     p.xq = static_cast<int8_t *>(xq), p.xds = static_cast<float2 *>(xds);
+    p.window = a->window;
+    p.softcap_log2 = a->softcap * 1.4426950408889634f;
+    p.inv_softcap_log2 = a->softcap > 0.f ? 1.f / p.softcap_log2 : 0.f;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     if (tc) {
         p.head_chunks = tc_head_chunks(a);
         return launch_decode_tc(p, kv_dtype, a->head_dim, a->batch, a->n_kv_heads, num_splits, part_o, part_lse,
-                                counters, s);
+                                counters, attended_rows(a), s);
     }
-    const int G = group_width(p.group);
+    const int G = group_width(p.group, a->head_dim);
     p.head_chunks = (p.group + G - 1) / G;
 
-    return with_instance(kv_dtype, a->head_dim, G, [&](auto tt, auto dd, auto gg) {
+    return with_instance(kv_dtype, a->head_dim, G, a->softcap > 0.f, [&](auto tt, auto dd, auto gg, auto cc) {
         using T = typename decltype(tt)::type;
         constexpr int D = decltype(dd)::value, GW = decltype(gg)::value;
+        constexpr bool CAP = decltype(cc)::value;
         // Splits cover whole steps of keys so that no block gets a sliver.
-        constexpr int STEP = kHalfWarps * keys_per_step<T, GW>();
-        int split_len = (a->seq_k + num_splits - 1) / num_splits;
+        constexpr int STEP = kHalfWarps * keys_per_step<T, D, GW>();
+        int split_len = (attended_rows(a) + num_splits - 1) / num_splits;
         split_len = (split_len + STEP - 1) / STEP * STEP;
         dim3 grid(num_splits, a->n_kv_heads * p.head_chunks, a->batch);
         constexpr int smem = decode_smem_bytes<T, D, GW>();
         static bool configured = false;  // over 48 KB of dynamic shared memory needs the opt-in, once per kernel
         if (!configured) {
-            cudaError_t err = cudaFuncSetAttribute(decode_split_kernel<T, D, GW>,
+            cudaError_t err = cudaFuncSetAttribute(decode_split_kernel<T, D, GW, CAP>,
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
             if (err != cudaSuccess) {
                 set_cuda_error(err);
@@ -431,7 +474,8 @@ static int decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_
             }
             configured = true;
         }
-        launch_chained(decode_split_kernel<T, D, GW>, grid, kDecodeThreads, smem, s, p, num_splits, split_len, part_o,
+        launch_chained(decode_split_kernel<T, D, GW, CAP>, grid, kDecodeThreads, smem, s, p, num_splits, split_len,
+                       part_o,
                        part_lse, counters);
         return check_launch();
     });

@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "decode_common.cuh"
+#include "tile_layout.cuh"
 
 namespace edgellm {
 
@@ -26,7 +27,8 @@ struct TcDecodeConfig {
     static constexpr int kSmemBytes = kTileBytes > kMergeBytes ? kTileBytes : kMergeBytes;
 };
 
-template <typename T, int D>
+// kCap: scores soft-capped (DecodeParams::softcap_log2); a separate instance, so the plain kernel is unchanged.
+template <typename T, int D, bool kCap>
 __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_splits, int split_len, float *part_o,
                                                        float *part_lse, int *counters) {
     using C = TcDecodeConfig<T, D>;
@@ -38,7 +40,8 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
     const int kvh = blockIdx.y / p.head_chunks, chunk = blockIdx.y % p.head_chunks;
     const int h0 = kvh * p.group + chunk * kTcRows;
     const int n_rows = min(kTcRows, p.group - chunk * kTcRows);
-    const int start = split * split_len, end = min(cache_rows(p), start + split_len);
+    const int rows = cache_rows(p);
+    const int start = first_row(p, rows) + split * split_len, end = min(rows, start + split_len);
     const int n_tiles = end > start ? (end - start + kTcKeys - 1) / kTcKeys : 0;
 
     const T *kbase = static_cast<const T *>(p.k) + b * p.kb + kvh * p.kh;
@@ -52,8 +55,8 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
                 const int idx = it * 32 + lane, row = idx / C::kChunks, ch = idx % C::kChunks;
                 const bool ok = k0 + row < end;  // rows past the split read as zeros and are masked below
                 const int64_t r = ok ? k0 + row : 0;
-                cp_async_16(smem_addr(sK + swizzle<D>(row, ch)), kbase + r * p.kr + ch * 8, ok ? 16 : 0);
-                cp_async_16(smem_addr(sV + swizzle<D>(row, ch)), vbase + r * p.vr + ch * 8, ok ? 16 : 0);
+                cp_async_16(smem_addr(sK + tile_offset<D>(row, ch)), kbase + r * p.kr + ch * 8, ok ? 16 : 0);
+                cp_async_16(smem_addr(sV + tile_offset<D>(row, ch)), vbase + r * p.vr + ch * 8, ok ? 16 : 0);
             }
         }
         cp_async_commit();  // an empty group past the end keeps the wait counts uniform
@@ -74,15 +77,21 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
 #pragma unroll
     for (int i = 0; i < kQVecs; ++i) {
         const int e = (i * 32 + lane) * 4, r = e / D, d = e % D;
-        T *dst = sQ + swizzle<D>(r, d >> 3) + (d & 7);
+        T *dst = sQ + tile_offset<D>(r, d >> 3) + (d & 7);
         dst[0] = from_float<T>(qv[i].x), dst[1] = from_float<T>(qv[i].y);
         dst[2] = from_float<T>(qv[i].z), dst[3] = from_float<T>(qv[i].w);
     }
     __syncwarp();
-    uint32_t qf[D / 16][4];
+    // Q's fragments stay in registers up to head dim 128; at 256 they are read from shared memory (where Q stays
+    // until the merge) at every tile, leaving the registers to O's 128 accumulators.
+    constexpr bool kQInRegisters = D <= 128;
+    const int q_row = (lane & 7) + ((lane >> 3) & 1) * 8;
+    uint32_t qf[kQInRegisters ? D / 16 : 1][4];
+    if constexpr (kQInRegisters) {
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk)
-        ldmatrix_x4(qf[kk], smem_addr(sQ + swizzle<D>((lane & 7) + ((lane >> 3) & 1) * 8, 2 * kk + (lane >> 4))));
+        for (int kk = 0; kk < D / 16; ++kk)
+            ldmatrix_x4(qf[kk], smem_addr(sQ + tile_offset<D>(q_row, 2 * kk + (lane >> 4))));
+    }
 
     float o[D / 8][4];
 #pragma unroll
@@ -98,10 +107,22 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
         float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk) {
+            const uint32_t *qk = qf[kQInRegisters ? kk : 0];
+            if constexpr (!kQInRegisters)
+                ldmatrix_x4(qf[0], smem_addr(sQ + tile_offset<D>(q_row, 2 * kk + (lane >> 4))));
             uint32_t kf[4];
-            ldmatrix_x4(kf, smem_addr(sK + swizzle<D>((lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1))));
-            mma_16816<T>(s[0], qf[kk], kf);
-            mma_16816<T>(s[1], qf[kk], kf + 2);
+            const int k_row = (lane & 7) + ((lane >> 4) << 3);
+            ldmatrix_x4(kf, smem_addr(sK + tile_offset<D>(k_row, 2 * kk + ((lane >> 3) & 1))));
+            mma_16816<T>(s[0], qk, kf);
+            mma_16816<T>(s[1], qk, kf + 2);
+        }
+        if constexpr (kCap) {  // s is q.k: capped as scale * s in the log2 domain, then back to q.k's units
+            const float to_log2 = p.scale_log2, from_log2 = 1.f / p.scale_log2;
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                for (int c = 0; c < 4; ++c)
+                    s[nt][c] = p.softcap_log2 * tanhf(s[nt][c] * to_log2 * p.inv_softcap_log2) * from_log2;
         }
         const int k0 = start + tile * kTcKeys;
         if (k0 + kTcKeys > end) {
@@ -138,7 +159,8 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
 #pragma unroll
         for (int dp = 0; dp < D / 16; ++dp) {
             uint32_t vf[4];
-            ldmatrix_x4_trans(vf, smem_addr(sV + swizzle<D>((lane & 7) + ((lane >> 3) & 1) * 8, 2 * dp + (lane >> 4))));
+            const int v_row = (lane & 7) + ((lane >> 3) & 1) * 8;
+            ldmatrix_x4_trans(vf, smem_addr(sV + tile_offset<D>(v_row, 2 * dp + (lane >> 4))));
             mma_16816<T>(o[2 * dp], pf, vf);
             mma_16816<T>(o[2 * dp + 1], pf, vf + 2);
         }
@@ -175,13 +197,14 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
                          counters + (int64_t)b * gridDim.y + blockIdx.y, s_lse, s_max);
 }
 
-template <typename T, int D>
+template <typename T, int D, bool kCap>
 static int launch(const DecodeParams &p, int batch, int n_kv_heads, int num_splits, float *part_o, float *part_lse,
-                  int *counters, cudaStream_t stream) {
+                  int *counters, int rows, cudaStream_t stream) {
     using C = TcDecodeConfig<T, D>;
     static bool configured = false;  // over 48 KB of dynamic shared memory needs the opt-in, once per kernel
     if (!configured) {
-        cudaError_t err = cudaFuncSetAttribute(decode_tc_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        cudaError_t err = cudaFuncSetAttribute(decode_tc_kernel<T, D, kCap>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                C::kSmemBytes);
         if (err != cudaSuccess) {
             set_cuda_error(err);
@@ -189,22 +212,38 @@ static int launch(const DecodeParams &p, int batch, int n_kv_heads, int num_spli
         }
         configured = true;
     }
-    int split_len = (p.seq_k + num_splits - 1) / num_splits;
+    int split_len = (rows + num_splits - 1) / num_splits;
     split_len = (split_len + kTcKeys - 1) / kTcKeys * kTcKeys;  // whole tiles per split
     dim3 grid(num_splits, n_kv_heads * p.head_chunks, batch);
-    decode_tc_kernel<T, D><<<grid, 32, C::kSmemBytes, stream>>>(p, num_splits, split_len, part_o, part_lse, counters);
+    decode_tc_kernel<T, D, kCap><<<grid, 32, C::kSmemBytes, stream>>>(p, num_splits, split_len, part_o, part_lse,
+                                                                      counters);
     return check_launch();
 }
 
+template <typename T, bool kCap>
+static int launch_d(const DecodeParams &p, int head_dim, int batch, int n_kv_heads, int num_splits, float *part_o,
+                    float *part_lse, int *counters, int rows, cudaStream_t s) {
+    switch (head_dim) {
+    case 64: return launch<T, 64, kCap>(p, batch, n_kv_heads, num_splits, part_o, part_lse, counters, rows, s);
+    case 96: return launch<T, 96, kCap>(p, batch, n_kv_heads, num_splits, part_o, part_lse, counters, rows, s);
+    case 128: return launch<T, 128, kCap>(p, batch, n_kv_heads, num_splits, part_o, part_lse, counters, rows, s);
+    case 256: return launch<T, 256, kCap>(p, batch, n_kv_heads, num_splits, part_o, part_lse, counters, rows, s);
+    default: return EDGELLM_ERR_UNSUPPORTED;
+    }
+}
+
+// rows: the keys a query attends to (the cache, or its window), which the splits share.
 int launch_decode_tc(const DecodeParams &p, edgellm_dtype kv_dtype, int head_dim, int batch, int n_kv_heads,
-                     int num_splits, float *part_o, float *part_lse, int *counters, cudaStream_t s) {
+                     int num_splits, float *part_o, float *part_lse, int *counters, int rows, cudaStream_t s) {
+    const bool cap = p.softcap_log2 > 0.f;
     if (kv_dtype == EDGELLM_F16)
-        return head_dim == 64 ? launch<__half, 64>(p, batch, n_kv_heads, num_splits, part_o, part_lse, counters, s)
-                              : launch<__half, 128>(p, batch, n_kv_heads, num_splits, part_o, part_lse, counters, s);
-    if (kv_dtype == EDGELLM_BF16)
-        return head_dim == 64
-                   ? launch<__nv_bfloat16, 64>(p, batch, n_kv_heads, num_splits, part_o, part_lse, counters, s)
-                   : launch<__nv_bfloat16, 128>(p, batch, n_kv_heads, num_splits, part_o, part_lse, counters, s);
+        return cap ? launch_d<__half, true>(p, head_dim, batch, n_kv_heads, num_splits, part_o, part_lse, counters,
+                                            rows, s)
+                   : launch_d<__half, false>(p, head_dim, batch, n_kv_heads, num_splits, part_o, part_lse, counters,
+                                             rows, s);
+    if (kv_dtype == EDGELLM_BF16 && !cap)
+        return launch_d<__nv_bfloat16, false>(p, head_dim, batch, n_kv_heads, num_splits, part_o, part_lse, counters,
+                                              rows, s);
     return EDGELLM_ERR_UNSUPPORTED;
 }
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 
 #include "attention_common.cuh"
+#include "tile_layout.cuh"
 
 namespace edgellm {
 
@@ -22,19 +23,31 @@ struct PrefillParams {
     int seq_q, seq_k, group;  // group = n_heads / n_kv_heads
     float scale;              // softmax scale
     int causal;
+    int window;               // > 0: the query at position p sees keys p - window + 1 .. p only
+    float softcap;            // > 0: scaled scores s become softcap * tanh(s / softcap)
 };
+
+// The first key any query of rows [q0, q0 + rows) at positions + shift attends to (0 without a window).
+__device__ __forceinline__ int first_key(int window, int q0, int shift) {
+    return window > 0 ? max(0, q0 + shift - window + 1) : 0;
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Tensor-core kernel
 // ---------------------------------------------------------------------------------------------------------------
-template <typename T, int D, int kWarps>
+// kKeys: keys per tile, 0 for the default (head dim 256: fewer, for registers); a GPU whose blocks get less shared
+// memory (a T4's 64 KB) takes half as many (launch_tc_fitting).
+template <typename T, int D, int kWarps, int kKeys = 0>
 struct TcConfig {
     static constexpr int kRowsQ = 16 * kWarps;  // query rows per block
-    static constexpr int kRowsKV = 64;          // keys per tile
+    static constexpr int kRowsKV = kKeys > 0 ? kKeys : D > 128 ? 32 : 64;
     static constexpr int kThreads = 32 * kWarps;
     static constexpr int kChunks = D / 8;  // 16-byte chunks per row
     static constexpr int kSmemBytes = (kRowsQ + 4 * kRowsKV) * D * (int)sizeof(T);
-    static_assert(D == 64 || D == 128, "head dim 64 or 128");
+    // Q's fragments stay in registers up to head dim 128; at 256 they would leave too few for O's accumulators, and
+    // are read from shared memory (where Q stays) at every key tile instead.
+    static constexpr bool kQInRegisters = D <= 128;
+    static_assert(D == 64 || D == 96 || D == 128 || D == 256, "head dim 64, 96, 128 or 256");
     static_assert((kRowsQ * kChunks) % kThreads == 0 && (kRowsKV * kChunks) % kThreads == 0, "tile copy split");
 };
 
@@ -50,13 +63,15 @@ __device__ __forceinline__ void copy_tile_async(T *smem, const T *gmem, int64_t 
         const int row = idx / kChunks, chunk = idx % kChunks;
         const bool ok = row < n_valid;
         const T *src = ok ? gmem + row * row_stride + chunk * 8 : always_valid;
-        cp_async_16(smem_addr(smem + swizzle<D>(row, chunk)), src, ok ? 16 : 0);
+        cp_async_16(smem_addr(smem + tile_offset<D>(row, chunk)), src, ok ? 16 : 0);
     }
 }
 
-template <typename T, int D, int kWarps>
+// kCap: scores soft-capped (PrefillParams::softcap); kWindow: a sliding window (PrefillParams::window).  Instances
+// of their own, so that the plain kernel is the code it was (the window's arithmetic costs it registers).
+template <typename T, int D, int kWarps, bool kCap, bool kWindow, int kKeys = 0>
 __global__ void __launch_bounds__(32 * kWarps) prefill_tc_kernel(PrefillParams p) {
-    using C = TcConfig<T, D, kWarps>;
+    using C = TcConfig<T, D, kWarps, kKeys>;
     constexpr int BR = C::kRowsQ, BC = C::kRowsKV, NT = C::kThreads;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T *sQ = reinterpret_cast<T *>(smem_raw);
@@ -76,10 +91,13 @@ __global__ void __launch_bounds__(32 * kWarps) prefill_tc_kernel(PrefillParams p
     const T *vg = static_cast<const T *>(p.v) + b * p.vb + kvh * p.vh;
     const int kv_end = p.causal ? min(p.seq_k, q0 + BR + shift) : p.seq_k;
     const int n_tiles = (kv_end + BC - 1) / BC;
+    // A sliding window: tiles wholly before the first query's window are skipped (j0 = 0 without one).
+    const int window = kWindow ? p.window : 0;
+    const int j0 = first_key(window, q0, shift) / BC;
 
     copy_tile_async<T, D, BR, NT>(sQ, qg, p.qr, p.seq_q - q0, static_cast<const T *>(p.q), tid);
-    copy_tile_async<T, D, BC, NT>(sK, kg, p.kr, p.seq_k, kg, tid);
-    copy_tile_async<T, D, BC, NT>(sV, vg, p.vr, p.seq_k, vg, tid);
+    copy_tile_async<T, D, BC, NT>(sK, kg + (int64_t)j0 * BC * p.kr, p.kr, p.seq_k - j0 * BC, kg, tid);
+    copy_tile_async<T, D, BC, NT>(sV, vg + (int64_t)j0 * BC * p.vr, p.vr, p.seq_k - j0 * BC, vg, tid);
     cp_async_commit();
 
     const float scale_log2 = p.scale * 1.4426950408889634f;
@@ -87,27 +105,29 @@ __global__ void __launch_bounds__(32 * kWarps) prefill_tc_kernel(PrefillParams p
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};  // rows g and g+8 of this warp
-    uint32_t qf[D / 16][4];
+    constexpr int kQFrags = C::kQInRegisters ? D / 16 : 1;
+    uint32_t qf[kQFrags][4];
     const int warp_row0 = warp * 16;
+    const int q_row = warp_row0 + (lane & 7) + ((lane >> 3) & 1) * 8;  // the row this lane's ldmatrix address names
 
-    for (int j = 0; j < n_tiles; ++j) {
+    for (int j = j0; j < n_tiles; ++j) {
         cp_async_wait<0>();
         __syncthreads();  // tile j landed for everyone; everyone is done with the buffer tile j+1 will overwrite
         if (j + 1 < n_tiles) {
-            const int k0 = (j + 1) * BC, buf = (j + 1) & 1;
+            const int k0 = (j + 1) * BC, buf = (j + 1 - j0) & 1;
             copy_tile_async<T, D, BC, NT>(sK + buf * BC * D, kg + (int64_t)k0 * p.kr, p.kr, p.seq_k - k0, kg, tid);
             copy_tile_async<T, D, BC, NT>(sV + buf * BC * D, vg + (int64_t)k0 * p.vr, p.vr, p.seq_k - k0, vg, tid);
         }
         cp_async_commit();
-        if (j == 0) {
+        if constexpr (C::kQInRegisters) {
+            if (j == j0) {
 #pragma unroll
-            for (int kk = 0; kk < D / 16; ++kk) {
-                const int row = warp_row0 + (lane & 7) + ((lane >> 3) & 1) * 8;
-                ldmatrix_x4(qf[kk], smem_addr(sQ + swizzle<D>(row, 2 * kk + (lane >> 4))));
+                for (int kk = 0; kk < D / 16; ++kk)
+                    ldmatrix_x4(qf[kk], smem_addr(sQ + tile_offset<D>(q_row, 2 * kk + (lane >> 4))));
             }
         }
-        const T *sKj = sK + (j & 1) * BC * D;
-        const T *sVj = sV + (j & 1) * BC * D;
+        const T *sKj = sK + ((j - j0) & 1) * BC * D;
+        const T *sVj = sV + ((j - j0) & 1) * BC * D;
 
         // S = Q K^T for this warp's 16 rows and the tile's 64 keys: 8 n-tiles of 8 keys.
         float s[BC / 8][4];
@@ -115,19 +135,30 @@ __global__ void __launch_bounds__(32 * kWarps) prefill_tc_kernel(PrefillParams p
         for (int i = 0; i < BC / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk) {
+            const uint32_t *qk = qf[C::kQInRegisters ? kk : 0];
+            if constexpr (!C::kQInRegisters)
+                ldmatrix_x4(qf[0], smem_addr(sQ + tile_offset<D>(q_row, 2 * kk + (lane >> 4))));
 #pragma unroll
             for (int np = 0; np < BC / 16; ++np) {
                 uint32_t kf[4];
                 const int row = np * 16 + (lane & 7) + ((lane >> 4) << 3);
-                ldmatrix_x4(kf, smem_addr(sKj + swizzle<D>(row, 2 * kk + ((lane >> 3) & 1))));
-                mma_16816<T>(s[2 * np], qf[kk], kf);
-                mma_16816<T>(s[2 * np + 1], qf[kk], kf + 2);
+                ldmatrix_x4(kf, smem_addr(sKj + tile_offset<D>(row, 2 * kk + ((lane >> 3) & 1))));
+                mma_16816<T>(s[2 * np], qk, kf);
+                mma_16816<T>(s[2 * np + 1], qk, kf + 2);
             }
         }
+        if constexpr (kCap) {  // s is q.k: cap * tanh(scale * s / cap), kept in q.k's units for the code below
+            const float in = p.scale / p.softcap, out = p.softcap / p.scale;
+#pragma unroll
+            for (int nt = 0; nt < BC / 8; ++nt)
+#pragma unroll
+                for (int c = 0; c < 4; ++c) s[nt][c] = out * tanhf(s[nt][c] * in);
+        }
 
-        // Mask keys past the end and, causally, keys after each query's position.
+        // Mask keys past the end, causally keys after each query's position, and keys before its window.
         const int key0 = j * BC;
-        const bool needs_mask = key0 + BC > p.seq_k || (p.causal && key0 + BC - 1 > q0 + shift);
+        const bool needs_mask = key0 + BC > p.seq_k || (p.causal && key0 + BC - 1 > q0 + shift) ||
+                                (window > 0 && key0 < q0 + BR + shift - window);
         if (needs_mask) {
 #pragma unroll
             for (int nt = 0; nt < BC / 8; ++nt) {
@@ -135,7 +166,8 @@ __global__ void __launch_bounds__(32 * kWarps) prefill_tc_kernel(PrefillParams p
                 for (int c = 0; c < 4; ++c) {
                     const int key = key0 + nt * 8 + 2 * t + (c & 1);
                     const int qpos = q0 + warp_row0 + g + (c >> 1) * 8 + shift;
-                    if (key >= p.seq_k || (p.causal && key > qpos)) s[nt][c] = -INFINITY;
+                    if (key >= p.seq_k || (p.causal && key > qpos) || (window > 0 && key <= qpos - window))
+                        s[nt][c] = -INFINITY;
                 }
             }
         }
@@ -178,7 +210,7 @@ __global__ void __launch_bounds__(32 * kWarps) prefill_tc_kernel(PrefillParams p
             for (int dp = 0; dp < D / 16; ++dp) {
                 uint32_t vf[4];
                 const int row = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-                ldmatrix_x4_trans(vf, smem_addr(sVj + swizzle<D>(row, 2 * dp + (lane >> 4))));
+                ldmatrix_x4_trans(vf, smem_addr(sVj + tile_offset<D>(row, 2 * dp + (lane >> 4))));
                 mma_16816<T>(o[2 * dp], pf, vf);
                 mma_16816<T>(o[2 * dp + 1], pf, vf + 2);
             }
@@ -204,12 +236,13 @@ __global__ void __launch_bounds__(32 * kWarps) prefill_tc_kernel(PrefillParams p
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// fp32 kernel: 128 threads, 16 query rows, 32-key tiles; thread (r = tid/8, c = tid%8) scores keys c, c+8, c+16,
-// c+24 of row r and accumulates output columns c, c+8, ... of row r.
+// fp32 kernel: 128 threads, 16 query rows, 32-key tiles (8 at head dim 256, to stay within 48 KB of static shared
+// memory); thread (r = tid/8, c = tid%8) scores keys c, c+8, ... of row r and accumulates output columns c, c+8, ...
+// of row r.
 // ---------------------------------------------------------------------------------------------------------------
-template <int D>
+template <int D, bool kCap>
 __global__ void __launch_bounds__(128) prefill_f32_kernel(PrefillParams p) {
-    constexpr int BR = 16, BC = 32, DP = D + 1;  // +1: rows read at one column fall in different banks
+    constexpr int BR = 16, BC = D > 128 ? 8 : 32, KJ = BC / 8, DP = D + 1;  // +1: rows at one column, other banks
     __shared__ float sQ[BR][DP], sK[BC][DP], sV[BC][D], sP[BR][BC + 1];
     const int tid = threadIdx.x, r = tid >> 3, c = tid & 7;
     const int qtile = p.causal ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;
@@ -230,7 +263,7 @@ __global__ void __launch_bounds__(128) prefill_f32_kernel(PrefillParams p) {
     float m = -INFINITY, l = 0.f;
     const int qpos = q0 + r + shift;
 
-    for (int k0 = 0; k0 < kv_end; k0 += BC) {
+    for (int k0 = first_key(p.window, q0, shift) / BC * BC; k0 < kv_end; k0 += BC) {
         __syncthreads();  // the previous tile's K, V and P are no longer read
         for (int i = tid; i < BC * D; i += 128) {
             const int row = i / D, d = i % D;
@@ -239,15 +272,18 @@ __global__ void __launch_bounds__(128) prefill_f32_kernel(PrefillParams p) {
             sV[row][d] = ok ? vg[(int64_t)(k0 + row) * p.vr + d] : 0.f;
         }
         __syncthreads();
-        float s[4];
+        float s[KJ];
         float tile_max = -INFINITY;
 #pragma unroll
-        for (int jj = 0; jj < 4; ++jj) {
+        for (int jj = 0; jj < KJ; ++jj) {
             const int col = c + 8 * jj, key = k0 + col;
             float dot = 0.f;
 #pragma unroll 16
             for (int d = 0; d < D; ++d) dot = fmaf(sQ[r][d], sK[col][d], dot);
-            s[jj] = (key >= p.seq_k || (p.causal && key > qpos)) ? -INFINITY : dot * p.scale;
+            float sc = dot * p.scale;
+            if constexpr (kCap) sc = p.softcap * tanhf(sc / p.softcap);
+            const bool masked = key >= p.seq_k || (p.causal && key > qpos) || (p.window > 0 && key <= qpos - p.window);
+            s[jj] = masked ? -INFINITY : sc;
             tile_max = fmaxf(tile_max, s[jj]);
         }
         // The 8 threads of a row are 8 consecutive lanes: xor 1, 2, 4 stays inside the row.
@@ -258,7 +294,7 @@ __global__ void __launch_bounds__(128) prefill_f32_kernel(PrefillParams p) {
         const float alpha = m_new == -INFINITY ? 1.f : expf(m - m_new);
         float psum = 0.f;
 #pragma unroll
-        for (int jj = 0; jj < 4; ++jj) {
+        for (int jj = 0; jj < KJ; ++jj) {
             const float pv = m_new == -INFINITY ? 0.f : expf(s[jj] - m_new);
             sP[r][c + 8 * jj] = pv;
             psum += pv;
@@ -290,13 +326,13 @@ __global__ void __launch_bounds__(128) prefill_f32_kernel(PrefillParams p) {
 // ---------------------------------------------------------------------------------------------------------------
 // Host side
 // ---------------------------------------------------------------------------------------------------------------
-template <typename T, int D, int kWarps>
+template <typename T, int D, int kWarps, bool kCap = false, bool kWindow = false, int kKeys = 0>
 int launch_tc(const PrefillParams &p, int batch, int n_heads, cudaStream_t stream) {
-    using C = TcConfig<T, D, kWarps>;
+    using C = TcConfig<T, D, kWarps, kKeys>;
     // Over 48 KB of dynamic shared memory needs the opt-in, once per kernel.
     static bool configured = false;
     if (!configured) {
-        cudaError_t err = cudaFuncSetAttribute(prefill_tc_kernel<T, D, kWarps>,
+        cudaError_t err = cudaFuncSetAttribute(prefill_tc_kernel<T, D, kWarps, kCap, kWindow, kKeys>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
         if (err != cudaSuccess) {
             set_cuda_error(err);
@@ -305,21 +341,49 @@ int launch_tc(const PrefillParams &p, int batch, int n_heads, cudaStream_t strea
         configured = true;
     }
     dim3 grid((p.seq_q + C::kRowsQ - 1) / C::kRowsQ, n_heads, batch);
-    prefill_tc_kernel<T, D, kWarps><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p);
+    prefill_tc_kernel<T, D, kWarps, kCap, kWindow, kKeys><<<grid, C::kThreads, C::kSmemBytes, stream>>>(p);
     return check_launch();
+}
+
+// The default tile where the device's blocks have the shared memory for it, else half as many keys per tile (head
+// dims 128 and 256 on a T4: 80 and 96 KB against its 64).
+template <typename T, int D, int kWarps, bool kCap, bool kWindow>
+int launch_tc_fitting(const PrefillParams &p, int batch, int n_heads, cudaStream_t s) {
+    using Default = TcConfig<T, D, kWarps>;
+    if (D <= 96 || Default::kSmemBytes <= max_block_smem_bytes())
+        return launch_tc<T, D, kWarps, kCap, kWindow>(p, batch, n_heads, s);
+    return launch_tc<T, D, kWarps, kCap, kWindow, Default::kRowsKV / 2>(p, batch, n_heads, s);
 }
 
 template <int D>
 int launch_f32(const PrefillParams &p, int batch, int n_heads, cudaStream_t stream) {
     dim3 grid((p.seq_q + 15) / 16, n_heads, batch);
-    prefill_f32_kernel<D><<<grid, 128, 0, stream>>>(p);
+    if (p.softcap > 0.f)
+        prefill_f32_kernel<D, true><<<grid, 128, 0, stream>>>(p);
+    else
+        prefill_f32_kernel<D, false><<<grid, 128, 0, stream>>>(p);
     return check_launch();
 }
 
-// Tile shape per head dim, chosen on an H100/H200 by kernels/bench (see the benchmark's `--variants`).
+template <typename T, bool kCap, bool kWindow>
+int launch_tc_dim(const PrefillParams &p, int D, int batch, int n_heads, cudaStream_t s) {
+    switch (D) {
+    case 64: return launch_tc<T, 64, 4, kCap, kWindow>(p, batch, n_heads, s);
+    case 96: return launch_tc<T, 96, 4, kCap, kWindow>(p, batch, n_heads, s);
+    case 256: return launch_tc_fitting<T, 256, 4, kCap, kWindow>(p, batch, n_heads, s);
+    default: return launch_tc_fitting<T, 128, 4, kCap, kWindow>(p, batch, n_heads, s);
+    }
+}
+
+// Tile shape per head dim, chosen on an H100/H200 by kernels/bench (see the benchmark's `--variants`); head dims 96
+// and 256 take the same 4 warps (not measured against other shapes).
 template <typename T>
 int launch_tc_default(const PrefillParams &p, int D, int batch, int n_heads, cudaStream_t s) {
-    return D == 64 ? launch_tc<T, 64, 4>(p, batch, n_heads, s) : launch_tc<T, 128, 4>(p, batch, n_heads, s);
+    if (p.window > 0)
+        return p.softcap > 0.f ? launch_tc_dim<T, true, true>(p, D, batch, n_heads, s)
+                               : launch_tc_dim<T, false, true>(p, D, batch, n_heads, s);
+    return p.softcap > 0.f ? launch_tc_dim<T, true, false>(p, D, batch, n_heads, s)
+                           : launch_tc_dim<T, false, false>(p, D, batch, n_heads, s);
 }
 
 }  // namespace edgellm
@@ -335,7 +399,9 @@ static int prefill_args_check(const edgellm_prefill_args *a, edgellm_dtype dtype
     if (a->batch < 1 || a->seq_q < 1 || a->seq_k < 1 || a->n_heads < 1 || a->n_kv_heads < 1) return EDGELLM_ERR_ARGUMENT;
     if (a->n_heads % a->n_kv_heads != 0) return EDGELLM_ERR_ARGUMENT;
     if (a->causal && a->seq_k < a->seq_q) return EDGELLM_ERR_ARGUMENT;  // a query would see no key
-    if (a->head_dim != 64 && a->head_dim != 128) return EDGELLM_ERR_UNSUPPORTED;
+    if (a->window < 0 || !(a->softcap >= 0.f)) return EDGELLM_ERR_ARGUMENT;
+    if (a->head_dim != 64 && a->head_dim != 96 && a->head_dim != 128 && a->head_dim != 256)
+        return EDGELLM_ERR_UNSUPPORTED;
     if (dtype != EDGELLM_F32 && dtype != EDGELLM_F16 && dtype != EDGELLM_BF16) return EDGELLM_ERR_UNSUPPORTED;
     if (dtype != EDGELLM_F32) {
         // 16-byte copies: rows and heads start on 8-element boundaries, base pointers 16-byte aligned.
@@ -358,6 +424,7 @@ static PrefillParams to_params(const edgellm_prefill_args *a) {
     p.ob = a->o_layout.batch_stride, p.orow = a->o_layout.row_stride, p.oh = a->o_layout.head_stride;
     p.seq_q = a->seq_q, p.seq_k = a->seq_k, p.group = a->n_heads / a->n_kv_heads;
     p.scale = a->softmax_scale, p.causal = a->causal ? 1 : 0;
+    p.window = a->window, p.softcap = a->softcap;
     return p;
 }
 
@@ -370,7 +437,12 @@ extern "C" int edgellm_attention_prefill(const edgellm_prefill_args *a, edgellm_
     case EDGELLM_F16: return launch_tc_default<__half>(p, a->head_dim, a->batch, a->n_heads, s);
     case EDGELLM_BF16: return launch_tc_default<__nv_bfloat16>(p, a->head_dim, a->batch, a->n_heads, s);
     default:
-        return a->head_dim == 64 ? launch_f32<64>(p, a->batch, a->n_heads, s) : launch_f32<128>(p, a->batch, a->n_heads, s);
+        switch (a->head_dim) {
+        case 64: return launch_f32<64>(p, a->batch, a->n_heads, s);
+        case 96: return launch_f32<96>(p, a->batch, a->n_heads, s);
+        case 256: return launch_f32<256>(p, a->batch, a->n_heads, s);
+        default: return launch_f32<128>(p, a->batch, a->n_heads, s);
+        }
     }
 }
 
@@ -380,6 +452,7 @@ extern "C" int edgellm_attention_prefill_variant(const edgellm_prefill_args *a, 
     const int rc = prefill_args_check(a, dtype);
     if (rc != EDGELLM_OK) return rc;
     if (dtype == EDGELLM_F32 || (warps != 4 && warps != 8)) return EDGELLM_ERR_UNSUPPORTED;
+    if ((a->head_dim != 64 && a->head_dim != 128) || a->softcap > 0.f || a->window > 0) return EDGELLM_ERR_UNSUPPORTED;
     const PrefillParams p = to_params(a);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     const int D = a->head_dim, B = a->batch, H = a->n_heads;

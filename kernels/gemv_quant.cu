@@ -301,7 +301,7 @@ struct QkvRope {
     __half *k_cache, *v_cache;
     const int *pos;
     const float *factors;
-    float base;
+    float base, attn_factor;
     int head_dim, kv_width;  // kv_width: a cache row's values (n_kv_heads * head_dim)
     int role[kMaxJobs];      // per job; all kRoleNone: the plain epilogue
 };
@@ -317,12 +317,12 @@ struct GemvJobs {
 
 // edgellm_rope_append's rotation of a pair (xa, xb) = rows (2i, 2i + 1) of a head, in double.
 __device__ __forceinline__ float2 rotate_pair(float xa, float xb, int i, int D, int position, float base,
-                                              const float *factors) {
+                                              const float *factors, float attn_factor) {
     double inv_freq = pow((double)base, -2.0 * i / D);
     if (factors) inv_freq /= (double)factors[i];
     double s, c;
     sincos((double)position * inv_freq, &s, &c);
-    const float cf = (float)c, sf = (float)s;
+    const float cf = (float)(attn_factor * c), sf = (float)(attn_factor * s);
     return make_float2(xa * cf - xb * sf, xa * sf + xb * cf);
 }
 
@@ -356,7 +356,8 @@ __global__ void __launch_bounds__(32 * kGemvWarps) gemv_jobs_kernel(const __grid
             float xa = a[r], xb = a[r + 1];
             if (jobs.bias[j]) xa += jobs.bias[j][row], xb += jobs.bias[j][row + 1];
             if (role != kRoleV) {
-                const float2 t = rotate_pair(xa, xb, (row % rp.head_dim) / 2, rp.head_dim, p, rp.base, rp.factors);
+                const float2 t = rotate_pair(xa, xb, (row % rp.head_dim) / 2, rp.head_dim, p, rp.base, rp.factors,
+                                             rp.attn_factor);
                 xa = t.x, xb = t.y;
             }
             if (role == kRoleQ) {
@@ -699,7 +700,8 @@ extern "C" int edgellm_gemv_many(const edgellm_qmatrix *const *m, float *const *
 
 extern "C" int edgellm_gemv_qkv_rope(const edgellm_qmatrix *const *w, const float *const *bias, float *q,
                                      void *k_cache, void *v_cache, int head_dim, const int *pos, float base,
-                                     const float *freq_factors, const void *xq, const void *xds, void *stream) {
+                                     const float *freq_factors, float attn_factor, const void *xq, const void *xds,
+                                     void *stream) {
     if (!w || !q || !k_cache || !v_cache || !pos || head_dim <= 0 || head_dim % 2 || !activations_ok(xq, xds))
         return EDGELLM_ERR_ARGUMENT;
     for (int j = 0; j < 3; ++j)
@@ -709,7 +711,8 @@ extern "C" int edgellm_gemv_qkv_rope(const edgellm_qmatrix *const *w, const floa
     if (kRowsPerWarp % 2) return EDGELLM_ERR_UNSUPPORTED;
     QkvRope rope{};
     rope.k_cache = static_cast<__half *>(k_cache), rope.v_cache = static_cast<__half *>(v_cache);
-    rope.pos = pos, rope.factors = freq_factors, rope.base = base, rope.head_dim = head_dim, rope.kv_width = w[1]->rows;
+    rope.pos = pos, rope.factors = freq_factors, rope.base = base, rope.attn_factor = attn_factor;
+    rope.head_dim = head_dim, rope.kv_width = w[1]->rows;
     const int roles[3] = {kRoleQ, kRoleK, kRoleV};
     float *y[3] = {q, nullptr, nullptr};
     return launch_job_runs(w, y, bias, 3, 0, &rope, roles, xq, xds, stream);

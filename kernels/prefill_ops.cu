@@ -40,6 +40,14 @@ __global__ void swiglu_f16_kernel(const float *gate, const float *up, __half *ou
     out[i] = __float2half_rn(g / (1.f + expf(-g)) * up[i]);
 }
 
+// decoder_ops.cu's GeGLU (the GELU in double), of two separate fp32 products, rounded to fp16 for the down GEMM.
+__global__ void geglu_f16_kernel(const float *gate, const float *up, __half *out, int64_t count) {
+    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= count) return;
+    const double g = gate[i], inner = 0.7978845608028654 * (g + 0.044715 * g * g * g);
+    out[i] = __float2half_rn((float)(0.5 * g * (1.0 + tanh(inner))) * up[i]);
+}
+
 inline unsigned blocks_for(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
 
 }  // namespace prefill
@@ -80,6 +88,14 @@ extern "C" int edgellm_swiglu_f16(const float *gate, const float *up, void *out,
     if (!gate || !up || !out || rows <= 0 || hidden <= 0) return EDGELLM_ERR_ARGUMENT;
     const int64_t count = (int64_t)rows * hidden;
     prefill::swiglu_f16_kernel<<<prefill::blocks_for(count, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
+        gate, up, static_cast<__half *>(out), count);
+    return check_launch();
+}
+
+extern "C" int edgellm_geglu_f16(const float *gate, const float *up, void *out, int rows, int hidden, void *stream) {
+    if (!gate || !up || !out || rows <= 0 || hidden <= 0) return EDGELLM_ERR_ARGUMENT;
+    const int64_t count = (int64_t)rows * hidden;
+    prefill::geglu_f16_kernel<<<prefill::blocks_for(count, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
         gate, up, static_cast<__half *>(out), count);
     return check_launch();
 }

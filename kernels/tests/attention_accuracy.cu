@@ -9,6 +9,9 @@
 // counts, with its quantized output required to equal, bit for bit, the quantization of its float output.
 // --quick keeps short sequences (every code path: partial tiles, masks, several tiles, splits); --sanitize is a
 // smaller set still covering every kernel instance and code path, for compute-sanitizer's slow tools.
+// Head dims 96 and 256 (phi3, the gemmas), sliding windows and soft-caps are their own cases (head dims 64 and 128
+// too, as far as windows and caps go), against the general double reference (reference_attention.cuh); the window
+// and the cap of a case are the CSV's last two columns.
 // One CSV row per case; exit status 1 when any case fails, 2 on a CUDA or argument error.
 #include <algorithm>
 #include <cmath>
@@ -42,8 +45,11 @@ struct Writer {
     int cases = 0, failures = 0;
     explicit Writer(FILE *out) : f(out) {
         std::fprintf(f, "kernel,dtype,head_dim,n_heads,n_kv_heads,batch,seq_q,seq_k,causal,splits,max_abs_err,"
-                        "max_abs_ref,rel_err,metric,tolerance,passed\n");
+                        "max_abs_ref,rel_err,metric,tolerance,passed,window,softcap\n");
     }
+    // The window and soft-cap of the case being written (set by the case functions).
+    int window = 0;
+    double softcap = 0;
     void row(const char *kernel, edgellm_dtype t, int D, int H, int KVH, int B, int sq, int sk, int causal, int splits,
              const Result &r, bool relative, double tol) {
         const double rel = r.max_abs_ref > 0 ? r.max_abs_err / r.max_abs_ref : r.max_abs_err;
@@ -52,32 +58,42 @@ struct Writer {
         ++cases;
         if (!ok) {
             ++failures;
-            std::fprintf(stderr, "FAIL %s %s D=%d H=%d KVH=%d B=%d sq=%d sk=%d causal=%d splits=%d: %s error %.3g (tol %.1g)\n",
-                         kernel, dtype_name(t), D, H, KVH, B, sq, sk, causal, splits, relative ? "relative" : "absolute",
-                         err, tol);
+            std::fprintf(stderr, "FAIL %s %s D=%d H=%d KVH=%d B=%d sq=%d sk=%d causal=%d splits=%d window=%d "
+                         "softcap=%g: %s error %.3g (tol %.1g)\n", kernel, dtype_name(t), D, H, KVH, B, sq, sk, causal,
+                         splits, window, softcap, relative ? "relative" : "absolute", err, tol);
         }
-        std::fprintf(f, "%s,%s,%d,%d,%d,%d,%d,%d,%d,%d,%.6e,%.6e,%.6e,%s,%.1e,%d\n", kernel, dtype_name(t), D, H, KVH,
-                     B, sq, sk, causal, splits, r.max_abs_err, r.max_abs_ref, rel, relative ? "relative" : "absolute",
-                     tol, ok ? 1 : 0);
+        std::fprintf(f, "%s,%s,%d,%d,%d,%d,%d,%d,%d,%d,%.6e,%.6e,%.6e,%s,%.1e,%d,%d,%g\n", kernel, dtype_name(t), D, H,
+                     KVH, B, sq, sk, causal, splits, r.max_abs_err, r.max_abs_ref, rel,
+                     relative ? "relative" : "absolute", tol, ok ? 1 : 0, window, softcap);
         std::fflush(f);
     }
 };
 
-static const double kScale64 = 0.125, kScale128 = 0.08838834764831845;
+// 1/sqrt(D) for every head dim, as a float (the kernels receive a float).
+static double default_scale(int D) { return (double)(float)(1.0 / std::sqrt((double)D)); }
 
-// The reference output of every (sequence, head), as doubles in o's layout [B][sq][H][D].
+// The reference output of every (sequence, head), as doubles in o's layout [B][sq][H][D].  Head dims 64 and 128
+// without a window or a cap take the tiled reference kernels; everything else the general one.
 static std::vector<double> reference(const double *q, const double *k, const double *v, int B, int sq, int sk,
-                                     int sk_cap, int H, int KVH, int D, double scale, int causal) {
+                                     int sk_cap, int H, int KVH, int D, double scale, int causal, int window = 0,
+                                     double softcap = 0) {
     DeviceBuffer S((size_t)sq * sk * sizeof(double)), out((size_t)B * sq * H * D * sizeof(double));
     const int group = H / KVH;
+    const bool general = (D != 64 && D != 128) || window > 0 || softcap > 0;
     for (int b = 0; b < B; ++b)
         for (int h = 0; h < H; ++h) {
             const int kvh = h / group;
-            edgellm_ref::attention_one_head<double, double, double, double>(
-                q + ((size_t)b * sq * H + h) * D, (int64_t)H * D, k + ((size_t)b * sk_cap * KVH + kvh) * D,
-                (int64_t)KVH * D, v + ((size_t)b * sk_cap * KVH + kvh) * D, (int64_t)KVH * D,
-                out.as<double>() + ((size_t)b * sq * H + h) * D, (int64_t)H * D, S.as<double>(), sq, sk, D, scale,
-                causal, 0);
+            const double *qh = q + ((size_t)b * sq * H + h) * D, *kh = k + ((size_t)b * sk_cap * KVH + kvh) * D,
+                         *vh = v + ((size_t)b * sk_cap * KVH + kvh) * D;
+            double *oh = out.as<double>() + ((size_t)b * sq * H + h) * D;
+            if (general)
+                edgellm_ref::attention_one_head_general(qh, (int64_t)H * D, kh, (int64_t)KVH * D, vh,
+                                                        (int64_t)KVH * D, oh, (int64_t)H * D, S.as<double>(), sq, sk,
+                                                        D, scale, causal, window, softcap, 0);
+            else
+                edgellm_ref::attention_one_head<double, double, double, double>(
+                    qh, (int64_t)H * D, kh, (int64_t)KVH * D, vh, (int64_t)KVH * D, oh, (int64_t)H * D,
+                    S.as<double>(), sq, sk, D, scale, causal, 0);
             CUDA_CHECK(cudaGetLastError());
         }
     std::vector<double> host((size_t)B * sq * H * D);
@@ -99,7 +115,8 @@ static std::vector<double> fetch(const void *src, edgellm_dtype t, size_t n) {
 
 // K and V live in a cache of sk_cap >= sk rows per sequence (as the engine's), Q and O are contiguous.
 static void prefill_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B, int sq, int sk, int causal,
-                         uint64_t seed) {
+                         uint64_t seed, int window = 0, float softcap = 0.f) {
+    w.window = window, w.softcap = softcap;
     const int sk_cap = sk + 3;
     const size_t nq = (size_t)B * sq * H * D, nkv = (size_t)B * sk_cap * KVH * D;
     DeviceBuffer q(nq * dtype_size(t)), k(nkv * dtype_size(t)), v(nkv * dtype_size(t)), o(nq * dtype_size(t));
@@ -107,13 +124,13 @@ static void prefill_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int 
     fill_uniform(k.ptr, t, nkv, seed + 1, 2.0f);
     fill_uniform(v.ptr, t, nkv, seed + 2, 1.0f);
     CUDA_CHECK(cudaMemset(o.ptr, 0xff, nq * dtype_size(t)));  // NaN everywhere: an unwritten output fails
-    const double scale = D == 64 ? kScale64 : kScale128;
+    const double scale = default_scale(D);
     edgellm_prefill_args a{};
     a.q = q.ptr, a.k = k.ptr, a.v = v.ptr, a.o = o.ptr;
     a.q_layout = a.o_layout = contiguous_layout(sq, H, D);
     a.k_layout = a.v_layout = contiguous_layout(sk_cap, KVH, D);
     a.batch = B, a.seq_q = sq, a.seq_k = sk, a.n_heads = H, a.n_kv_heads = KVH, a.head_dim = D;
-    a.softmax_scale = (float)scale, a.causal = causal;
+    a.softmax_scale = (float)scale, a.causal = causal, a.window = window, a.softcap = softcap;
     EDGELLM_CHECK(edgellm_attention_prefill(&a, t, nullptr));
     CUDA_CHECK(cudaDeviceSynchronize());
     DeviceBuffer qd(nq * 8), kd(nkv * 8), vd(nkv * 8);
@@ -122,7 +139,7 @@ static void prefill_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int 
     to_double(v.ptr, t, vd.as<double>(), nkv);
     // The reference uses the scale the kernel received (a float).
     const auto ref = reference(qd.as<double>(), kd.as<double>(), vd.as<double>(), B, sq, sk, sk_cap, H, KVH, D,
-                               (double)(float)scale, causal);
+                               (double)(float)scale, causal, window, softcap);
     const auto got = fetch(o.ptr, t, nq);
     const bool relative = t != EDGELLM_F32;
     const double tol = t == EDGELLM_F32 ? 1e-5 : t == EDGELLM_F16 ? 2e-3 : 1e-2;
@@ -146,20 +163,22 @@ static std::vector<double> dequantized(const DeviceBuffer &xq, const DeviceBuffe
     return out;
 }
 
-static void decode_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B, int sk, int max_splits, uint64_t seed) {
+static void decode_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B, int sk, int max_splits, uint64_t seed,
+                        int window = 0, float softcap = 0.f) {
+    w.window = window, w.softcap = softcap;
     const int sk_cap = sk + 5;
     const size_t nq = (size_t)B * H * D, nkv = (size_t)B * sk_cap * KVH * D;
     DeviceBuffer q(nq * 4), k(nkv * dtype_size(t)), v(nkv * dtype_size(t)), o(nq * 4);
     fill_uniform(q.ptr, EDGELLM_F32, nq, seed, 2.0f);
     fill_uniform(k.ptr, t, nkv, seed + 1, 2.0f);
     fill_uniform(v.ptr, t, nkv, seed + 2, 1.0f);
-    const double scale = D == 64 ? kScale64 : kScale128;
+    const double scale = default_scale(D);
     DeviceBuffer qd(nq * 8), kd(nkv * 8), vd(nkv * 8);
     to_double(q.ptr, EDGELLM_F32, qd.as<double>(), nq);
     to_double(k.ptr, t, kd.as<double>(), nkv);
     to_double(v.ptr, t, vd.as<double>(), nkv);
     const auto ref = reference(qd.as<double>(), kd.as<double>(), vd.as<double>(), B, 1, sk, sk_cap, H, KVH, D,
-                               (double)(float)scale, 0);
+                               (double)(float)scale, 0, window, softcap);
     const int top = std::min(std::min(sk, max_splits), EDGELLM_MAX_SPLITS);
     DeviceBuffer ws(edgellm_decode_workspace_bytes(B, H, D, EDGELLM_MAX_SPLITS));
     CUDA_CHECK(cudaMemset(ws.ptr, 0, ws.bytes));
@@ -168,10 +187,12 @@ static void decode_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B
     a.q_layout = a.o_layout = contiguous_layout(1, H, D);
     a.k_layout = a.v_layout = contiguous_layout(sk_cap, KVH, D);
     a.batch = B, a.seq_k = sk, a.n_heads = H, a.n_kv_heads = KVH, a.head_dim = D, a.softmax_scale = (float)scale;
+    a.window = window, a.softcap = softcap;
     // Split counts 1..top, then the default (reported as splits = 0): the CUDA-core kernel ("decode", every KV
     // dtype) and the tensor-core kernel ("decode-tc", fp16/bf16 caches).
     for (int impl : {0, 1}) {
         if (impl == 1 && t == EDGELLM_F32) continue;
+        if (softcap > 0 && t == EDGELLM_BF16) continue;  // no soft-capped instances for bf16 caches
         const char *name = impl == 0 ? "decode" : "decode-tc";
         const bool relative = impl == 1;
         const double tol = impl == 0 ? 1e-5 : t == EDGELLM_F16 ? 2e-3 : 1e-2;
@@ -184,6 +205,7 @@ static void decode_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B
             w.row(name, t, D, H, KVH, B, 1, sk, 0, splits, compare(ref, got), relative, tol);
         }
     }
+    if (softcap > 0 && t == EDGELLM_BF16) return;
     // The public entry point is the default implementation.
     CUDA_CHECK(cudaMemset(o.ptr, 0xff, nq * 4));
     EDGELLM_CHECK(edgellm_attention_decode(&a, t, 0, ws.ptr, ws.bytes, nullptr));
@@ -283,6 +305,46 @@ int main(int argc, char **argv) {
             decode_case(w, t, D, 9, 3, 3, quick ? 70 : 1000, quick ? 4 : 64, seed++);
             std::fprintf(stderr, "[%6.1f s] %s d%d: %d cases so far, %d failed\n", seconds_since(t0), dtype_name(t), D,
                          w.cases, w.failures);
+        }
+    // Head dims 96 (phi3: 32 heads, 32 KV heads) and 256 (gemma2: 8 / 4, gemma3: 4 / 1), sliding windows shorter
+    // than the sequence (keys before the window skipped by whole tiles, and masked inside a tile) and soft-caps that
+    // bend the scores (cap 2 against scores of about 1), at lengths that are no multiple of a tile; windows and caps
+    // at head dims 64 and 128 too.
+    struct Arch { int D, h, kvh; };
+    const Arch arch_heads[] = {{96, 8, 8}, {96, 32, 32}, {256, 8, 4}, {256, 4, 1}, {64, 9, 3}, {128, 8, 2}};
+    struct Variant { int window; float cap; };
+    const Variant variants[] = {{0, 0.f}, {0, 2.f}, {37, 0.f}, {100, 2.f}};
+    const int arch_prefill_full[][2] = {{1, 1}, {17, 17}, {65, 65}, {200, 200}, {1000, 1000}, {37, 1000}, {64, 4097}};
+    const int arch_prefill_quick[][2] = {{17, 17}, {130, 130}, {37, 300}};
+    const int arch_decode_full[] = {1, 17, 130, 1000, 4097};
+    const int arch_decode_quick[] = {17, 130};
+    for (edgellm_dtype t : dtypes)
+        for (const Arch &ah : arch_heads) {
+            const bool small_dim = ah.D == 64 || ah.D == 128;
+            if (sanitize && (small_dim || ah.h == 32)) continue;
+            for (const Variant &vr : variants) {
+                if (small_dim && vr.window == 0 && vr.cap == 0.f) continue;  // the cases above
+                if (sanitize && vr.window == 0 && vr.cap == 0.f) continue;
+                if (quick || sanitize)
+                    for (auto &c : arch_prefill_quick) {
+                        if (sanitize && c[0] == 17) continue;
+                        prefill_case(w, t, ah.D, ah.h, ah.kvh, 1, c[0], c[1], 1, seed++, vr.window, vr.cap);
+                    }
+                else
+                    for (auto &c : arch_prefill_full)
+                        prefill_case(w, t, ah.D, ah.h, ah.kvh, 1, c[0], c[1], 1, seed++, vr.window, vr.cap);
+                if (quick || sanitize)
+                    for (int s : arch_decode_quick) {
+                        if (sanitize && s == 17) continue;
+                        decode_case(w, t, ah.D, ah.h, ah.kvh, 1, s, 4, seed++, vr.window, vr.cap);
+                    }
+                else
+                    for (int s : arch_decode_full)
+                        decode_case(w, t, ah.D, ah.h, ah.kvh, 1, s, 16, seed++, vr.window, vr.cap);
+            }
+            if (!quick) prefill_case(w, t, ah.D, ah.h, ah.kvh, 2, 129, 129, 1, seed++, 37, 2.f);  // two sequences
+            std::fprintf(stderr, "[%6.1f s] %s d%d %d/%d heads, windows and caps: %d cases so far, %d failed\n",
+                         seconds_since(t0), dtype_name(t), ah.D, ah.h, ah.kvh, w.cases, w.failures);
         }
     std::fprintf(stderr, "%d cases, %d failed\n", w.cases, w.failures);
     if (csv) std::fclose(out);

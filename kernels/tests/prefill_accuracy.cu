@@ -6,7 +6,12 @@
 // (--sanitize: the prefill paths alone, for compute-sanitizer; see sanitize_model.)
 // Two models of two layers: layer 0 all Q8_0, layer 1 mixed types (Q4_K Q and K, Q6_K V, Q4_0 output, Q4_K gate with
 // a Q6_K up, Q5_0 down), a Q8_0 embedding and a Q6_K LM head; one llama-style (adjacent RoPE pairs, llama3 frequency
-// factors), one qwen2-style (neox pairs, Q/K/V biases).  Per model:
+// factors), one qwen2-style (neox pairs, Q/K/V biases).  Then two of the other architectures' layers: phi3-style
+// (head dim 96, 4 heads and 4 KV heads, rope factors and an attention factor) and gemma-style (head dim 256, 2 heads
+// and 1 KV head, three layers: two sliding-window layers of 40 keys with their own RoPE base, then a global one;
+// GeGLU, post-attention and post-FFN norms, per-head Q/K norms, a scaled embedding, attention and final soft-caps
+// small enough to bend the scores and the logits), prompts longer than the window in chunks longer and shorter
+// than it.  Per model:
 // - the batched embedding and fp16 RMSNorm equal, bit for bit, the decode path's edgellm_embed and edgellm_rmsnorm;
 // - teacher-forced logits of every position (prefill_logits, chunks crossing the GEMM tiles) against the steps': the
 //   largest |difference| within 2% of the largest |logit| (a wrong position, cache row or mask moves logits by their
@@ -57,6 +62,45 @@ struct SynthModel {
         return vecs.back()->as<float>();
     }
 };
+
+// The phi3-style and gemma-style models (see the top of the file).
+static void build_arch_model(SynthModel &m, bool gemma, int max_context) {
+    edgellm_model_config &c = m.cfg;
+    c.n_layers = gemma ? 3 : 2, c.dim = 256, c.hidden = 512, c.vocab = 1000, c.max_context = max_context;
+    c.n_heads = gemma ? 2 : 4, c.n_kv_heads = gemma ? 1 : 4, c.head_dim = gemma ? 256 : 96;
+    c.norm_eps = 1e-6f, c.rope_base = gemma ? 1e6f : 10000.f, c.rope_neox = 1, c.unfused = 0;
+    if (gemma) {
+        c.query_scale = 0.0625f, c.embedding_scale = 16.f, c.activation = 1;
+        c.attn_softcap = 1.5f, c.final_softcap = 2.f;
+    } else {
+        c.rope_attn_factor = 1.19f;
+    }
+    const int qdim = c.n_heads * c.head_dim, kvdim = c.n_kv_heads * c.head_dim;
+    const float s = 0.1f;
+    for (int i = 0; i < c.n_layers; ++i) {
+        edgellm_layer L{};
+        const int wq = i == 0 ? EDGELLM_Q8_0 : gemma ? EDGELLM_Q4_K : EDGELLM_Q4_0;
+        L.wq = m.matrix(wq, qdim, c.dim, s);
+        L.wk = m.matrix(wq, kvdim, c.dim, s);
+        L.wv = m.matrix(i == 0 ? EDGELLM_Q8_0 : EDGELLM_Q5_0, kvdim, c.dim, s);
+        L.wo = m.matrix(i == 0 || !gemma ? EDGELLM_Q8_0 : EDGELLM_Q6_K, c.dim, qdim, s);
+        L.w_gate = m.matrix(wq, c.hidden, c.dim, s);
+        L.w_up = m.matrix(i == 1 ? EDGELLM_Q8_0 : wq, c.hidden, c.dim, s);  // layer 1: gate and up of two types
+        L.w_down = m.matrix(i == 0 ? EDGELLM_Q8_0 : EDGELLM_Q5_0, c.dim, c.hidden, s * 0.7f);
+        L.attn_norm = m.vector(c.dim, 0.8f, 1.2f), L.ffn_norm = m.vector(c.dim, 0.8f, 1.2f);
+        if (gemma) {
+            L.post_attn_norm = m.vector(c.dim, 0.8f, 1.2f), L.post_ffn_norm = m.vector(c.dim, 0.8f, 1.2f);
+            L.q_norm = m.vector(c.head_dim, 0.8f, 1.2f), L.k_norm = m.vector(c.head_dim, 0.8f, 1.2f);
+            const bool local = i < 2;
+            L.window = local ? 40 : 0, L.rope_base = local ? 10000.f : 0.f;
+        }
+        m.layers.push_back(L);
+    }
+    m.embd = m.matrix(EDGELLM_Q8_0, c.vocab, c.dim, 0.1f);
+    m.output = m.matrix(EDGELLM_Q6_K, c.vocab, c.dim, s);
+    m.output_norm = m.vector(c.dim, 0.8f, 1.2f);
+    m.rope_factors = gemma ? nullptr : m.vector(c.head_dim / 2, 1.f, 8.f);
+}
 
 static void build_model(SynthModel &m, int neox, bool biases, bool factors, int max_context) {
     edgellm_model_config &c = m.cfg;
@@ -152,11 +196,13 @@ static void check_ops(Checks &ck, const SynthModel &m, const std::vector<int> &t
     ck.expect(same, "rmsnorm_f16 equals edgellm_rmsnorm rounded to fp16 bit for bit");
 }
 
+// arch: 0 the llama family (neox, biases, factors as given), 1 phi3-style, 2 gemma-style.
 static void run_model(Checks &ck, const char *name, int neox, bool biases, bool factors, int n, int chunk, int extra,
-                      int max_context) {
+                      int max_context, int arch = 0) {
     std::printf("-- model %s: prompt %d tokens, chunk %d, %d steps after it\n", name, n, chunk, extra);
     SynthModel m;
-    build_model(m, neox, biases, factors, max_context);
+    if (arch == 0) build_model(m, neox, biases, factors, max_context);
+    else build_arch_model(m, arch == 2, max_context);
     const int V = m.cfg.vocab;
     edgellm_engine *e = nullptr;
     EDGELLM_CHECK(
@@ -242,11 +288,13 @@ static void run_model(Checks &ck, const char *name, int neox, bool biases, bool 
 // For compute-sanitizer: the prefill paths alone (no token-by-token reference, whose hundreds of steps the slow tools
 // cannot afford), on a prompt that crosses a chunk, the GEMM's and the attention's 64-row tiles, and a cached prefix;
 // then two steps from the prefilled cache.  Checks only that everything runs and stays finite.
-static void sanitize_model(Checks &ck) {
+// arch as in run_model (the llama family with biases and factors, phi3-style, gemma-style).
+static void sanitize_model(Checks &ck, int arch) {
     const int n = 150, chunk = 100, max_context = 192;
-    std::printf("-- sanitizer run: prompt %d tokens, chunk %d\n", n, chunk);
+    std::printf("-- sanitizer run (model %d): prompt %d tokens, chunk %d\n", arch, n, chunk);
     SynthModel m;
-    build_model(m, 0, true, true, max_context);
+    if (arch == 0) build_model(m, 0, true, true, max_context);
+    else build_arch_model(m, arch == 2, max_context);
     const int V = m.cfg.vocab;
     edgellm_engine *e = nullptr;
     EDGELLM_CHECK(
@@ -283,10 +331,13 @@ int main(int argc, char **argv) {
     }
     Checks ck;
     if (sanitize) {
-        sanitize_model(ck);
+        for (int arch = 0; arch < 3; ++arch) sanitize_model(ck, arch);
     } else {
         run_model(ck, "llama-style", 0, false, true, 300, 128, 16, 400);
         run_model(ck, "qwen2-style", 1, true, false, 150, 64, 16, 200);
+        run_model(ck, "phi3-style", 1, false, true, 150, 64, 16, 200, 1);
+        run_model(ck, "gemma-style", 1, false, false, 150, 64, 16, 200, 2);
+        run_model(ck, "gemma-style, chunks shorter than the window", 1, false, false, 130, 25, 8, 160, 2);
     }
     std::printf("%d checks, %d failed\n", ck.total, ck.failed);
     return ck.failed ? 1 : 0;

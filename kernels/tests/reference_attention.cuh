@@ -88,3 +88,48 @@ void attention_one_head(const TQ *q, int64_t q_row, const TK *k, int64_t k_row, 
 }
 
 }  // namespace edgellm_ref
+
+namespace edgellm_ref {
+
+// The same three passes for any head dim, with a sliding window and a soft-cap (edgellm_attention.h), in double:
+// S[i][j] = softcap * tanh(scale * q_i . k_j / softcap) (or the plain scaled score without a cap), -inf for keys
+// after query i's position i + seq_k - seq_q (causal) or before its window (window > 0).  One block per query row,
+// threads over keys, then over output elements; nothing tiled, nothing shared: a reference, not a kernel.
+__global__ void scores_general_kernel(const double *q, int64_t q_row, const double *k, int64_t k_row, double *S,
+                                      int seq_q, int seq_k, int D, double scale, int causal, int window,
+                                      double softcap) {
+    const int i = blockIdx.y, j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= seq_q || j >= seq_k) return;
+    const double *qi = q + (int64_t)i * q_row, *kj = k + (int64_t)j * k_row;
+    double dot = 0;
+    for (int d = 0; d < D; ++d) dot += qi[d] * kj[d];
+    double s = dot * scale;
+    if (softcap > 0) s = softcap * tanh(s / softcap);
+    const int qpos = i + (seq_k - seq_q);
+    const bool masked = (causal && j > qpos) || (window > 0 && j <= qpos - window);
+    S[(int64_t)i * seq_k + j] = masked ? -INFINITY : s;
+}
+
+template <typename TO>
+__global__ void pv_general_kernel(const double *P, const double *v, int64_t v_row, TO *O, int64_t out_row, int seq_k,
+                                  int D) {
+    const int i = blockIdx.x;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        double acc = 0;
+        for (int j = 0; j < seq_k; ++j) acc += P[(int64_t)i * seq_k + j] * v[(int64_t)j * v_row + d];
+        O[(int64_t)i * out_row + d] = (TO)acc;
+    }
+}
+
+// Attention of one (sequence, head) in double with a window and a soft-cap (0: none); S holds seq_q * seq_k.
+inline void attention_one_head_general(const double *q, int64_t q_row, const double *k, int64_t k_row,
+                                       const double *v, int64_t v_row, double *o, int64_t o_row, double *S, int seq_q,
+                                       int seq_k, int D, double scale, int causal, int window, double softcap,
+                                       cudaStream_t s) {
+    scores_general_kernel<<<dim3((seq_k + 127) / 128, seq_q), 128, 0, s>>>(q, q_row, k, k_row, S, seq_q, seq_k, D,
+                                                                          scale, causal, window, softcap);
+    softmax_kernel<double><<<seq_q, 256, 0, s>>>(S, seq_k);
+    pv_general_kernel<double><<<seq_q, 128, 0, s>>>(S, v, v_row, o, o_row, seq_k, D);
+}
+
+}  // namespace edgellm_ref

@@ -34,7 +34,9 @@ def test_prefill_arguments_are_validated_field_by_field(kernels):
     with pytest.raises(KernelError, match="invalid argument"):  # a null pointer
         kernels.prefill(0, ALIGNED, ALIGNED, ALIGNED, SHAPE, 16, 16)
     with pytest.raises(KernelError, match="unsupported head dim"):
-        kernels.prefill(ALIGNED, ALIGNED, ALIGNED, ALIGNED, Shape(1, 8, 2, 96), 16, 16)
+        kernels.prefill(ALIGNED, ALIGNED, ALIGNED, ALIGNED, Shape(1, 8, 2, 80), 16, 16)
+    with pytest.raises(KernelError, match="invalid argument"):  # a negative window
+        kernels.prefill(ALIGNED, ALIGNED, ALIGNED, ALIGNED, Shape(1, 8, 2, 128, window=-1), 16, 16)
     with pytest.raises(KernelError, match="invalid argument"):  # causal with fewer keys than queries
         kernels.prefill(ALIGNED, ALIGNED, ALIGNED, ALIGNED, SHAPE, 32, 16)
     with pytest.raises(KernelError, match="invalid argument"):  # heads not a multiple of KV heads

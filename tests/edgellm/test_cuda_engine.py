@@ -145,8 +145,8 @@ def test_without_a_gpu_the_engine_says_so_in_one_line(kernel_library, smollm2_gg
 
 def test_shapes_the_gpu_kernels_lack_are_refused_by_name_before_any_device_work(tmp_path, tiny_synthetic):
     """No library exists at the path given: the refusal comes from the model's shape, before the kernels load."""
-    path = tiny_synthetic(tmp_path / "wide.gguf", heads=2, head_dim=256)
-    with pytest.raises(UnsupportedModelError, match="head dim 256"):
+    path = tiny_synthetic(tmp_path / "wide.gguf", heads=2, head_dim=160)
+    with pytest.raises(UnsupportedModelError, match="head dim 160"):
         edgellm.load(path, device="cuda", max_context=64, library=tmp_path / "absent" / "libedgellm.so")
 
 

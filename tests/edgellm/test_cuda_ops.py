@@ -103,6 +103,59 @@ def test_norm_rope_swiglu_add_argmax_match_the_cpu_engine(ops):
 
 
 @pytest.mark.gpu
+def test_the_gemma_and_phi3_operations_match_the_cpu_engine(ops):
+    """GeGLU, the post-norm with its residual, per-head Q/K norms, the logit soft-cap and RoPE's attention factor."""
+    torch = _cuda()
+    rng = np.random.default_rng(1)
+    rows, hidden, n, heads, d = 3, 512, 640, 4, 256
+    gu = (3 * rng.standard_normal((rows, 2 * hidden))).astype(np.float32)
+    ref = np.empty((rows, hidden), np.float32)
+    K.geglu(gu, hidden, ref)
+    gut, o = torch.from_numpy(gu).cuda(), torch.empty(rows, hidden, device="cuda")
+    ops.geglu(gut.data_ptr(), o.data_ptr(), rows, hidden)
+
+    x = rng.standard_normal((rows, n)).astype(np.float32)
+    y = (5 * rng.standard_normal((rows, n))).astype(np.float32)
+    w = rng.uniform(0.5, 1.5, n).astype(np.float32)
+    normed = np.empty_like(y)
+    K.rmsnorm(y, w, 1e-6, normed)
+    xt, yt, wt = torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda(), torch.from_numpy(w).cuda()
+    ops.rmsnorm_add(xt.data_ptr(), yt.data_ptr(), wt.data_ptr(), rows, n, 1e-6)
+
+    qk = rng.standard_normal((rows, heads, d)).astype(np.float32)
+    hw = rng.uniform(0.5, 1.5, d).astype(np.float32)
+    qk_ref = qk.copy()
+    K.rmsnorm_heads(qk_ref, hw, 1e-6)
+    # heads of one row strided as q inside a wider row (row stride heads * d + 64)
+    wide = np.zeros((rows, heads * d + 64), np.float32)
+    wide[:, :heads * d] = qk.reshape(rows, -1)
+    qkt, hwt = torch.from_numpy(wide).cuda(), torch.from_numpy(hw).cuda()
+    ops.rmsnorm_heads(qkt.data_ptr(), rows, heads, d, heads * d + 64, hwt.data_ptr(), 1e-6)
+
+    logits = (40 * rng.standard_normal(1000)).astype(np.float32)
+    cap = np.float32(30.0)
+    lt = torch.from_numpy(logits).cuda()
+    ops.softcap(lt.data_ptr(), 1000, 30.0)
+
+    q = rng.standard_normal((rows, 8, 96)).astype(np.float32)
+    factors = rng.uniform(1, 8, 48).astype(np.float32)
+    cos, sin = K.rope_tables(np.arange(700, 700 + rows), 96, 10000.0, factors, 1.19)
+    rope_ref = q.copy()
+    K.apply_rope(rope_ref, cos, sin, True)
+    qt, ft = torch.from_numpy(q).cuda(), torch.from_numpy(factors).cuda()
+    pos = torch.tensor([700], dtype=torch.int32, device="cuda")
+    ops.rope(qt.data_ptr(), rows, 8, 96, 8 * 96, pos.data_ptr(), 10000.0, ft.data_ptr(), True, attn_factor=1.19)
+    torch.cuda.synchronize()
+    assert np.abs(o.cpu().numpy() - ref).max() < 1e-5 * max(1.0, float(np.abs(ref).max()))
+    assert np.abs(xt.cpu().numpy() - (x + normed)).max() < 1e-5
+    got = qkt.cpu().numpy()
+    assert np.abs(got[:, :heads * d].reshape(rows, heads, d) - qk_ref).max() < 1e-5
+    assert not got[:, heads * d:].any()  # nothing written past the heads
+    assert np.abs(lt.cpu().numpy() - cap * np.tanh(logits / cap)).max() < 1e-4
+    assert np.abs(qt.cpu().numpy() - rope_ref).max() < 1e-5
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("qtype", GPU_TYPES)
 def test_embedding_rows_dequantize_exactly_as_gguf(ops, qtype):
     torch = _cuda()

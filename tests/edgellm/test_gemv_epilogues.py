@@ -28,8 +28,8 @@ QM3 = QMatrix * 3
 SIGNATURES = {
     "edgellm_quantize_activations": [P, I, P, P, P],
     "edgellm_gemv_many": [P, P, P, I, I, P, P, P],
-    "edgellm_rope_append": [P, P, P, P, P, I, I, I, P, F, P, I, P],
-    "edgellm_gemv_qkv_rope": [P, P, P, P, P, I, P, F, P, P, P, P],
+    "edgellm_rope_append": [P, P, P, P, P, I, I, I, P, F, P, I, F, P],
+    "edgellm_gemv_qkv_rope": [P, P, P, P, P, I, P, F, P, F, P, P, P],
     "edgellm_gemv_swiglu": [P, P, P, P, P, P],
     "edgellm_gemv_swiglu_quantize": [P, P, P, P, P, P, P, P, P],
 }
@@ -58,16 +58,18 @@ def test_bad_arguments_are_refused_before_any_launch(lib):
     ms = matrix_pointers(QM3(m, m, m))
     args = [ms, None, ALIGNED, ALIGNED, ALIGNED]
     with pytest.raises(KernelError, match="invalid argument"):  # an odd head dimension
-        lib.check(lib.lib.edgellm_gemv_qkv_rope(*args, 63, ALIGNED, 10000.0, None, ALIGNED, ALIGNED, None), "qkv")
+        lib.check(lib.lib.edgellm_gemv_qkv_rope(*args, 63, ALIGNED, 10000.0, None, 1.0, ALIGNED, ALIGNED, None), "qkv")
     with pytest.raises(KernelError, match="invalid argument"):  # rows that are not whole heads
-        lib.check(lib.lib.edgellm_gemv_qkv_rope(*args, 48, ALIGNED, 10000.0, None, ALIGNED, ALIGNED, None), "qkv")
+        lib.check(lib.lib.edgellm_gemv_qkv_rope(*args, 48, ALIGNED, 10000.0, None, 1.0, ALIGNED, ALIGNED, None), "qkv")
     with pytest.raises(KernelError, match="invalid argument"):  # no position
-        lib.check(lib.lib.edgellm_gemv_qkv_rope(*args, 64, None, 10000.0, None, ALIGNED, ALIGNED, None), "qkv")
+        lib.check(lib.lib.edgellm_gemv_qkv_rope(*args, 64, None, 10000.0, None, 1.0, ALIGNED, ALIGNED, None), "qkv")
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("types", [("Q8_0", "Q8_0", "Q8_0"), ("Q4_K", "Q4_K", "Q6_K"), ("Q4_0", "Q5_0", "Q4_1")])
-def test_fused_epilogue_is_bit_for_bit_the_two_launches_it_replaces(lib, types):
+# phi3's scaled RoPE (attention factor 1.19) with the last mix
+@pytest.mark.parametrize("types,attn_factor", [(("Q8_0", "Q8_0", "Q8_0"), 1.0), (("Q4_K", "Q4_K", "Q6_K"), 1.0),
+                                               (("Q4_0", "Q5_0", "Q4_1"), 1.19)])
+def test_fused_epilogue_is_bit_for_bit_the_two_launches_it_replaces(lib, types, attn_factor):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
@@ -100,13 +102,14 @@ def test_fused_epilogue_is_bit_for_bit_the_two_launches_it_replaces(lib, types):
                                         None), "gemv_many")
     lib.check(lib.lib.edgellm_rope_append(y[0].data_ptr(), y[1].data_ptr(), y[2].data_ptr(), kc.data_ptr(),
                                           vc.data_ptr(), n_heads, n_kv, head_dim, p.data_ptr(), 500000.0,
-                                          factors.data_ptr(), 0, None), "rope_append")
+                                          factors.data_ptr(), 0, attn_factor, None), "rope_append")
     # Fused.
     q = torch.empty(rows[0], device="cuda")
     kf, vf = caches()
     lib.check(lib.lib.edgellm_gemv_qkv_rope(matrix_pointers(ms), pointers([b.data_ptr() for b in bias]), q.data_ptr(),
                                             kf.data_ptr(), vf.data_ptr(), head_dim, p.data_ptr(), 500000.0,
-                                            factors.data_ptr(), xq.data_ptr(), xds.data_ptr(), None), "qkv_rope")
+                                            factors.data_ptr(), attn_factor, xq.data_ptr(), xds.data_ptr(), None),
+              "qkv_rope")
     torch.cuda.synchronize()
     assert torch.equal(q, y[0])
     assert torch.equal(kf, kc) and torch.equal(vf, vc)  # row `pos` written, every other row untouched

@@ -25,14 +25,16 @@ class PrefillArgs(ctypes.Structure):
                 ("q_layout", Layout), ("k_layout", Layout), ("v_layout", Layout), ("o_layout", Layout),
                 ("batch", ctypes.c_int), ("seq_q", ctypes.c_int), ("seq_k", ctypes.c_int),
                 ("n_heads", ctypes.c_int), ("n_kv_heads", ctypes.c_int), ("head_dim", ctypes.c_int),
-                ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int)]
+                ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int), ("window", ctypes.c_int),
+                ("softcap", ctypes.c_float)]
 
 
 class DecodeArgs(ctypes.Structure):
     _fields_ = [("q", ctypes.c_void_p), ("k", ctypes.c_void_p), ("v", ctypes.c_void_p), ("o", ctypes.c_void_p),
                 ("q_layout", Layout), ("k_layout", Layout), ("v_layout", Layout), ("o_layout", Layout),
                 ("batch", ctypes.c_int), ("seq_k", ctypes.c_int), ("n_heads", ctypes.c_int),
-                ("n_kv_heads", ctypes.c_int), ("head_dim", ctypes.c_int), ("softmax_scale", ctypes.c_float)]
+                ("n_kv_heads", ctypes.c_int), ("head_dim", ctypes.c_int), ("softmax_scale", ctypes.c_float),
+                ("window", ctypes.c_int), ("softcap", ctypes.c_float)]
 
 
 def contiguous(rows: int, heads: int, head_dim: int) -> Layout:
@@ -42,14 +44,19 @@ def contiguous(rows: int, heads: int, head_dim: int) -> Layout:
 
 @dataclass
 class Shape:
+    """window > 0: sliding-window attention (the last `window` keys of each query); softcap > 0: soft-capped scores
+    (edgellm_attention.h); query_scale 0: 1/sqrt(head_dim)."""
     batch: int
     n_heads: int
     n_kv_heads: int
     head_dim: int
+    window: int = 0
+    softcap: float = 0.0
+    query_scale: float = 0.0
 
     @property
     def scale(self) -> float:
-        return self.head_dim ** -0.5
+        return self.query_scale or self.head_dim ** -0.5
 
 
 class Attention:
@@ -74,7 +81,7 @@ class Attention:
                                      contiguous(seq_k, shape.n_kv_heads, shape.head_dim),
                                      contiguous(seq_q, shape.n_heads, shape.head_dim))
         args = PrefillArgs(q, k, v, o, ql, kl, vl, ol, shape.batch, seq_q, seq_k, shape.n_heads, shape.n_kv_heads,
-                           shape.head_dim, shape.scale, int(causal))
+                           shape.head_dim, shape.scale, int(causal), shape.window, shape.softcap)
         self.library.check(self.lib.edgellm_attention_prefill(ctypes.byref(args), DTYPES[dtype], stream),
                            "attention prefill")
 
@@ -84,7 +91,7 @@ class Attention:
         qo = contiguous(1, shape.n_heads, shape.head_dim)
         kv = kv_layout or contiguous(seq_k, shape.n_kv_heads, shape.head_dim)
         return DecodeArgs(q, k, v, o, qo, kv, kv, qo, shape.batch, seq_k, shape.n_heads, shape.n_kv_heads,
-                          shape.head_dim, shape.scale)
+                          shape.head_dim, shape.scale, shape.window, shape.softcap)
 
     def workspace_bytes(self, shape: Shape, num_splits: int) -> int:
         return self.lib.edgellm_decode_workspace_bytes(shape.batch, shape.n_heads, shape.head_dim, num_splits)

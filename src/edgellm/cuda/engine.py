@@ -20,22 +20,31 @@ from ..gguf.reader import open_gguf
 from ..loader import checked_chunk
 from .device import device_name
 from .gemv import QMatrix
-from .layout import GPU_TYPES, planar, refuse_architecture, type_id
+from .layout import GPU_HEAD_DIMS, GPU_TYPES, planar, refuse_architecture, row_range, type_id
 from .library import Library, LibrarySpec
 
 P = ctypes.c_void_p
 
 
 class ModelConfig(ctypes.Structure):
+    """edgellm_model_config (kernels/edgellm_engine.h)."""
     _fields_ = [(n, ctypes.c_int) for n in ("n_layers", "dim", "n_heads", "n_kv_heads", "head_dim", "hidden",
                                              "vocab", "max_context")] + \
                [("norm_eps", ctypes.c_float), ("rope_base", ctypes.c_float), ("rope_neox", ctypes.c_int),
-                ("unfused", ctypes.c_int)]
+                ("unfused", ctypes.c_int), ("query_scale", ctypes.c_float), ("embedding_scale", ctypes.c_float),
+                ("activation", ctypes.c_int), ("attn_softcap", ctypes.c_float), ("final_softcap", ctypes.c_float),
+                ("rope_attn_factor", ctypes.c_float)]
 
 
 class Layer(ctypes.Structure):
+    """edgellm_layer (kernels/edgellm_engine.h)."""
     _fields_ = [(n, QMatrix) for n in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")] + \
-               [(n, P) for n in ("attn_norm", "ffn_norm", "bq", "bk", "bv")]
+               [(n, P) for n in ("attn_norm", "ffn_norm", "bq", "bk", "bv", "post_attn_norm", "post_ffn_norm",
+                                 "q_norm", "k_norm")] + \
+               [("window", ctypes.c_int), ("rope_base", ctypes.c_float)]
+
+
+ACTIVATIONS = {"silu": 0, "gelu_tanh": 1}  # the engine's activation codes (edgellm_model_config.activation)
 
 
 SIGNATURES = {
@@ -65,21 +74,45 @@ def checked_prefill_chunk(chunk) -> int | None:
     return None if chunk is None else checked_chunk(chunk)
 
 
-def _layer_matrices(i: int) -> list[str]:
+def _layer_matrices(c: Config, i: int) -> list[str]:
+    """The layer's matrices as the file names them (phi3: one attn_qkv, and an ffn_up holding gate then up)."""
     p = f"blk.{i}."
+    if c.architecture == "phi3":
+        return [p + "attn_qkv.weight", p + "attn_output.weight", p + "ffn_up.weight", p + "ffn_down.weight"]
     return [p + f"attn_{x}.weight" for x in ("q", "k", "v", "output")] + \
         [p + f"ffn_{x}.weight" for x in ("gate", "up", "down")]
+
+
+class _RopeFactors:
+    """The file's rope factor tensors under the names edgellm.cpu.weights.Weights gives them, so that its
+    rope_factors_for makes the same choice for the GPU's context as for the CPU's."""
+
+    def __init__(self, vectors: dict):
+        self.rope_freq_factors = vectors.get("rope_freqs.weight")
+        self.rope_factors_long = vectors.get("rope_factors_long.weight")
+        self.rope_factors_short = vectors.get("rope_factors_short.weight")
+
+
+def rope_factor_name(c: Config, tensors: dict, context: int) -> str | None:
+    """The name of the rope factor tensor the engine uses for a cache of `context` tokens (None: none), chosen as
+    the CPU engine chooses it (Weights.rope_factors_for)."""
+    from ..cpu.weights import Weights
+
+    names = ("rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight")
+    present = {n: n for n in names if n in tensors}
+    return Weights.rope_factors_for(_RopeFactors(present), c, context)
 
 
 def refuse_unsupported(c: Config, tensors: dict) -> None:
     """UnsupportedModelError naming the first shape or tensor type the GPU kernels lack (no device work needed)."""
     refuse_architecture(c.architecture)
-    if c.head_dim not in (64, 128):
-        raise UnsupportedModelError(f"head dim {c.head_dim}: EdgeLLM's GPU attention has head dims 64 and 128")
+    if c.head_dim not in GPU_HEAD_DIMS:
+        raise UnsupportedModelError(f"head dim {c.head_dim}: EdgeLLM's GPU attention has head dims "
+                                    f"{', '.join(map(str, GPU_HEAD_DIMS))}")
     if c.dim % 32 or c.hidden_dim % 32 or c.dim > 8192:
         raise UnsupportedModelError(f"model width {c.dim} / FFN width {c.hidden_dim}: the GPU kernels take "
                                     f"multiples of 32, widths up to 8192")
-    names = [m for i in range(c.n_layers) for m in _layer_matrices(i)]
+    names = [m for i in range(c.n_layers) for m in _layer_matrices(c, i)]
     names.append("token_embd.weight" if c.tied_embeddings else "output.weight")
     for name in names:
         t = tensors.get(name)
@@ -142,38 +175,68 @@ class CudaEngine:
         return self._upload(np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(-1))
 
     def _matrix(self, name: str, allow_float: bool = False) -> QMatrix:
+        return self._matrix_parts(name, None, allow_float)[0]
+
+    def _matrix_parts(self, name: str, parts: list[int] | None, allow_float: bool = False) -> list[QMatrix]:
+        """The matrix, or with `parts` (row counts adding up to its rows) its consecutive row ranges, each uploaded
+        as a matrix of its own: the file's blocks of those rows, unchanged."""
         t = self._tensors.get(name)
         if t is None:
             raise UnsupportedModelError(f"the GGUF file lacks the tensor {name}")
         cols, rows = int(t.shape[0]), int(t.shape[1])
         qtype = t.tensor_type.name
         raw = np.asarray(t.data)
-        if allow_float and qtype in FLOAT_EMBEDDING_TYPES:
-            return QMatrix(self._upload(raw), None, None, None, 0 if qtype == "F32" else 1, rows, cols)
+        if allow_float and qtype in FLOAT_EMBEDDING_TYPES and parts is None:
+            return [QMatrix(self._upload(raw), None, None, None, 0 if qtype == "F32" else 1, rows, cols)]
         if qtype not in GPU_TYPES:
             raise UnsupportedModelError(f"tensor {name} is {qtype}: EdgeLLM's GPU kernels read "
                                         f"{', '.join(GPU_TYPES)}")
-        fields = {k: self._upload(v) for k, v in planar(qtype, raw.reshape(-1).view(np.uint8), rows, cols).items()}
-        return QMatrix(fields.get("qs"), fields.get("qh"), fields.get("scales"), fields.get("d"), type_id(qtype),
-                       rows, cols)
+        fields = planar(qtype, raw.reshape(-1).view(np.uint8), rows, cols)
+        parts = parts or [rows]
+        if sum(parts) != rows:
+            raise UnsupportedModelError(f"tensor {name} has {rows} rows where {sum(parts)} were expected")
+        out, first = [], 0
+        for n in parts:
+            view = {k: self._upload(v) for k, v in row_range(qtype, fields, rows, first, first + n).items()}
+            out.append(QMatrix(view.get("qs"), view.get("qh"), view.get("scales"), view.get("d"), type_id(qtype),
+                               n, cols))
+            first += n
+        return out
 
     def _create(self) -> None:
         c = self.config
+        qdim, kvdim = c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
         layers = (Layer * c.n_layers)()
         for i in range(c.n_layers):
             p = f"blk.{i}."
             L = layers[i]
-            L.wq, L.wk, L.wv = (self._matrix(p + f"attn_{x}.weight") for x in "qkv")
+            if c.architecture == "phi3":  # fused: q, k, v rows of one matrix; gate then up rows of ffn_up
+                L.wq, L.wk, L.wv = self._matrix_parts(p + "attn_qkv.weight", [qdim, kvdim, kvdim])
+                L.w_gate, L.w_up = self._matrix_parts(p + "ffn_up.weight", [c.hidden_dim, c.hidden_dim])
+            else:
+                L.wq, L.wk, L.wv = (self._matrix(p + f"attn_{x}.weight") for x in "qkv")
+                L.w_gate, L.w_up = (self._matrix(p + f"ffn_{x}.weight") for x in ("gate", "up"))
             L.wo = self._matrix(p + "attn_output.weight")
-            L.w_gate, L.w_up, L.w_down = (self._matrix(p + f"ffn_{x}.weight") for x in ("gate", "up", "down"))
+            L.w_down = self._matrix(p + "ffn_down.weight")
             L.attn_norm, L.ffn_norm = self._vector(p + "attn_norm.weight"), self._vector(p + "ffn_norm.weight")
             if c.qkv_bias:
                 L.bq, L.bk, L.bv = (self._vector(p + f"attn_{x}.bias") for x in "qkv")
+            if c.post_norms:
+                L.post_attn_norm = self._vector(p + "post_attention_norm.weight")
+                L.post_ffn_norm = self._vector(p + "post_ffw_norm.weight")
+            if c.qk_norm:
+                L.q_norm, L.k_norm = self._vector(p + "attn_q_norm.weight"), self._vector(p + "attn_k_norm.weight")
+            local = c.is_local_layer(i)
+            L.window = c.sliding_window if local else 0
+            L.rope_base = c.rope_base_local if local and c.rope_base_local else c.rope_base
         embd = self._matrix("token_embd.weight", allow_float=True)
         output = embd if c.tied_embeddings else self._matrix("output.weight")
-        factors = self._vector("rope_freqs.weight") if "rope_freqs.weight" in self._tensors else None
+        factor_name = rope_factor_name(c, self._tensors, self.max_context)
+        factors = self._vector(factor_name) if factor_name else None
         cfg = ModelConfig(c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.hidden_dim, c.vocab_size,
-                          self.max_context, c.norm_eps, c.rope_base, int(c.rope_style == "neox"), int(not self.fused))
+                          self.max_context, c.norm_eps, c.rope_base, int(c.rope_style == "neox"), int(not self.fused),
+                          c.scale, c.embedding_scale, ACTIVATIONS[c.activation], c.attn_softcap, c.final_softcap,
+                          c.rope_attn_factor)
         self._keep = (layers, embd, output)  # the engine keeps pointers into these structs' values, not the structs
         self.library.check(self.lib.edgellm_engine_create(ctypes.byref(cfg), layers, ctypes.byref(embd),
                                                           ctypes.byref(output), self._vector("output_norm.weight"),

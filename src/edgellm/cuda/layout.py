@@ -26,16 +26,17 @@ FIELDS = {
     "Q6_K": (("qs", 0, 128), ("qh", 128, 192), ("scales", 192, 208), ("d", 208, 210)),
 }
 GPU_TYPES = tuple(FIELDS)
-# The architectures whose forward pass the GPU kernels implement. phi3 and the gemmas run on the CPU engine only
-# (fused QKV/gate+up, head dims 96 and 256, GeGLU, post-norms, soft-caps and sliding windows have no kernels yet).
-GPU_ARCHITECTURES = ("llama", "qwen2")
+# The architectures whose forward pass the GPU kernels implement: every one the GGUF reader supports (phi3's fused
+# matrices as row views, the gemmas' GeGLU, post-norms, soft-caps, sliding windows and gemma3's Q/K norms).
+GPU_ARCHITECTURES = ("llama", "qwen2", "phi3", "gemma2", "gemma3")
+GPU_HEAD_DIMS = (64, 96, 128, 256)
 
 
 def refuse_architecture(architecture: str) -> None:
     """UnsupportedModelError for a model the GPU kernels would compute wrongly; called before any device work."""
     if architecture not in GPU_ARCHITECTURES:
-        raise UnsupportedModelError(f"architecture {architecture!r} runs on EdgeLLM's CPU engine only; its GPU "
-                                    f"kernels implement {', '.join(GPU_ARCHITECTURES)} (use device='cpu')")
+        raise UnsupportedModelError(f"architecture {architecture!r} has no GPU kernels in EdgeLLM (they implement "
+                                    f"{', '.join(GPU_ARCHITECTURES)})")
 
 
 def _layout(qtype: str):
@@ -51,6 +52,19 @@ def block_weights(qtype: str) -> int:
 
 def block_bytes(qtype: str) -> int:
     return _layout(qtype)[1]
+
+
+def row_range(qtype: str, fields: dict[str, np.ndarray], rows: int, first: int, end: int) -> dict[str, np.ndarray]:
+    """Rows first..end-1 of a matrix of `rows` rows in planar fields: each field's blocks of those rows, a
+    contiguous slice (blocks are row-major), so a fused matrix (phi3's attn_qkv, its ffn_up of gate then up) is read as
+    the file stores it, in parts."""
+    if not 0 <= first < end <= rows:
+        raise ModelFileError(f"{qtype} matrix of {rows} rows has no rows {first}..{end - 1}")
+    out = {}
+    for name, array in fields.items():
+        per_row = array.size // rows
+        out[name] = array[first * per_row:end * per_row]
+    return out
 
 
 def planar(qtype: str, raw: np.ndarray, rows: int, cols: int) -> dict[str, np.ndarray]:

@@ -14,12 +14,17 @@ from .library import Library, LibrarySpec
 P, I, I64, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float
 SIGNATURES = {
     "edgellm_rmsnorm": [P, P, P, I, I, F, P],
-    "edgellm_rope": [P, I, I, I, I64, P, F, P, I, P],
+    "edgellm_rope": [P, I, I, I, I64, P, F, P, I, F, P],
     "edgellm_swiglu": [P, P, I, I, P],
     "edgellm_add": [P, P, I64, P],
     "edgellm_argmax": [P, I, P, P],
     "edgellm_embed": [ctypes.POINTER(QMatrix), P, P, P],
     "edgellm_kv_append": [P, P, I, I, I64, P, P],
+    "edgellm_geglu": [P, P, I, I, P],
+    "edgellm_rmsnorm_add": [P, P, P, I, I, F, P],
+    "edgellm_rmsnorm_heads": [P, I, I, I, I64, P, F, P],
+    "edgellm_softcap": [P, I64, F, P],
+    "edgellm_scale": [P, I64, F, P],
 }
 
 
@@ -36,8 +41,22 @@ class DecoderOps:
         self._call("edgellm_rmsnorm", x, weight, out, rows, n, eps, stream)
 
     def rope(self, x: int, rows: int, heads: int, head_dim: int, row_stride: int, pos: int, base: float,
-             freq_factors: int | None = None, neox: bool = False, stream: int = 0) -> None:
-        self._call("edgellm_rope", x, rows, heads, head_dim, row_stride, pos, base, freq_factors, int(neox), stream)
+             freq_factors: int | None = None, neox: bool = False, stream: int = 0, attn_factor: float = 1.0) -> None:
+        self._call("edgellm_rope", x, rows, heads, head_dim, row_stride, pos, base, freq_factors, int(neox),
+                   attn_factor, stream)
+
+    def geglu(self, gate_up: int, out: int, rows: int, hidden: int, stream: int = 0) -> None:
+        self._call("edgellm_geglu", gate_up, out, rows, hidden, stream)
+
+    def rmsnorm_add(self, x: int, y: int, weight: int, rows: int, n: int, eps: float, stream: int = 0) -> None:
+        self._call("edgellm_rmsnorm_add", x, y, weight, rows, n, eps, stream)
+
+    def rmsnorm_heads(self, x: int, rows: int, heads: int, head_dim: int, row_stride: int, weight: int, eps: float,
+                      stream: int = 0) -> None:
+        self._call("edgellm_rmsnorm_heads", x, rows, heads, head_dim, row_stride, weight, eps, stream)
+
+    def softcap(self, x: int, n: int, cap: float, stream: int = 0) -> None:
+        self._call("edgellm_softcap", x, n, cap, stream)
 
     def swiglu(self, gate_up: int, out: int, rows: int, hidden: int, stream: int = 0) -> None:
         self._call("edgellm_swiglu", gate_up, out, rows, hidden, stream)
