@@ -1,5 +1,5 @@
-"""The integer kernels of the CPU engine: int8 activations against the weights' panels, in both layouts (VNNI and
-portable), for every supported quant type; the generated instructions."""
+"""The integer kernels of the CPU engine: 16-bit activations (two int8 digits) against the weights' panels, in both
+layouts (VNNI and portable), for every supported quant type; the generated instructions."""
 
 import re
 
@@ -10,8 +10,8 @@ from gguf.quants import quantize
 from numba import njit
 
 from edgellm.cpu import vnni
-from edgellm.cpu.int8_matmul import (ACT_BLOCK, ActivationBuffers, block_dot_portable, dequantized_rows, padded_rows,
-                                     to_panels)
+from edgellm.cpu.int8_matmul import (ACT_BLOCK, ACT_MAX, ActivationBuffers, block_dot_portable, dequantized_rows,
+                                     padded_rows, to_panels)
 from edgellm.cpu.quant import repack
 from edgellm.gguf.quant_types import QUANTIZED_TYPES
 
@@ -41,9 +41,15 @@ def activations(rng, tokens=3) -> np.ndarray:
     return x
 
 
+def integer_activations(buf: ActivationBuffers, tokens: int) -> np.ndarray:
+    """The 16-bit integers u = 254 hi + lo of the activations, [tokens, COLS]."""
+    digits = buf.xq[:tokens, :2 * COLS].astype(np.int64).reshape(tokens, -1, 2, ACT_BLOCK)
+    return (254 * digits[:, :, 0] + digits[:, :, 1]).reshape(tokens, COLS)
+
+
 def dequantized_activations(buf: ActivationBuffers, tokens: int) -> np.ndarray:
-    q = buf.xq[:tokens, :COLS].astype(np.float64).reshape(tokens, -1, ACT_BLOCK)
-    return (q * buf.xd[:tokens, :COLS // ACT_BLOCK, None]).reshape(tokens, COLS)
+    u = integer_activations(buf, tokens).astype(np.float64).reshape(tokens, -1, ACT_BLOCK)
+    return (u * buf.xd[:tokens, :COLS // ACT_BLOCK, None]).reshape(tokens, COLS)
 
 
 @pytest.mark.parametrize("vnni_layout", LAYOUTS)
@@ -62,9 +68,9 @@ def test_integer_product_is_exact_on_the_quantized_activations(qtype, vnni_layou
     exact = dequantized_activations(buf, 3) @ qt.dequantize().astype(np.float64).T
     assert got.shape == (3, ROWS)
     assert np.abs(got - exact).max() <= 2e-6 * np.abs(exact).max()
-    # against float32 activations only the int8 rounding of x differs
+    # against float32 activations only the 16-bit rounding of x differs
     float_exact = x.astype(np.float64) @ qt.dequantize().astype(np.float64).T
-    assert np.abs(got - float_exact).max() <= 2e-2 * np.abs(float_exact).max()
+    assert np.abs(got - float_exact).max() <= 1e-4 * np.abs(float_exact).max()
 
 
 @pytest.mark.parametrize("vnni_layout", LAYOUTS)
@@ -76,16 +82,20 @@ def test_rows_of_the_panels_are_the_dequantized_rows(qtype, vnni_layout):
                                   qt.dequantize()[rows])
 
 
-def test_activation_quantization_is_q8_0():
+def test_activations_are_16_bit_integers_as_two_int8_digits():
     rng = np.random.default_rng(5)
     x = activations(rng, tokens=2)
+    x[1, 32:64] = 0.0  # a block of zeros: scale 0, digits 0
     buf = ActivationBuffers(2, COLS)
     buf.quantize(x)
     blocks = x.reshape(2, -1, ACT_BLOCK)
-    np.testing.assert_allclose(buf.xd[:2, :COLS // ACT_BLOCK], np.abs(blocks).max(2) / 127, rtol=1e-6)
-    assert np.abs(buf.xq[:2, :COLS].astype(int)).max() <= 127
-    assert np.abs(dequantized_activations(buf, 2) - x).max() <= buf.xd[:2].max() / 2 * (1 + 1e-5)
-    sums = buf.xq[:2, :COLS].astype(np.float64).reshape(2, -1, 16).sum(2) * np.repeat(buf.xd[:2, :COLS // 32], 2, 1)
+    np.testing.assert_allclose(buf.xd[:2, :COLS // ACT_BLOCK], np.abs(blocks).max(2) / ACT_MAX, rtol=1e-6)
+    assert np.abs(buf.xq[:2, :2 * COLS].astype(int)).max() <= 127
+    u = integer_activations(buf, 2)
+    assert np.abs(u).max() == ACT_MAX  # the largest of each block reaches the top of the range
+    assert not u[1, 32:64].any()
+    assert np.abs(dequantized_activations(buf, 2) - x).max() <= buf.xd[:2].max() / 2 * (1 + 1e-4)
+    sums = u.astype(np.float64).reshape(2, -1, 16).sum(2) * np.repeat(buf.xd[:2, :COLS // 32], 2, 1)
     np.testing.assert_allclose(buf.xs[:2, :COLS // 16], sums, rtol=1e-6)
 
 
@@ -115,10 +125,16 @@ def test_the_portable_kernel_sums_exactly_and_what_the_compiler_makes_of_it():
     instructions the compiler chose for it is reported (-s)."""
     plain = njit(fastmath=True)(block_dot_portable.py_func)  # a fresh compile: cached code cannot be inspected
     rng = np.random.default_rng(8)
-    w = rng.integers(0, 256, (8, 64)).astype(np.uint8)
-    x = rng.integers(-127, 128, 40).astype(np.int8)
+    w = rng.integers(0, 256, (16, 64)).astype(np.uint8)
+    x = rng.integers(-127, 128, 128).astype(np.int8)  # the digits of 64 activations: 32 hi, 32 lo, 32 hi, 32 lo
+    x[:32] = x[64:96] = 127
+    x[32:64] = x[96:] = 126  # the largest activations (ACT_MAX) and weights (255): the int32 sums' worst case
+    w[8:] = 255
+    u = (254 * x.astype(np.int64).reshape(2, 2, 32)[:, 0] + x.reshape(2, 2, 32)[:, 1]).reshape(64)
     lanes = np.zeros(16, np.int32)
-    plain(w, x, 2, 8, lanes)
-    expected = (w[2:8].reshape(6, 4, 16).astype(np.int64) * x[8:32].reshape(6, 4, 1)).sum((0, 1))
-    np.testing.assert_array_equal(lanes, expected)
+    for first, end in ((2, 8), (8, 16)):  # part of the first block, the whole second block
+        plain(w, x, first, end, lanes)
+        expected = (w[first:end].reshape(-1, 4, 16).astype(np.int64) * u[4 * first:4 * end].reshape(-1, 4, 1))
+        np.testing.assert_array_equal(lanes, expected.sum((0, 1)))
+    assert lanes.max() == 32 * 255 * ACT_MAX
     print("portable kernel:", instructions("\n".join(plain.inspect_asm().values())))

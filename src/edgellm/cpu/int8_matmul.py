@@ -1,16 +1,17 @@
-"""Integer matrix products on the CPU, as llama.cpp computes them: int8 activations times the weights' small integers.
+"""Integer matrix products on the CPU: 16-bit activations, as two int8 digits, times the weights' small integers.
 
 Weights (from a QTensor, w = d * q + m per block) are stored as *row panels*: 16 rows side by side, each row's
 weights in groups of 4 consecutive columns ("quads"), so that one 64-byte vector holds one quad of each of the 16
 rows. The integers are made unsigned (q + offset, the offset folded into m), as the u8 x s8 integer dot-product
-instructions (vpdpbusd, vpmaddubsw) want them. Activations are quantized per block of 32 to int8 with one float
-scale (ggml's Q8_0 rule: d = max|x| / 127, q = round(x / d)).
+instructions (vpdpbusd, vpmaddubsw) want them. Activations are quantized per block of 32 with one float scale,
+d = max|x| / ACT_MAX and u = round(x / d), and each u is stored as two int8 digits u = 254 hi + lo.
 
-A block of 32 weights of 16 rows against one token's 32 activations is then 8 vector steps, each four u8 x s8
-products summed into 16 int32 lanes (one lane per row, the token's quad broadcast to all of them): no horizontal
-sums. With AVX-512 VNNI each step is one vpdpbusd (edgellm.cpu.vnni); elsewhere plain code the compiler vectorises.
-The weights' and the activations' scales are applied once per block, in float32:
-    out[t, r] = sum over blocks b of  wd[r, b] * xd[t, b] * (u[r, b] . xq[t, b])  +  wm[r, b] * xd[t, b] * sum(xq[t, b])
+A block of 32 weights of 16 rows against one token's 32 activations is then 8 vector steps per digit, each four
+u8 x s8 products summed into 16 int32 lanes (one lane per row, the token's quad broadcast to all of them): no
+horizontal sums; the two digits' sums are joined as 254 hi + lo once per block. With AVX-512 VNNI each step is one
+vpdpbusd (edgellm.cpu.vnni); elsewhere plain code the compiler vectorises. The weights' and the activations' scales
+are applied once per block, in float32:
+    out[t, r] = sum over blocks b of  wd[r, b] * xd[t, b] * (u[r, b] . xu[t, b])  +  wm[r, b] * xd[t, b] * sum(xu[t, b])
 In a batch (prefill) each weight block is read once for all its tokens and stays in L1 while they pass over it.
 """
 
@@ -28,6 +29,12 @@ from .quant import QTensor
 LANES = 16          # rows per panel: 16 int32 sums fill one 512-bit register
 QUAD = 4            # products summed into one int32 lane per step
 ACT_BLOCK = 32      # activations per scale
+# Activations are 16-bit integers, |u| <= ACT_MAX, as two int8 digits u = 254 hi + lo with |hi|, |lo| <= 127 (at
+# 32385 = 127.5 * 254, hi could round to 128), as the GPU engine holds them. int8 activations (Q8_0's rounding, as
+# llama.cpp's CPU path takes them) move the top-1 choice between near-tied logits against float32 activations at a few
+# percent of positions (benchmarks/cpu_agreement.py --sensitivity: every kind of product contributes); 16 bits round
+# about 250x finer, for twice the integer steps and the same weight traffic.
+ACT_MAX = 254 * 127 + 126
 SUM_BLOCK = 16      # activations per stored sum (the smallest weight block, Q6_K's)
 
 # q + offset >= 0 for every type (the signed ones); the unsigned types have offset 0
@@ -132,8 +139,9 @@ def dequantized_rows(w: PanelMatrix, rows: np.ndarray) -> np.ndarray:
 
 @njit(cache=True)
 def quantize_activations(x, xq, xd, xs):
-    """x float32 [T, C] -> xq int8 [T, C], xd [T, C/32] the block scales, xs [T, C/16] the scaled sums xd * sum(q)
-    of each half block (for the weights' offsets m)."""
+    """x float32 [T, C] -> xq int8 [T, 2C]: per block of 32, u = round(x / d) with d = max|x| / ACT_MAX (xd [T, C/32])
+    written as its two int8 digits u = 254 hi + lo (the block's 32 hi, then its 32 lo); xs [T, C/16] the scaled sums
+    d * sum(u) of each half block (for the weights' offsets m)."""
     T, C = x.shape
     for t in range(T):
         for a in range(C // ACT_BLOCK):
@@ -141,28 +149,33 @@ def quantize_activations(x, xq, xd, xs):
             amax = np.float32(0.0)
             for i in range(base, base + ACT_BLOCK):
                 amax = max(amax, abs(x[t, i]))
-            d = amax / np.float32(127.0)
+            d = amax / np.float32(ACT_MAX)
             inv = np.float32(1.0) / d if d > 0 else np.float32(0.0)
             xd[t, a] = d
             for half in range(ACT_BLOCK // SUM_BLOCK):
                 s = 0
-                for i in range(base + half * SUM_BLOCK, base + (half + 1) * SUM_BLOCK):
-                    q = np.int8(round(x[t, i] * inv))
-                    xq[t, i] = q
-                    s += q
+                for e in range(half * SUM_BLOCK, (half + 1) * SUM_BLOCK):
+                    u = np.int32(round(x[t, base + e] * inv))
+                    hi = np.int32(round(u / 254.0))
+                    xq[t, 2 * base + e] = np.int8(hi)
+                    xq[t, 2 * base + ACT_BLOCK + e] = np.int8(u - 254 * hi)
+                    s += u
                 xs[t, a * 2 + half] = d * np.float32(s)
 
 
 @njit(fastmath=True, cache=True)
 def block_dot_portable(w, x, first, end, lanes):
-    """lanes[l] = sum over quads k in first..end-1 of the four products w[k, 16j + l] * x[4k + j] (u8 x s8, int32
-    sums; the portable layout keeps a quad's columns apart, 16 rows each), in plain code for CPUs without VNNI: the
-    compiler vectorises it over the 16 contiguous lanes."""
+    """lanes[l] = sum over quads k in first..end-1 (one weight block) of the four products w[k, 16j + l] * u[4k + j]
+    (u8 x 16-bit activations u = 254 hi + lo from quantize_activations' digits x, int32 sums: at most 32 * 255 * 32384
+    per block; the portable layout keeps a quad's columns apart, 16 rows each), in plain code for CPUs without VNNI:
+    the compiler vectorises it over the 16 contiguous lanes."""
     lanes[:] = 0
     for k in range(first, end):
         wk = w[k]
         for j in range(QUAD):
-            xj = np.int32(x[QUAD * k + j])
+            i = QUAD * k + j
+            at = 2 * i - i % ACT_BLOCK  # the hi digit of activation i; its lo digit is ACT_BLOCK further on
+            xj = np.int32(254) * np.int32(x[at]) + np.int32(x[at + ACT_BLOCK])
             for lane in range(LANES):
                 lanes[lane] += np.int32(wk[j * LANES + lane]) * xj
 
@@ -205,7 +218,8 @@ def panel_matmul_vnni(u, d, m, xq, xd, xs, layout, half_scales, out):
     T = xq.shape[0]
     for p in prange(u.shape[0]):
         for t in range(T):
-            vnni.panel_dot(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half_scales, out[t, p * LANES:(p + 1) * LANES])
+            vnni.panel_dot(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half_scales,
+                           out[t, p * LANES:(p + 1) * LANES])
 
 
 class ActivationBuffers:
@@ -213,7 +227,7 @@ class ActivationBuffers:
     allocated once per model: quantize once, multiply with every matrix that reads the same activations."""
 
     def __init__(self, max_tokens: int, max_cols: int):
-        self.xq = np.zeros((max_tokens, max_cols), np.int8)
+        self.xq = np.zeros((max_tokens, 2 * max_cols), np.int8)  # two digits per activation
         self.xd = np.zeros((max_tokens, max_cols // ACT_BLOCK), np.float32)
         self.xs = np.zeros((max_tokens, max_cols // SUM_BLOCK), np.float32)
         self.part = np.zeros((numba.config.NUMBA_NUM_THREADS, LANES), np.int32)
@@ -222,12 +236,12 @@ class ActivationBuffers:
     def quantize(self, x: np.ndarray) -> None:
         T, C = x.shape
         self.T, self.C = T, C
-        quantize_activations(x, self.xq[:T, :C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK])
+        quantize_activations(x, self.xq[:T, :2 * C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK])
 
     def matmul(self, w: PanelMatrix, out: np.ndarray) -> np.ndarray:
         """out [T, >= padded rows] (C-contiguous rows) = the quantized activations @ w.T; returns out[:, :rows]."""
         T, C = self.T, self.C
-        xq, xd, xs = self.xq[:T, :C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK]
+        xq, xd, xs = self.xq[:T, :2 * C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK]
         if w.vnni:
             panel_matmul_vnni(w.u, w.d, w.m, xq, xd, xs, w.layout, w.half_scales, out)
         else:

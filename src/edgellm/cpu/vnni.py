@@ -3,9 +3,10 @@ vpmaddwd), so the integer kernels reach it through an intrinsic written in LLVM 
 CPU has it; nothing here is compiled unless it has (numba's on-disk cache is keyed by the CPU's features, so a
 cache written here is never loaded on a CPU without them).
 
-`panel_dot` is one 16-row panel of a weight matrix against one token's int8 activations, all blocks of the row:
-per block, 4 activations broadcast to the 16 lanes and one vpdpbusd per quad of weights (int32 sums), then the
-block's scales in float32 (weights' d and m, activations' d and scaled sum). Weight layouts (edgellm.cpu.int8_matmul):
+`panel_dot` is one 16-row panel of a weight matrix against one token's 16-bit activations (two int8 digits each), all
+blocks of the row: per block and digit, 4 activations' digits broadcast to the 16 lanes and one vpdpbusd per quad of
+weights (int32 sums), the digits' sums joined as 254 hi + lo, then the block's scales in float32 (weights' d and m,
+activations' d and scaled sum). Weight layouts (edgellm.cpu.int8_matmul):
   NIBBLES: 4-bit weights, two quads per byte vector (low nibbles quad j, high nibbles quad j + 4 of a 32-block)
   BYTES:   one byte per weight, blocks of 32;  BYTES16: the same with blocks of 16 (Q6_K)
 Scales are float16 (HALF_SCALES, when that holds them exactly) or float32, 16 per block (one per row).
@@ -49,8 +50,8 @@ def _splat(builder, value, vector_type):
 def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
     """out[0:16] (float32, contiguous) = the 16 rows of one panel . one token's activations.
     u: uint8 [vectors, 64] (C-contiguous rows); d, m: uint8 [blocks, 64 or 32] (16 float32 or float16 per block);
-    x: int8 [C] contiguous; xd: float32 [C / 32]; xs: float32 [C / 16]; layout: NIBBLES, BYTES or BYTES16;
-    half_scales: whether d and m hold float16."""
+    x: int8 [2C] contiguous (per block of 32 activations their hi digits, then their lo digits); xd: float32 [C / 32];
+    xs: float32 [C / 16]; layout: NIBBLES, BYTES or BYTES16; half_scales: whether d and m hold float16."""
     sig = types.void(u, d, m, x, xd, xs, layout, half_scales, out)
 
     def codegen(context, builder, signature, args):
@@ -86,13 +87,25 @@ def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
             phi.add_incoming(from_float, else_block)
             return phi
 
-        def step(isum, weights, quad_index):
-            quad = builder.load(builder.gep(x_quads, [quad_index]), align=1)
-            return builder.call(dpbusd, [isum, weights, _splat(builder, quad, _I32X16)])
+        def digit_quad(quad_index, digit):
+            """The 4 activations' hi (digit 0) or lo (digit 1) bytes of quad quad_index, as one int32: a block's 8
+            hi quads come before its 8 lo quads (edgellm.cpu.int8_matmul.quantize_activations)."""
+            block = builder.lshr(quad_index, ir.Constant(_I64, 3))
+            within = builder.and_(quad_index, ir.Constant(_I64, 7))
+            at = builder.add(builder.add(builder.shl(block, ir.Constant(_I64, 4)), within),
+                             ir.Constant(_I64, 8 * digit))
+            return builder.load(builder.gep(x_quads, [at]), align=1)
+
+        def step(sums, weights, quad_index):
+            """Both digits' products of one quad of weights: two vpdpbusd."""
+            return tuple(builder.call(dpbusd, [sums[digit], weights, _splat(builder, digit_quad(quad_index, digit),
+                                                                                _I32X16)])
+                         for digit in (0, 1))
 
         def block_sum(b, kind):
-            """int32 lane sums of block b for one layout (unrolled over its quads)."""
-            isum = ir.Constant(_I32X16, None)
+            """int32 lane sums of block b for one layout (unrolled over its quads), the digits joined: 254 hi + lo
+            (exact: at most 32 * 255 * 32384 in a lane)."""
+            sums = (ir.Constant(_I32X16, None), ir.Constant(_I32X16, None))
             if kind == NIBBLES:
                 for j in range(4):
                     packed = builder.load(builder.gep(u_ptr, [builder.add(builder.mul(b, ir.Constant(_I64, 4)),
@@ -101,14 +114,14 @@ def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
                     low = builder.bitcast(builder.and_(bytes_, low_mask), _I32X16)
                     high = builder.bitcast(builder.lshr(bytes_, four), _I32X16)
                     first = builder.mul(b, ir.Constant(_I64, 8))
-                    isum = step(isum, low, builder.add(first, ir.Constant(_I64, j)))
-                    isum = step(isum, high, builder.add(first, ir.Constant(_I64, j + 4)))
+                    sums = step(sums, low, builder.add(first, ir.Constant(_I64, j)))
+                    sums = step(sums, high, builder.add(first, ir.Constant(_I64, j + 4)))
             else:
                 quads = 8 if kind == BYTES else 4
                 for j in range(quads):
                     index = builder.add(builder.mul(b, ir.Constant(_I64, quads)), ir.Constant(_I64, j))
-                    isum = step(isum, builder.load(builder.gep(u_ptr, [index]), align=1), index)
-            return isum
+                    sums = step(sums, builder.load(builder.gep(u_ptr, [index]), align=1), index)
+            return builder.add(builder.mul(sums[0], ir.Constant(_I32X16, [254] * 16)), sums[1])
 
         def run(kind):
             block = 16 if kind == BYTES16 else 32
