@@ -6,8 +6,9 @@ Each of the plan's four prompts (raw text) is followed by the `--tokens` tokens 
 every position's logits are compared by their argmax (top-1 agreement) between:
 - ours: the default engine (int8 weights, quantized activations) against our float32 path (float32 weights and
   activations: the model's arithmetic up to float rounding), with the largest |logit difference|;
-- ours against llama.cpp's batched logits, and llama.cpp's own batched against token-by-token logits (its noise
-  floor), and llama.cpp against our float32 path.
+- ours against llama.cpp's batched and token-by-token logits, llama.cpp's own batched against token-by-token logits
+  (its noise floor), and llama.cpp against our float32 path; where two differ, how close the float32 path puts the
+  two choices (near-ties flip first).
 
 --sensitivity measures where the quantized path's error comes from: the float32 path with the activations of one
 kind of product (qkv, attn_output, gate_up, ffn_down, output) rounded as a quantized product rounds them (per block
@@ -100,6 +101,15 @@ def compare(logits: list[np.ndarray], reference: list[np.ndarray]) -> dict:
             "mean_dlogit": float(np.mean([d.mean() for d in diffs]))}
 
 
+def gaps_where_they_differ(a: list[np.ndarray], b: list[np.ndarray], float32: list[np.ndarray]) -> list[float]:
+    """At each position where a's and b's top-1 differ, how far apart the float32 path puts the two choices."""
+    gaps = []
+    for x, y, f in zip(a, b, float32):
+        for pos in np.flatnonzero(x.argmax(1) != y.argmax(1)):
+            gaps.append(float(abs(f[pos, x[pos].argmax()] - f[pos, y[pos].argmax()])))
+    return sorted(gaps)
+
+
 def sensitivity(plain, sequences, reference) -> list[tuple[str, dict]]:
     weights = plain._engine.weights
     variants = [("all int8", {k: LEVELS["int8"] for k in KINDS}),
@@ -160,10 +170,13 @@ def main() -> int:
           f"max |dlogit| {vs_float['max_dlogit']:.4f}, mean {vs_float['mean_dlogit']:.5f}")
     if batched is not None:
         for name, a, b in (("ours vs llama.cpp batched", ours, batched),
+                           ("ours vs llama.cpp token-by-token", ours, stepwise),
                            ("llama.cpp token-by-token vs batched", stepwise, batched),
                            ("llama.cpp batched vs our float32", batched, float32)):
             r = compare(a, b)
-            print(f"{name + ':':36} top-1 {r['agree']:.4f}, max |dlogit| {r['max_dlogit']:.4f}")
+            gaps = ", ".join(f"{g:.3f}" for g in gaps_where_they_differ(a, b, float32))
+            print(f"{name + ':':36} top-1 {r['agree']:.4f}, max |dlogit| {r['max_dlogit']:.4f}; where they differ, "
+                  f"the float32 logits of the two choices are apart by {gaps or '-'}")
     if args.sensitivity:
         print("activation rounding, against the float32 path:")
         sensitivity(plain, sequences, float32)
