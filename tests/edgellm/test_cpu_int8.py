@@ -138,3 +138,40 @@ def test_the_portable_kernel_sums_exactly_and_what_the_compiler_makes_of_it():
         np.testing.assert_array_equal(lanes, expected.sum((0, 1)))
     assert lanes.max() == 32 * 255 * ACT_MAX
     print("portable kernel:", instructions("\n".join(plain.inspect_asm().values())))
+
+
+@pytest.mark.slow
+def test_without_vnni_the_engine_takes_the_portable_kernels_and_computes_the_same_logits(tmp_path):
+    """EDGELLM_CPU_NO_VNNI=1 stands for a CPU without VNNI (AVX2 only, arm64): the panels in the portable layout,
+    the plain-code kernel, and the same logits as the VNNI kernel up to float32 rounding (here, where both run)."""
+    import os
+    import subprocess
+    import sys
+
+    from synthgguf import synthetic
+
+    import edgellm
+
+    path = tmp_path / "tiny-q4km.gguf"
+    preset = synthetic.Preset(arch="llama", dim=256, layers=2, heads=4, kv_heads=2, ffn=512, vocab=512, tied=True,
+                              published=0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(synthetic.PRESETS, "tiny-portable", preset)
+        synthetic.write_synthetic("tiny-portable", path, quant="Q4_K_M")
+    tokens = list(range(1, 40))
+    script = ("import sys, numpy as np, edgellm\n"
+              f"gen = edgellm.load({str(path)!r}, device='cpu', max_context=64)\n"
+              "print(gen.build_info())\n"
+              f"np.save(sys.argv[1], gen.logits({tokens!r}))\n")
+    out = tmp_path / "portable.npy"
+    done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True,
+                          env=dict(os.environ, EDGELLM_CPU_NO_VNNI="1"))
+    assert done.returncode == 0, done.stderr
+    assert "portable integer dot products" in done.stdout
+    portable = np.load(out)
+    reference = edgellm.load(path, device="cpu", max_context=64, quantized=False).logits(tokens)
+    assert np.abs(portable - reference).max() <= 1e-3 * np.abs(reference).max()
+    if vnni.AVAILABLE:
+        here = edgellm.load(path, device="cpu", max_context=64).logits(tokens)
+        # the same integer sums; only the float32 scaling's order differs, carried through the layers
+        assert np.abs(portable - here).max() <= 1e-4 * np.abs(here).max()

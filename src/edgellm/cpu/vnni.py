@@ -1,6 +1,7 @@
 """AVX-512 VNNI's vpdpbusd from numba: LLVM's loop vectorizer does not produce it from plain code (it stops at
 vpmaddwd), so the integer kernels reach it through an intrinsic written in LLVM IR. `AVAILABLE` says whether this
-CPU has it; nothing here is compiled unless it has (numba's on-disk cache is keyed by the CPU's features, so a
+CPU has it and it is not switched off (EDGELLM_CPU_NO_VNNI=1 takes the portable kernels, to measure or check them on
+a CPU that has it); nothing here is compiled unless it is (numba's on-disk cache is keyed by the CPU's features, so a
 cache written here is never loaded on a CPU without them).
 
 `panel_dot` is one 16-row panel of a weight matrix against one token's 16-bit activations (two int8 digits each), all
@@ -13,6 +14,8 @@ Scales are float16 (HALF_SCALES, when that holds them exactly) or float32, 16 pe
 """
 
 from __future__ import annotations
+
+import os
 
 import llvmlite.binding as llvm
 from llvmlite import ir
@@ -29,7 +32,8 @@ def _host_has(*features: str) -> bool:
     return all(host.get(f, False) for f in features)
 
 
-AVAILABLE = _host_has("avx512f", "avx512bw", "avx512vnni", "f16c")
+NO_VNNI_SWITCH = "EDGELLM_CPU_NO_VNNI"
+AVAILABLE = _host_has("avx512f", "avx512bw", "avx512vnni", "f16c") and os.environ.get(NO_VNNI_SWITCH, "") in ("", "0")
 
 NIBBLES, BYTES, BYTES16 = 0, 1, 2
 
