@@ -1,7 +1,7 @@
 """EdgeLLM against llama.cpp on the CPU at several thread counts, on shape-exact synthetic models, in one go.
 
     python benchmarks/cpu_scaling.py [--presets qwen2.5-0.5b,llama3.2-1b | --gguf A.gguf,B.gguf] [--threads 1,2,16]
-                                     [--runs 3] [--tokens 32] [--dir DIR] [--json FILE]
+                                     [--runs 2] [--tokens 32] [--dir DIR] [--json FILE]
 
 Writes each preset's random-weight GGUF (`edgebench synth`, Q4_K_M by default; an existing file of the same name in
 --dir is reused), then runs benchmarks/cpu_decode.py on each model with the plan's four prompts as plain text
@@ -96,7 +96,9 @@ def main() -> int:
     p.add_argument("--quant", default="Q4_K_M", help="quant type of the synthesized files (default: Q4_K_M)")
     p.add_argument("--dir", type=Path, help="where the synthesized files go (default: a temporary directory)")
     p.add_argument("--threads", type=thread_counts, default=[1, 2, 16])
-    p.add_argument("--runs", type=int, default=3)
+    # 2 timed rounds (each every prompt on both engines) after 1 warm-up round keep the default run of both models at
+    # three thread counts within minutes on 16 cores; each thread count loads both engines again
+    p.add_argument("--runs", type=int, default=2)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--tokens", type=int, default=32)
     p.add_argument("--context", type=int, default=256)
