@@ -50,12 +50,26 @@ def _splat(builder, value, vector_type):
     return builder.shuffle_vector(one, one, _SPLAT)
 
 
-@intrinsic
-def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
-    """out[0:16] (float32, contiguous) = the 16 rows of one panel . one token's activations.
-    u: uint8 [vectors, 64] (C-contiguous rows); d, m: uint8 [blocks, 64 or 32] (16 float32 or float16 per block);
-    x: int8 [2C] contiguous (per block of 32 activations their hi digits, then their lo digits); xd: float32 [C / 32];
-    xs: float32 [C / 16]; layout: NIBBLES, BYTES or BYTES16; half_scales: whether d and m hold float16."""
+def _dpbusd_generic(builder, acc, weights, quads):
+    """vpdpbusd's arithmetic in plain vector IR, which LLVM lowers for any target (AVX2, arm64 NEON, ...): per lane,
+    the four u8 weights times the four s8 activations, summed into the int32 lane. Written as products of 16-bit
+    values whose even and odd neighbours are added, the pattern LLVM turns into vpmaddwd (x86) or widening
+    multiply-adds (arm64)."""
+    i32x64, i32x32 = ir.VectorType(_I32, 64), ir.VectorType(_I32, 32)
+    w = builder.zext(builder.bitcast(weights, _I8X64), i32x64)
+    x = builder.sext(builder.bitcast(quads, _I8X64), i32x64)
+    products = builder.mul(w, x)
+
+    def pairs(v, n):
+        even = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, n), [2 * i for i in range(n)]))
+        odd = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, n), [2 * i + 1 for i in range(n)]))
+        return builder.add(even, odd)
+
+    return builder.add(acc, pairs(pairs(products, 32), 16))
+
+
+def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
+    """The typing and code of panel_dot (generic=False: vpdpbusd) and panel_dot_portable (plain vector IR)."""
     sig = types.void(u, d, m, x, xd, xs, layout, half_scales, out)
 
     def codegen(context, builder, signature, args):
@@ -63,8 +77,15 @@ def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
                   for t, a in zip(signature.args, args)]
         u_arr, d_arr, m_arr, x_arr, xd_arr, xs_arr, _, _, out_arr = arrays
         layout_v, half_v = args[6], args[7]
-        dpbusd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32X16, [_I32X16] * 3),
-                                                "llvm.x86.avx512.vpdpbusd.512")
+        if generic:
+            def dot(acc, weights, quads):
+                return _dpbusd_generic(builder, acc, weights, quads)
+        else:
+            dpbusd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32X16, [_I32X16] * 3),
+                                                    "llvm.x86.avx512.vpdpbusd.512")
+
+            def dot(acc, weights, quads):
+                return builder.call(dpbusd, [acc, weights, quads])
         n_blocks = cgutils.unpack_tuple(builder, d_arr.shape, 2)[0]
         u_ptr = builder.bitcast(u_arr.data, _I32X16.as_pointer())       # one 64-byte vector per index
         d_bytes = cgutils.unpack_tuple(builder, d_arr.strides, 2)[0]
@@ -102,8 +123,7 @@ def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
 
         def step(sums, weights, quad_index):
             """Both digits' products of one quad of weights: two vpdpbusd."""
-            return tuple(builder.call(dpbusd, [sums[digit], weights, _splat(builder, digit_quad(quad_index, digit),
-                                                                                _I32X16)])
+            return tuple(dot(sums[digit], weights, _splat(builder, digit_quad(quad_index, digit), _I32X16))
                          for digit in (0, 1))
 
         def block_sum(b, kind):
@@ -163,3 +183,19 @@ def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
+    """out[0:16] (float32, contiguous) = the 16 rows of one panel . one token's activations.
+    u: uint8 [vectors, 64] (C-contiguous rows); d, m: uint8 [blocks, 64 or 32] (16 float32 or float16 per block);
+    x: int8 [2C] contiguous (per block of 32 activations their hi digits, then their lo digits); xd: float32 [C / 32];
+    xs: float32 [C / 16]; layout: NIBBLES, BYTES or BYTES16; half_scales: whether d and m hold float16."""
+    return _panel_dot(False, u, d, m, x, xd, xs, layout, half_scales, out)
+
+
+@intrinsic
+def panel_dot_portable(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
+    """panel_dot without VNNI: the same layouts and arithmetic in plain vector IR (float32 scales: half-precision
+    conversion needs F16C on x86)."""
+    return _panel_dot(True, u, d, m, x, xd, xs, layout, half_scales, out)
