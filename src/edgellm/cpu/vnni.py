@@ -1,8 +1,8 @@
 """AVX-512 VNNI's vpdpbusd from numba: LLVM's loop vectorizer does not produce it from plain code (it stops at
 vpmaddwd), so the integer kernels reach it through an intrinsic written in LLVM IR. `AVAILABLE` says whether this
 CPU has it and it is not switched off (EDGELLM_CPU_NO_VNNI=1 takes the portable kernels, to measure or check them on
-a CPU that has it); nothing here is compiled unless it is (numba's on-disk cache is keyed by the CPU's features, so a
-cache written here is never loaded on a CPU without them).
+a CPU that has it); panel_dot is compiled only where it is (numba's on-disk cache is keyed by the CPU's features, so
+a cache written here is never loaded on a CPU without them).
 
 `panel_dot` is one 16-row panel of a weight matrix against one token's 16-bit activations (two int8 digits each), all
 blocks of the row: per block and digit, 4 activations' digits broadcast to the 16 lanes and one vpdpbusd per quad of
@@ -11,6 +11,8 @@ activations' d and scaled sum). Weight layouts (edgellm.cpu.int8_matmul):
   NIBBLES: 4-bit weights, two quads per byte vector (low nibbles quad j, high nibbles quad j + 4 of a 32-block)
   BYTES:   one byte per weight, blocks of 32;  BYTES16: the same with blocks of 16 (Q6_K)
 Scales are float16 (HALF_SCALES, when that holds them exactly) or float32, 16 per block (one per row).
+`panel_dot_portable` is the same for CPUs without VNNI (AVX2, arm64): each vpdpbusd written out in plain vector IR
+(16-bit products, neighbours added: LLVM's vpmaddwd on x86), float32 scales only.
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
 
         def scales(base, b):
             ptr = builder.add(base, builder.mul(b, d_bytes))
+            if generic:  # float32 only: no half-precision conversion, which would need F16C or a library call
+                return builder.load(builder.inttoptr(ptr, _F32X16.as_pointer()), align=4)
             with builder.if_else(is_half) as (then, otherwise):
                 with then:
                     half = builder.load(builder.inttoptr(ptr, _F16X16.as_pointer()), align=2)
