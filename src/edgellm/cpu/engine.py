@@ -46,7 +46,7 @@ class CpuEngine:
                     quantized: bool = True) -> "CpuEngine":
         """quantized=True (default) keeps the GGUF's blocks losslessly repacked to int8 weights with float32 scales:
         about 1.25 bytes per weight instead of 4, so less memory traffic per token (the faster path) and large models
-        fit in memory; their products take int8 activations (edgellm.cpu.int8_matmul), as llama.cpp's do.
+        fit in memory; their products take 16-bit integer activations as two int8 digits (edgellm.cpu.int8_matmul).
         quantized=False dequantizes every matrix to float32 and keeps float32 activations (the reference path).
         threads: numba's thread count (default: every core numba found), set again at every call because numba
         keeps it per calling thread."""
@@ -78,7 +78,7 @@ class CpuEngine:
     def build_info(self) -> str:
         import numba
 
-        weights = (f"int8 weights x int8 activations ({'AVX-512 VNNI' if vnni.AVAILABLE else 'portable'} integer "
+        weights = (f"int8 weights x 16-bit activations ({'AVX-512 VNNI' if vnni.AVAILABLE else 'portable'} integer "
                    f"dot products)") if self.weights.quantized else "float32 (dequantized)"
         return f"cpu numba {numba.__version__}, {numba.get_num_threads()} threads, {weights}"
 

@@ -1,16 +1,17 @@
-"""Integer matrix products on the CPU, as llama.cpp computes them: int8 activations times the weights' small integers.
+"""Integer matrix products on the CPU: 16-bit activations, as two int8 digits, times the weights' small integers.
 
 Weights (from a QTensor, w = d * q + m per block) are stored as *row panels*: 16 rows side by side, each row's
 weights in groups of 4 consecutive columns ("quads"), so that one 64-byte vector holds one quad of each of the 16
 rows. The integers are made unsigned (q + offset, the offset folded into m), as the u8 x s8 integer dot-product
-instructions (vpdpbusd, vpmaddubsw) want them. Activations are quantized per block of 32 to int8 with one float
-scale (ggml's Q8_0 rule: d = max|x| / 127, q = round(x / d)).
+instructions (vpdpbusd, vpmaddubsw) want them. Activations are quantized per block of 32 with one float scale,
+d = max|x| / ACT_MAX and u = round(x / d), and each u is stored as two int8 digits u = 254 hi + lo.
 
-A block of 32 weights of 16 rows against one token's 32 activations is then 8 vector steps, each four u8 x s8
-products summed into 16 int32 lanes (one lane per row, the token's quad broadcast to all of them): no horizontal
-sums. With AVX-512 VNNI each step is one vpdpbusd (edgellm.cpu.vnni); elsewhere plain code the compiler vectorises.
-The weights' and the activations' scales are applied once per block, in float32:
-    out[t, r] = sum over blocks b of  wd[r, b] * xd[t, b] * (u[r, b] . xq[t, b])  +  wm[r, b] * xd[t, b] * sum(xq[t, b])
+A block of 32 weights of 16 rows against one token's 32 activations is then 8 vector steps per digit, each four
+u8 x s8 products summed into 16 int32 lanes (one lane per row, the token's quad broadcast to all of them): no
+horizontal sums; the two digits' sums are joined as 254 hi + lo once per block. With AVX-512 VNNI each step is one
+vpdpbusd (edgellm.cpu.vnni); elsewhere the same steps in plain vector code that LLVM lowers for the CPU at hand
+(vpmaddwd on x86). The weights' and the activations' scales are applied once per block, in float32:
+    out[t, r] = sum over blocks b of  wd[r, b] * xd[t, b] * (u[r, b] . xu[t, b])  +  wm[r, b] * xd[t, b] * sum(xu[t, b])
 In a batch (prefill) each weight block is read once for all its tokens and stays in L1 while they pass over it.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -28,6 +28,12 @@ from .quant import QTensor
 LANES = 16          # rows per panel: 16 int32 sums fill one 512-bit register
 QUAD = 4            # products summed into one int32 lane per step
 ACT_BLOCK = 32      # activations per scale
+# Activations are 16-bit integers, |u| <= ACT_MAX, as two int8 digits u = 254 hi + lo with |hi|, |lo| <= 127 (at
+# 32385 = 127.5 * 254, hi could round to 128), as the GPU engine holds them. int8 activations (Q8_0's rounding, as
+# llama.cpp's CPU path takes them) move the top-1 choice between near-tied logits against float32 activations at a few
+# percent of positions (benchmarks/cpu_agreement.py --sensitivity: every kind of product contributes); 16 bits round
+# about 250x finer, for twice the integer steps and the same weight traffic.
+ACT_MAX = 254 * 127 + 126
 SUM_BLOCK = 16      # activations per stored sum (the smallest weight block, Q6_K's)
 
 # q + offset >= 0 for every type (the signed ones); the unsigned types have offset 0
@@ -39,16 +45,16 @@ FOUR_BIT = ("Q4_0", "Q4_1", "Q4_K")  # unsigned values 0..15: two per byte in th
 
 @dataclass
 class PanelMatrix:
-    u: np.ndarray       # uint8 [panels, vectors, 64]: quad c of rows 16p..16p+15, row after row (VNNI layouts; two
-                        # quads per vector in NIBBLES: low nibbles quad j, high nibbles quad j + 4 of each 32-block),
-                        # or column after column (portable layout: 16 rows of column 4c, then of 4c + 1, ...)
-    d: np.ndarray       # [panels, cols / block, 16] float32 scales; in the VNNI layouts their raw bytes (uint8,
-    m: np.ndarray       # float16 where that holds them exactly, see half_scales); m has the offset folded in
+    u: np.ndarray       # uint8 [panels, vectors, 64]: quad c of rows 16p..16p+15, row after row (two quads per
+                        # vector in NIBBLES: low nibbles quad j, high nibbles quad j + 4 of each 32-block)
+    d: np.ndarray       # [panels, cols / block, 64 or 32]: the 16 rows' scales of each block as raw bytes (uint8)
+    m: np.ndarray       # of float32, or float16 where that holds them exactly (half_scales); m has the offset folded in
     rows: int           # real rows (the last panel is padded with zero rows)
     block: int          # weights per scale (32, or 16 for Q6_K)
     qtype: str
     layout: int         # vnni.NIBBLES, BYTES or BYTES16
     half_scales: bool
+    vnni: bool          # for the VNNI kernel (vnni.panel_dot), else the portable one (vnni.panel_dot_portable)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -58,11 +64,6 @@ class PanelMatrix:
     def nbytes(self) -> int:
         return self.u.nbytes + self.d.nbytes + self.m.nbytes
 
-    @property
-    def vnni(self) -> bool:
-        """In the VNNI kernel's layout (raw scale bytes), else the portable one (float32 scales)."""
-        return self.d.dtype == np.uint8
-
 
 def _by_panel(a: np.ndarray, panels: int) -> np.ndarray:
     """[panels * 16, n] -> [panels, n, 16]: one value per row of the panel, side by side."""
@@ -70,8 +71,9 @@ def _by_panel(a: np.ndarray, panels: int) -> np.ndarray:
 
 
 def to_panels(qt: QTensor, vnni_layout: bool | None = None) -> PanelMatrix:
-    """The panel form of a repacked GGUF matrix; vnni_layout (default: whether this CPU has VNNI) packs 4-bit
-    weights two per byte and keeps the scales in float16 when float16 holds them exactly."""
+    """The panel form of a repacked GGUF matrix, 4-bit weights two per byte. vnni_layout (default: whether this CPU
+    has VNNI) is for the VNNI kernel, which also takes the scales in float16 where float16 holds them exactly (the
+    portable kernel keeps float32: converting half precision needs F16C on x86)."""
     vnni_layout = vnni.AVAILABLE if vnni_layout is None else vnni_layout
     rows, cols = qt.q.shape
     if cols % ACT_BLOCK or qt.block % SUM_BLOCK:
@@ -86,44 +88,37 @@ def to_panels(qt: QTensor, vnni_layout: bool | None = None) -> PanelMatrix:
     m = np.zeros_like(d)
     d[:rows] = qt.d
     m[:rows] = qt.m - offset * qt.d
-    quads = u.reshape(panels, LANES, cols // QUAD, QUAD).transpose(0, 2, 1, 3)  # [panel, quad, row, column]
-    if not vnni_layout:
-        quads = quads.transpose(0, 1, 3, 2)
-    quads = quads.reshape(panels, cols // QUAD, 64)
+    # [panel, quad, row, column]
+    quads = u.reshape(panels, LANES, cols // QUAD, QUAD).transpose(0, 2, 1, 3).reshape(panels, cols // QUAD, 64)
     layout = vnni.BYTES16 if qt.block == 16 else vnni.BYTES
-    if vnni_layout and qt.qtype in FOUR_BIT:
+    if qt.qtype in FOUR_BIT:
         blocks = quads.reshape(panels, cols // ACT_BLOCK, 2, 4, 64)  # [.., first or second half of the 8 quads, ..]
         quads = blocks[:, :, 0] | (blocks[:, :, 1] << 4)
         layout = vnni.NIBBLES
     d, m = _by_panel(d, panels), _by_panel(m, panels)
-    half = False
-    if vnni_layout:
-        half = bool(np.array_equal(d.astype(np.float16).astype(np.float32), d) and
-                    np.array_equal(m.astype(np.float16).astype(np.float32), m))
-        scale_type = np.float16 if half else np.float32
-        d = d.astype(scale_type).view(np.uint8).reshape(panels, d.shape[1], -1)
-        m = m.astype(scale_type).view(np.uint8).reshape(panels, m.shape[1], -1)
+    half = bool(vnni_layout and np.array_equal(d.astype(np.float16).astype(np.float32), d) and
+                np.array_equal(m.astype(np.float16).astype(np.float32), m))
+    scale_type = np.float16 if half else np.float32
+    d = np.ascontiguousarray(d.astype(scale_type)).view(np.uint8).reshape(panels, d.shape[1], -1)
+    m = np.ascontiguousarray(m.astype(scale_type)).view(np.uint8).reshape(panels, m.shape[1], -1)
     return PanelMatrix(u=np.ascontiguousarray(quads.reshape(panels, -1, 64)), d=d, m=m, rows=rows, block=qt.block,
-                       qtype=qt.qtype, layout=layout, half_scales=half)
+                       qtype=qt.qtype, layout=layout, half_scales=half, vnni=bool(vnni_layout))
 
 
 def dequantized_rows(w: PanelMatrix, rows: np.ndarray) -> np.ndarray:
     """float32 [len(rows), cols]: rows of w (an embedding lookup), in any layout."""
     panel, lane = rows // LANES, rows % LANES
     n, blocks = len(rows), w.d.shape[1]
-    if w.vnni:
-        quads = w.u[panel].reshape(n, w.u.shape[1], LANES, QUAD)[np.arange(n), :, lane]  # [n, vectors, 4]
-    else:
-        quads = w.u[panel].reshape(n, w.u.shape[1], QUAD, LANES)[np.arange(n), :, :, lane]
+    quads = w.u[panel].reshape(n, w.u.shape[1], LANES, QUAD)[np.arange(n), :, lane]  # [n, vectors, 4]
     if w.layout == vnni.NIBBLES:
         halves = np.stack([quads & 0x0F, quads >> 4], axis=2)                            # [n, vectors, 2, 4]
         q = halves.reshape(n, blocks, 4, 2, QUAD).transpose(0, 1, 3, 2, 4).reshape(n, -1)
     else:
         q = quads.reshape(n, -1)
-    scale_type = (np.float16 if w.half_scales else np.float32) if w.vnni else None
+    scale_type = np.float16 if w.half_scales else np.float32
 
     def per_row(s):
-        s = s.view(scale_type) if scale_type is not None else s
+        s = s.view(scale_type)
         return s[panel].reshape(n, blocks, LANES)[np.arange(n), :, lane].astype(np.float32)   # [n, blocks]
 
     d, m = per_row(w.d), per_row(w.m)
@@ -132,8 +127,9 @@ def dequantized_rows(w: PanelMatrix, rows: np.ndarray) -> np.ndarray:
 
 @njit(cache=True)
 def quantize_activations(x, xq, xd, xs):
-    """x float32 [T, C] -> xq int8 [T, C], xd [T, C/32] the block scales, xs [T, C/16] the scaled sums xd * sum(q)
-    of each half block (for the weights' offsets m)."""
+    """x float32 [T, C] -> xq int8 [T, 2C]: per block of 32, u = round(x / d) with d = max|x| / ACT_MAX (xd [T, C/32])
+    written as its two int8 digits u = 254 hi + lo (the block's 32 hi, then its 32 lo); xs [T, C/16] the scaled sums
+    d * sum(u) of each half block (for the weights' offsets m)."""
     T, C = x.shape
     for t in range(T):
         for a in range(C // ACT_BLOCK):
@@ -141,71 +137,40 @@ def quantize_activations(x, xq, xd, xs):
             amax = np.float32(0.0)
             for i in range(base, base + ACT_BLOCK):
                 amax = max(amax, abs(x[t, i]))
-            d = amax / np.float32(127.0)
+            d = amax / np.float32(ACT_MAX)
             inv = np.float32(1.0) / d if d > 0 else np.float32(0.0)
             xd[t, a] = d
             for half in range(ACT_BLOCK // SUM_BLOCK):
                 s = 0
-                for i in range(base + half * SUM_BLOCK, base + (half + 1) * SUM_BLOCK):
-                    q = np.int8(round(x[t, i] * inv))
-                    xq[t, i] = q
-                    s += q
+                for e in range(half * SUM_BLOCK, (half + 1) * SUM_BLOCK):
+                    u = np.int32(round(x[t, base + e] * inv))
+                    hi = np.int32(round(u / 254.0))
+                    xq[t, 2 * base + e] = np.int8(hi)
+                    xq[t, 2 * base + ACT_BLOCK + e] = np.int8(u - 254 * hi)
+                    s += u
                 xs[t, a * 2 + half] = d * np.float32(s)
-
-
-@njit(fastmath=True, cache=True)
-def block_dot_portable(w, x, first, end, lanes):
-    """lanes[l] = sum over quads k in first..end-1 of the four products w[k, 16j + l] * x[4k + j] (u8 x s8, int32
-    sums; the portable layout keeps a quad's columns apart, 16 rows each), in plain code for CPUs without VNNI: the
-    compiler vectorises it over the 16 contiguous lanes."""
-    lanes[:] = 0
-    for k in range(first, end):
-        wk = w[k]
-        for j in range(QUAD):
-            xj = np.int32(x[QUAD * k + j])
-            for lane in range(LANES):
-                lanes[lane] += np.int32(wk[j * LANES + lane]) * xj
-
-
-@njit(parallel=True, fastmath=True, cache=True)
-def panel_matmul(u, wd, wm, xq, xd, xs, part, out):
-    """out [T, panels * 16] = x @ w.T from quantize_activations' xq, xd, xs and a PanelMatrix (u, wd, wm) in the
-    portable layout (bytes, float32 scales), for CPUs without VNNI.
-    part: int32 [threads, 16] scratch, one row per numba thread. Panels over the threads; within a panel, block
-    after block, every token of the batch against the block while it is in L1."""
-    P, n_quads, _ = u.shape
-    n_blocks = wd.shape[1]
-    quads_per_block = n_quads // n_blocks
-    sums_per_block = quads_per_block * QUAD // SUM_BLOCK
-    T = xq.shape[0]
-    for p in prange(P):
-        lanes = part[numba.get_thread_id()]
-        acc = out[:, p * LANES:(p + 1) * LANES]
-        acc[:] = 0.0
-        for b in range(n_blocks):
-            q0 = b * quads_per_block
-            a = q0 // (ACT_BLOCK // QUAD)
-            dv = wd[p, b]
-            mv = wm[p, b]
-            for t in range(T):
-                block_dot_portable(u[p], xq[t], q0, q0 + quads_per_block, lanes)
-                scale = xd[t, a]
-                offset_sum = np.float32(0.0)
-                for s in range(b * sums_per_block, (b + 1) * sums_per_block):
-                    offset_sum += xs[t, s]
-                row = acc[t]
-                for lane in range(LANES):
-                    row[lane] += np.float32(lanes[lane]) * (dv[lane] * scale) + mv[lane] * offset_sum
 
 
 @njit(parallel=True, cache=True)
 def panel_matmul_vnni(u, d, m, xq, xd, xs, layout, half_scales, out):
-    """panel_matmul with one vnni.panel_dot per (panel, token): a panel's weights (16 rows) are read from memory
-    once and from L1/L2 for the batch's other tokens."""
+    """out [T, panels * 16] = x @ w.T from quantize_activations' xq, xd, xs and a PanelMatrix (u, d, m), one
+    vnni.panel_dot per (panel, token): a panel's weights (16 rows) are read from memory once and from L1/L2 for the
+    batch's other tokens."""
     T = xq.shape[0]
     for p in prange(u.shape[0]):
         for t in range(T):
-            vnni.panel_dot(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half_scales, out[t, p * LANES:(p + 1) * LANES])
+            vnni.panel_dot(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half_scales,
+                           out[t, p * LANES:(p + 1) * LANES])
+
+
+@njit(parallel=True, cache=True)
+def panel_matmul(u, d, m, xq, xd, xs, layout, half_scales, out):
+    """panel_matmul_vnni for CPUs without VNNI: vnni.panel_dot_portable, the same arithmetic in plain vector code."""
+    T = xq.shape[0]
+    for p in prange(u.shape[0]):
+        for t in range(T):
+            vnni.panel_dot_portable(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half_scales,
+                                    out[t, p * LANES:(p + 1) * LANES])
 
 
 class ActivationBuffers:
@@ -213,25 +178,22 @@ class ActivationBuffers:
     allocated once per model: quantize once, multiply with every matrix that reads the same activations."""
 
     def __init__(self, max_tokens: int, max_cols: int):
-        self.xq = np.zeros((max_tokens, max_cols), np.int8)
+        self.xq = np.zeros((max_tokens, 2 * max_cols), np.int8)  # two digits per activation
         self.xd = np.zeros((max_tokens, max_cols // ACT_BLOCK), np.float32)
         self.xs = np.zeros((max_tokens, max_cols // SUM_BLOCK), np.float32)
-        self.part = np.zeros((numba.config.NUMBA_NUM_THREADS, LANES), np.int32)
         self.T = self.C = 0
 
     def quantize(self, x: np.ndarray) -> None:
         T, C = x.shape
         self.T, self.C = T, C
-        quantize_activations(x, self.xq[:T, :C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK])
+        quantize_activations(x, self.xq[:T, :2 * C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK])
 
     def matmul(self, w: PanelMatrix, out: np.ndarray) -> np.ndarray:
         """out [T, >= padded rows] (C-contiguous rows) = the quantized activations @ w.T; returns out[:, :rows]."""
         T, C = self.T, self.C
-        xq, xd, xs = self.xq[:T, :C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK]
-        if w.vnni:
-            panel_matmul_vnni(w.u, w.d, w.m, xq, xd, xs, w.layout, w.half_scales, out)
-        else:
-            panel_matmul(w.u, w.d, w.m, xq, xd, xs, self.part, out)
+        xq, xd, xs = self.xq[:T, :2 * C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK]
+        kernel = panel_matmul_vnni if w.vnni else panel_matmul
+        kernel(w.u, w.d, w.m, xq, xd, xs, w.layout, w.half_scales, out)
         return out[:, :w.rows]
 
 

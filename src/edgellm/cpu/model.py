@@ -18,7 +18,7 @@ from . import kernels as K
 from .int8_matmul import ActivationBuffers, PanelMatrix, dequantized_rows, padded_rows
 from .weights import Matrix, Weights
 
-# Prompt tokens per pass through the layers: a tile's int8 activations (tile x widest input) stay in L2 while every
+# Prompt tokens per pass through the layers: a tile's integer activations (tile x widest input) stay in L2 while every
 # 16-row panel of a weight matrix passes over them.
 PREFILL_TILE = 64
 
@@ -84,8 +84,8 @@ class RunState:
 
 def linear(x: np.ndarray, parts: list[Matrix], out: np.ndarray, acts: ActivationBuffers) -> np.ndarray:
     """x @ [parts].T into out, part after part; returns out's filled columns [T, sum of rows]. Quantized parts: x
-    quantized to int8 once for all of them, integer products (edgellm.cpu.int8_matmul). float32 parts: one token
-    through numba's parallel matrix-vector kernel, several through BLAS."""
+    quantized to 16-bit integers once for all of them, integer products (edgellm.cpu.int8_matmul). float32 parts: one
+    token through numba's parallel matrix-vector kernel, several through BLAS."""
     T = x.shape[0]
     if any(isinstance(w, PanelMatrix) for w in parts):
         acts.quantize(x)

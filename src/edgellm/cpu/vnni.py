@@ -1,17 +1,23 @@
 """AVX-512 VNNI's vpdpbusd from numba: LLVM's loop vectorizer does not produce it from plain code (it stops at
 vpmaddwd), so the integer kernels reach it through an intrinsic written in LLVM IR. `AVAILABLE` says whether this
-CPU has it; nothing here is compiled unless it has (numba's on-disk cache is keyed by the CPU's features, so a
-cache written here is never loaded on a CPU without them).
+CPU has it and it is not switched off (EDGELLM_CPU_NO_VNNI=1 takes the portable kernels, to measure or check them on
+a CPU that has it); panel_dot is compiled only where it is (numba's on-disk cache is keyed by the CPU's features, so
+a cache written here is never loaded on a CPU without them).
 
-`panel_dot` is one 16-row panel of a weight matrix against one token's int8 activations, all blocks of the row:
-per block, 4 activations broadcast to the 16 lanes and one vpdpbusd per quad of weights (int32 sums), then the
-block's scales in float32 (weights' d and m, activations' d and scaled sum). Weight layouts (edgellm.cpu.int8_matmul):
+`panel_dot` is one 16-row panel of a weight matrix against one token's 16-bit activations (two int8 digits each), all
+blocks of the row: per block and digit, 4 activations' digits broadcast to the 16 lanes and one vpdpbusd per quad of
+weights (int32 sums), the digits' sums joined as 254 hi + lo, then the block's scales in float32 (weights' d and m,
+activations' d and scaled sum). Weight layouts (edgellm.cpu.int8_matmul):
   NIBBLES: 4-bit weights, two quads per byte vector (low nibbles quad j, high nibbles quad j + 4 of a 32-block)
   BYTES:   one byte per weight, blocks of 32;  BYTES16: the same with blocks of 16 (Q6_K)
 Scales are float16 (HALF_SCALES, when that holds them exactly) or float32, 16 per block (one per row).
+`panel_dot_portable` is the same for CPUs without VNNI (AVX2, arm64): each vpdpbusd written out in plain vector IR
+(16-bit products, neighbours added: LLVM's vpmaddwd on x86), float32 scales only.
 """
 
 from __future__ import annotations
+
+import os
 
 import llvmlite.binding as llvm
 from llvmlite import ir
@@ -28,7 +34,8 @@ def _host_has(*features: str) -> bool:
     return all(host.get(f, False) for f in features)
 
 
-AVAILABLE = _host_has("avx512f", "avx512bw", "avx512vnni", "f16c")
+NO_VNNI_SWITCH = "EDGELLM_CPU_NO_VNNI"
+AVAILABLE = _host_has("avx512f", "avx512bw", "avx512vnni", "f16c") and os.environ.get(NO_VNNI_SWITCH, "") in ("", "0")
 
 NIBBLES, BYTES, BYTES16 = 0, 1, 2
 
@@ -45,12 +52,26 @@ def _splat(builder, value, vector_type):
     return builder.shuffle_vector(one, one, _SPLAT)
 
 
-@intrinsic
-def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
-    """out[0:16] (float32, contiguous) = the 16 rows of one panel . one token's activations.
-    u: uint8 [vectors, 64] (C-contiguous rows); d, m: uint8 [blocks, 64 or 32] (16 float32 or float16 per block);
-    x: int8 [C] contiguous; xd: float32 [C / 32]; xs: float32 [C / 16]; layout: NIBBLES, BYTES or BYTES16;
-    half_scales: whether d and m hold float16."""
+def _dpbusd_generic(builder, acc, weights, quads):
+    """vpdpbusd's arithmetic in plain vector IR, which LLVM lowers for any target (AVX2, arm64 NEON, ...): per lane,
+    the four u8 weights times the four s8 activations, summed into the int32 lane. Written as products of 16-bit
+    values whose even and odd neighbours are added, the pattern LLVM turns into vpmaddwd (x86) or widening
+    multiply-adds (arm64)."""
+    i32x64, i32x32 = ir.VectorType(_I32, 64), ir.VectorType(_I32, 32)
+    w = builder.zext(builder.bitcast(weights, _I8X64), i32x64)
+    x = builder.sext(builder.bitcast(quads, _I8X64), i32x64)
+    products = builder.mul(w, x)
+
+    def pairs(v, n):
+        even = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, n), [2 * i for i in range(n)]))
+        odd = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, n), [2 * i + 1 for i in range(n)]))
+        return builder.add(even, odd)
+
+    return builder.add(acc, pairs(pairs(products, 32), 16))
+
+
+def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
+    """The typing and code of panel_dot (generic=False: vpdpbusd) and panel_dot_portable (plain vector IR)."""
     sig = types.void(u, d, m, x, xd, xs, layout, half_scales, out)
 
     def codegen(context, builder, signature, args):
@@ -58,8 +79,15 @@ def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
                   for t, a in zip(signature.args, args)]
         u_arr, d_arr, m_arr, x_arr, xd_arr, xs_arr, _, _, out_arr = arrays
         layout_v, half_v = args[6], args[7]
-        dpbusd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32X16, [_I32X16] * 3),
-                                                "llvm.x86.avx512.vpdpbusd.512")
+        if generic:
+            def dot(acc, weights, quads):
+                return _dpbusd_generic(builder, acc, weights, quads)
+        else:
+            dpbusd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_I32X16, [_I32X16] * 3),
+                                                    "llvm.x86.avx512.vpdpbusd.512")
+
+            def dot(acc, weights, quads):
+                return builder.call(dpbusd, [acc, weights, quads])
         n_blocks = cgutils.unpack_tuple(builder, d_arr.shape, 2)[0]
         u_ptr = builder.bitcast(u_arr.data, _I32X16.as_pointer())       # one 64-byte vector per index
         d_bytes = cgutils.unpack_tuple(builder, d_arr.strides, 2)[0]
@@ -73,6 +101,8 @@ def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
 
         def scales(base, b):
             ptr = builder.add(base, builder.mul(b, d_bytes))
+            if generic:  # float32 only: no half-precision conversion, which would need F16C or a library call
+                return builder.load(builder.inttoptr(ptr, _F32X16.as_pointer()), align=4)
             with builder.if_else(is_half) as (then, otherwise):
                 with then:
                     half = builder.load(builder.inttoptr(ptr, _F16X16.as_pointer()), align=2)
@@ -86,13 +116,24 @@ def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
             phi.add_incoming(from_float, else_block)
             return phi
 
-        def step(isum, weights, quad_index):
-            quad = builder.load(builder.gep(x_quads, [quad_index]), align=1)
-            return builder.call(dpbusd, [isum, weights, _splat(builder, quad, _I32X16)])
+        def digit_quad(quad_index, digit):
+            """The 4 activations' hi (digit 0) or lo (digit 1) bytes of quad quad_index, as one int32: a block's 8
+            hi quads come before its 8 lo quads (edgellm.cpu.int8_matmul.quantize_activations)."""
+            block = builder.lshr(quad_index, ir.Constant(_I64, 3))
+            within = builder.and_(quad_index, ir.Constant(_I64, 7))
+            at = builder.add(builder.add(builder.shl(block, ir.Constant(_I64, 4)), within),
+                             ir.Constant(_I64, 8 * digit))
+            return builder.load(builder.gep(x_quads, [at]), align=1)
+
+        def step(sums, weights, quad_index):
+            """Both digits' products of one quad of weights: two vpdpbusd."""
+            return tuple(dot(sums[digit], weights, _splat(builder, digit_quad(quad_index, digit), _I32X16))
+                         for digit in (0, 1))
 
         def block_sum(b, kind):
-            """int32 lane sums of block b for one layout (unrolled over its quads)."""
-            isum = ir.Constant(_I32X16, None)
+            """int32 lane sums of block b for one layout (unrolled over its quads), the digits joined: 254 hi + lo
+            (exact: at most 32 * 255 * 32384 in a lane)."""
+            sums = (ir.Constant(_I32X16, None), ir.Constant(_I32X16, None))
             if kind == NIBBLES:
                 for j in range(4):
                     packed = builder.load(builder.gep(u_ptr, [builder.add(builder.mul(b, ir.Constant(_I64, 4)),
@@ -101,14 +142,14 @@ def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
                     low = builder.bitcast(builder.and_(bytes_, low_mask), _I32X16)
                     high = builder.bitcast(builder.lshr(bytes_, four), _I32X16)
                     first = builder.mul(b, ir.Constant(_I64, 8))
-                    isum = step(isum, low, builder.add(first, ir.Constant(_I64, j)))
-                    isum = step(isum, high, builder.add(first, ir.Constant(_I64, j + 4)))
+                    sums = step(sums, low, builder.add(first, ir.Constant(_I64, j)))
+                    sums = step(sums, high, builder.add(first, ir.Constant(_I64, j + 4)))
             else:
                 quads = 8 if kind == BYTES else 4
                 for j in range(quads):
                     index = builder.add(builder.mul(b, ir.Constant(_I64, quads)), ir.Constant(_I64, j))
-                    isum = step(isum, builder.load(builder.gep(u_ptr, [index]), align=1), index)
-            return isum
+                    sums = step(sums, builder.load(builder.gep(u_ptr, [index]), align=1), index)
+            return builder.add(builder.mul(sums[0], ir.Constant(_I32X16, [254] * 16)), sums[1])
 
         def run(kind):
             block = 16 if kind == BYTES16 else 32
@@ -146,3 +187,19 @@ def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def panel_dot(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
+    """out[0:16] (float32, contiguous) = the 16 rows of one panel . one token's activations.
+    u: uint8 [vectors, 64] (C-contiguous rows); d, m: uint8 [blocks, 64 or 32] (16 float32 or float16 per block);
+    x: int8 [2C] contiguous (per block of 32 activations their hi digits, then their lo digits); xd: float32 [C / 32];
+    xs: float32 [C / 16]; layout: NIBBLES, BYTES or BYTES16; half_scales: whether d and m hold float16."""
+    return _panel_dot(False, u, d, m, x, xd, xs, layout, half_scales, out)
+
+
+@intrinsic
+def panel_dot_portable(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
+    """panel_dot without VNNI: the same layouts and arithmetic in plain vector IR (float32 scales: half-precision
+    conversion needs F16C on x86)."""
+    return _panel_dot(True, u, d, m, x, xd, xs, layout, half_scales, out)
