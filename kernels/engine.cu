@@ -10,12 +10,12 @@
 // residual (one kernel each, the GEMV then writing to tmp), GeGLU after separate gate and up products, and soft-capped
 // logits before the argmax; phi3's fused matrices arrive as row views and take the llama path.
 //
-// Fused (the default), a layer is 7 launches: RMSNorm+quantize, Q/K/V (+ biases) in one GEMV with RoPE and the cache
-// append in its epilogue (a launch per quant type where they differ; NeoX RoPE in a launch of its own), attention
-// writing quantized activations, output projection with the residual added in its epilogue, RMSNorm+quantize,
-// gate/up with SwiGLU and the quantization of its output in the epilogue, down projection + residual.  A step is
-// bound by launches as much as by bytes, so every launch saved is time.  Each fused kernel computes exactly what the
-// separate ones do, in the same order (the GPU tests compare the two steps bit for bit).
+// Fused (the default), a llama layer is 9 launches: RMSNorm+quantize, Q/K/V (+ biases) in one GEMV (one per quant type
+// where they differ), RoPE+append, attention writing quantized activations, output projection with the residual added
+// in its epilogue, RMSNorm+quantize, gate/up with SwiGLU in the epilogue, quantize, down projection + residual.  With
+// EDGELLM_EPILOGUE_FUSION=1, 7: RoPE and the append in the Q/K/V launch, the quantize in the gate/up launch.  Each
+// fused kernel computes exactly what the separate ones do, in the same order (the GPU tests compare the two steps bit
+// for bit).
 //
 // Prefill (edgellm_engine_prefill) runs a prompt through the same weights chunk by chunk on tensor cores
 // (edgellm_prefill.h): per layer, RMSNorm to fp16, Q/K/V in one GEMM with biases, the decode path's own RoPE and cache
@@ -175,11 +175,14 @@ int attention(edgellm_engine *e, int i, bool quantized) {
 }
 
 // The GEMV epilogues that take the next small operation's work (RoPE + cache append, the SwiGLU output's
-// quantization): on unless EDGELLM_EPILOGUE_FUSION=0 (read once; results are the same bit for bit either way).
+// quantization), two launches a layer fewer: off unless EDGELLM_EPILOGUE_FUSION=1 (read once; results are the same
+// bit for bit either way).  Off because it did not pay on an H200: the epilogue's RoPE runs on one lane per row pair,
+// each computing its angle in double precision, where the separate kernel spreads them over a thread each (see
+// docs/performance.md).
 bool epilogue_fusion() {
     static const bool on = [] {
         const char *v = std::getenv("EDGELLM_EPILOGUE_FUSION");
-        return !(v && v[0] == '0');
+        return v && v[0] == '1';
     }();
     return on;
 }
