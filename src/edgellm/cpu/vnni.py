@@ -12,7 +12,8 @@ activations' d and scaled sum). Weight layouts (edgellm.cpu.int8_matmul):
   BYTES:   one byte per weight, blocks of 32;  BYTES16: the same with blocks of 16 (Q6_K)
 Scales are float16 (HALF_SCALES, when that holds them exactly) or float32, 16 per block (one per row).
 `panel_dot_portable` is the same for CPUs without VNNI (AVX2, arm64): each vpdpbusd written out in plain vector IR
-(16-bit products, neighbours added: LLVM's vpmaddwd on x86), float32 scales only.
+(16-bit products, neighbours added: LLVM's vpmaddwd on x86, the target's own instructions elsewhere), float32 scales
+only.
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ def _splat(builder, value, vector_type):
 def _dpbusd_generic(builder, acc, weights, quads):
     """vpdpbusd's arithmetic in plain vector IR, which LLVM lowers for any target (AVX2, arm64 NEON, ...): per lane,
     the four u8 weights times the four s8 activations, summed into the int32 lane. Written as products of 16-bit
-    values whose even and odd neighbours are added, the pattern LLVM turns into vpmaddwd (x86) or widening
-    multiply-adds (arm64)."""
-    i32x64, i32x32 = ir.VectorType(_I32, 64), ir.VectorType(_I32, 32)
+    values whose even and odd neighbours are added, the pattern LLVM turns into vpmaddwd on x86 (the products are
+    exact in 32 bits: |u8 x s8| <= 255 * 127)."""
+    i32x64 = ir.VectorType(_I32, 64)
     w = builder.zext(builder.bitcast(weights, _I8X64), i32x64)
     x = builder.sext(builder.bitcast(quads, _I8X64), i32x64)
     products = builder.mul(w, x)
