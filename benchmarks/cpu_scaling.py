@@ -51,7 +51,8 @@ def synthesize(presets: list[str], directory: Path, quant: str) -> tuple[list[Pa
 def run_decode(path: Path, args, out_json: Path) -> float:
     """cpu_decode.py on one model in a child process that sees no GPU; returns its wall time."""
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    command = [sys.executable, str(HERE / "cpu_decode.py"), str(path), "--raw",
+    # -X faulthandler: a crash in native code (numba's or llama.cpp's) prints where the Python side was.
+    command = [sys.executable, "-X", "faulthandler", str(HERE / "cpu_decode.py"), str(path), "--raw",
                "--threads", ",".join(map(str, args.threads)), "--runs", str(args.runs), "--warmup", str(args.warmup),
                "--tokens", str(args.tokens), "--context", str(args.context), "--json", str(out_json)]
     start = time.perf_counter()
