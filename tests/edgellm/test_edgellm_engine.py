@@ -73,53 +73,6 @@ def test_tokenizer_matches_llama_cpp_on_raw_and_chat_prompts(smollm2_gguf, chat_
         assert tok.decode(tok.encode(text, parse_special=False)) == text
 
 
-def llama_cpp_sequences(ref, tokenizer) -> list[list[int]]:
-    """Each prompt followed by the 64 tokens llama.cpp generates greedily from it."""
-    sequences = []
-    for prompt in PROMPTS:
-        seq = tokenizer.encode(prompt)
-        n_prompt = len(seq)
-        ref.reset()
-        for token in ref.generate(seq, temp=0.0, top_k=1, reset=True):
-            seq.append(token)
-            if len(seq) == n_prompt + 64:
-                break
-        sequences.append(seq)
-    return sequences
-
-
-@pytest.mark.slow
-def test_teacher_forced_agreement_with_llama_cpp_and_the_float32_path(smollm2_gguf):
-    """Four prompts, each followed by 64 tokens llama.cpp generated greedily; top-1 agreement of every position's
-    logits. Many positions are near-ties that 8-bit activations move: llama.cpp's own batched and token-by-token
-    logits disagree on about 2% of them. Ours, on int8 activations too, may be at most one point below that; and our
-    int8 activations may cost at most one point more against our float32 path than llama.cpp's cost against it."""
-    llama_cpp = pytest.importorskip("llama_cpp")
-    ref = llama_cpp.Llama(str(smollm2_gguf), n_ctx=512, n_threads=2, logits_all=True, verbose=False)
-    stepwise = llama_cpp.Llama(str(smollm2_gguf), n_ctx=512, n_threads=2, n_batch=1, n_ubatch=1, logits_all=True,
-                               verbose=False)
-    engine = edgellm.load(smollm2_gguf, device="cpu", max_context=512)
-    plain = edgellm.load(smollm2_gguf, device="cpu", max_context=512, quantized=False)  # the float32 reference
-    counts = dict(ours=0, llama_self=0, ours_float32=0, llama_float32=0)
-    total = 0
-    for seq in llama_cpp_sequences(ref, engine.tokenizer):
-        ref.reset()
-        ref.eval(seq)
-        expected = np.array(ref.scores[: len(seq)]).argmax(1)
-        stepwise.reset()
-        stepwise.eval(seq)
-        ours, float32 = engine.logits(seq).argmax(1), plain.logits(seq).argmax(1)
-        counts["ours"] += int((ours == expected).sum())
-        counts["llama_self"] += int((np.array(stepwise.scores[: len(seq)]).argmax(1) == expected).sum())
-        counts["ours_float32"] += int((ours == float32).sum())
-        counts["llama_float32"] += int((expected == float32).sum())
-        total += len(seq)
-    rate = {k: v / total for k, v in counts.items()}
-    print(f"top-1 agreement over {total} positions: " + ", ".join(f"{k} {v:.4f}" for k, v in rate.items()))
-    assert rate["ours"] >= rate["llama_self"] - 0.01, rate
-    assert rate["ours_float32"] >= rate["llama_float32"] - 0.01, rate
-
-
 @pytest.mark.slow
 def test_prefill_then_decode_equals_teacher_forcing(smollm2_gguf):
     engine = edgellm.load(smollm2_gguf, device="cpu", max_context=256)  # int8 weights and activations
