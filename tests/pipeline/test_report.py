@@ -37,3 +37,11 @@ def test_front_page_names_the_resolved_testbed(monkeypatch):
 def test_front_page_names_every_testbed_of_a_multi_testbed_run():
     page = front_page(settings(testbed="x", testbeds={"h100": {}, "h200": {}}))
     assert "the testbeds\n**h100, h200** (named" in page
+
+
+def test_front_page_describes_the_sweeps_the_config_has_and_only_those():
+    plain = front_page(settings(testbed="x"))
+    assert "Edge deployment" not in plain and "Concurrency sweep" not in plain
+    page = front_page(settings(testbed="x", contexts=[512, 4096], concurrency=[1, 4]))
+    assert "exactly 512, 4096 tokens" in page and "Edge deployment (category *Edge deployment*)" in page
+    assert "Concurrency sweep (category *Concurrency*): 1, 4 closed-loop clients" in page
