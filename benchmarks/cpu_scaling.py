@@ -48,9 +48,25 @@ def synthesize(presets: list[str], directory: Path, quant: str) -> tuple[list[Pa
     return paths, time.perf_counter() - start
 
 
+def llama_library() -> str | None:
+    """llama-cpp-python's libllama.so, where the package is installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or spec.origin is None:
+        return None
+    lib = Path(spec.origin).parent / "lib" / "libllama.so"
+    return str(lib) if lib.is_file() else None
+
+
 def run_decode(path: Path, args, out_json: Path) -> float:
     """cpu_decode.py on one model in a child process that sees no GPU; returns its wall time."""
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    # A CUDA build of llama.cpp can crash loading a model in a process that imported numpy first (README, "llama.cpp
+    # with CUDA"); the child loads the library first.
+    lib = llama_library()
+    if lib and lib not in env.get("LD_PRELOAD", ""):
+        env["LD_PRELOAD"] = ":".join(filter(None, [lib, env.get("LD_PRELOAD")]))
     # -X faulthandler: a crash in native code (numba's or llama.cpp's) prints where the Python side was.
     command = [sys.executable, "-X", "faulthandler", str(HERE / "cpu_decode.py"), str(path), "--raw",
                "--threads", ",".join(map(str, args.threads)), "--runs", str(args.runs), "--warmup", str(args.warmup),
