@@ -1,7 +1,7 @@
 """EdgeLLM against llama.cpp on the CPU at several thread counts, on shape-exact synthetic models, in one go.
 
     python benchmarks/cpu_scaling.py [--presets qwen2.5-0.5b,llama3.2-1b | --gguf A.gguf,B.gguf] [--threads 1,2,16]
-                                     [--runs 2] [--tokens 32] [--dir DIR] [--json FILE]
+                                     [--runs 1] [--tokens 32] [--prompts a,b] [--dir DIR] [--json FILE]
 
 Writes each preset's random-weight GGUF (`edgebench synth`, Q4_K_M by default; an existing file of the same name in
 --dir is reused), then runs benchmarks/cpu_decode.py on each model with the plan's four prompts as plain text
@@ -71,6 +71,8 @@ def run_decode(path: Path, args, out_json: Path) -> float:
     command = [sys.executable, "-X", "faulthandler", str(HERE / "cpu_decode.py"), str(path), "--raw",
                "--threads", ",".join(map(str, args.threads)), "--runs", str(args.runs), "--warmup", str(args.warmup),
                "--tokens", str(args.tokens), "--context", str(args.context), "--json", str(out_json)]
+    if args.prompts:
+        command += ["--prompts", args.prompts]
     start = time.perf_counter()
     done = subprocess.run(command, env=env)
     if done.returncode != 0:
@@ -113,12 +115,14 @@ def main() -> int:
     p.add_argument("--quant", default="Q4_K_M", help="quant type of the synthesized files (default: Q4_K_M)")
     p.add_argument("--dir", type=Path, help="where the synthesized files go (default: a temporary directory)")
     p.add_argument("--threads", type=thread_counts, default=[1, 2, 16])
-    # 2 timed rounds (each every prompt on both engines) after 1 warm-up round keep the default run of both models at
-    # three thread counts within minutes on 16 cores; each thread count loads both engines again
-    p.add_argument("--runs", type=int, default=2)
+    # Timed rounds, each every prompt on both engines, after one warm-up round. One keeps the default (both models,
+    # three thread counts, each loading both engines again) within about six minutes: on 2 cores, 1 and 2 threads
+    # with 2 rounds took 8 minutes, most of it in the 1-thread runs, which 16 cores do not speed up.
+    p.add_argument("--runs", type=int, default=1)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--tokens", type=int, default=32)
     p.add_argument("--context", type=int, default=256)
+    p.add_argument("--prompts", help="comma-separated ids of the plan's prompts (default: all four)")
     p.add_argument("--json", type=Path, help="write the results here (default: $OUT/cpu_scaling.json if OUT is set)")
     args = p.parse_args()
     if args.runs < 1 or args.warmup < 0 or args.tokens < 2:
