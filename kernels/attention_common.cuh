@@ -232,6 +232,14 @@ __device__ __forceinline__ float block_sum(float v, float *scratch) {
     return v;
 }
 
+// 1 / RMS(row) of a row of n values: the sum of squares in thread order, then block_sum.  Every row-wise RMSNorm
+// kernel takes it from here, so that their results agree bit for bit.
+__device__ __forceinline__ float row_rms_scale(const float *row, int n, float eps, float *scratch) {
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(row[i], row[i], ss);
+    return rsqrtf(block_sum(ss, scratch) / n + eps);
+}
+
 // Activations for the quantized GEMV (edgellm_gemv.h), 16 bits per value in two int8 digits: per chunk of 32 values
 // the scale s = max |x| / kActMax, u = round(x / s) and u = 254 hi + lo with |hi|, |lo| <= 127; the chunk is stored as
 // its 32 hi bytes then its 32 lo bytes, with (s, s * sum of u).  Int8 digits keep the products on dp4a (two per four

@@ -9,10 +9,7 @@ namespace edgellm {
 __global__ void rmsnorm_kernel(const float *x, const float *w, float *out, int n, float eps) {
     __shared__ float scratch[32];
     const float *xr = x + (int64_t)blockIdx.x * n;
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(xr[i], xr[i], ss);
-    ss = block_sum(ss, scratch);
-    const float scale = rsqrtf(ss / n + eps);
+    const float scale = row_rms_scale(xr, n, eps, scratch);
     float *orow = out + (int64_t)blockIdx.x * n;
     for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * scale * w[i];
 }
@@ -102,10 +99,7 @@ __global__ void rmsnorm_add_kernel(float *x, const float *y, const float *w, int
     chained_start();
     __shared__ float scratch[32];
     const float *yr = y + (int64_t)blockIdx.x * n;
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(yr[i], yr[i], ss);
-    ss = block_sum(ss, scratch);
-    const float scale = rsqrtf(ss / n + eps);
+    const float scale = row_rms_scale(yr, n, eps, scratch);
     float *xr = x + (int64_t)blockIdx.x * n;
     for (int i = threadIdx.x; i < n; i += blockDim.x) xr[i] += yr[i] * scale * w[i];
 }

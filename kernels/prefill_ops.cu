@@ -20,10 +20,7 @@ __global__ void embed_rows_kernel(edgellm_qmatrix m, const int *tokens, float *o
 __global__ void rmsnorm_f16_kernel(const float *x, const float *w, __half *out, int n, float eps) {
     __shared__ float scratch[32];
     const float *xr = x + (int64_t)blockIdx.x * n;
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(xr[i], xr[i], ss);
-    ss = block_sum(ss, scratch);
-    const float scale = rsqrtf(ss / n + eps);
+    const float scale = row_rms_scale(xr, n, eps, scratch);
     __half *orow = out + (int64_t)blockIdx.x * n;
     for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = __float2half_rn(xr[i] * scale * w[i]);
 }

@@ -1,10 +1,16 @@
 """What the CPU engine's integer path costs in agreement, on the real SmolLM2: teacher-forced top-1 against its own
 float32 path and against llama.cpp (the measure of benchmarks/cpu_agreement.py)."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import edgellm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from cpu_agreement import llama_sequences  # noqa: E402  (the benchmark's sequences and llama.cpp logits)
 
 PROMPTS = ["Hello", "What is machine learning?", "Explain quantum computing in simple terms.",
            "Write a detailed explanation of how neural networks work, including backpropagation."]
@@ -22,25 +28,13 @@ def test_the_integer_path_agrees_with_float32_and_with_llama_cpp(smollm2_gguf):
     below its own batched-vs-token-by-token agreement when compared with its token-by-token logits (its decoding
     path), and at most one point below the float32 path's agreement with its batched logits: llama.cpp's int8
     activations move near-ties that an exact engine does not, so the batched figure bounds any exact engine."""
-    llama_cpp = pytest.importorskip("llama_cpp")
-    common = dict(n_ctx=512, n_threads=2, logits_all=True, verbose=False)
-    batched = llama_cpp.Llama(str(smollm2_gguf), **common)
-    stepwise = llama_cpp.Llama(str(smollm2_gguf), n_batch=1, n_ubatch=1, **common)
+    pytest.importorskip("llama_cpp")
     ours = edgellm.load(smollm2_gguf, device="cpu", max_context=512)
     plain = edgellm.load(smollm2_gguf, device="cpu", max_context=512, quantized=False)
     logits = {k: [] for k in ("ours", "float32", "batched", "stepwise")}
-    for prompt in PROMPTS:
-        seq = ours.tokenizer.encode(prompt)
-        n_prompt = len(seq)
-        batched.reset()
-        for token in batched.generate(seq, temp=0.0, top_k=1, reset=True):
-            seq.append(token)
-            if len(seq) == n_prompt + GENERATED:
-                break
-        for name, ref in (("batched", batched), ("stepwise", stepwise)):
-            ref.reset()
-            ref.eval(seq)
-            logits[name].append(np.array(ref.scores[:len(seq)]))
+    for seq, batched, stepwise in llama_sequences(str(smollm2_gguf), PROMPTS, GENERATED, ours.tokenizer, threads=2):
+        logits["batched"].append(batched)
+        logits["stepwise"].append(stepwise)
         logits["ours"].append(ours.logits(seq))
         logits["float32"].append(plain.logits(seq))
     rate = {"ours_float32": top1(logits["ours"], logits["float32"]),
