@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "edgellm_attention.h"
+#include "edgellm_gemv.h"
 
 // The architecture whose code paths the device code takes: the one it is compiled for, or an older one named by
 // EDGELLM_FORCE_ARCH (make FORCE_ARCH=75), so that a newer card runs and tests the older card's paths: tensor-core
@@ -241,13 +242,12 @@ __device__ __forceinline__ float row_rms_scale(const float *row, int n, float ep
 }
 
 // Activations for the quantized GEMV (edgellm_gemv.h), 16 bits per value in two int8 digits: per chunk of 32 values
-// the scale s = max |x| / kActMax, u = round(x / s) and u = 254 hi + lo with |hi|, |lo| <= 127; the chunk is stored as
-// its 32 hi bytes then its 32 lo bytes, with (s, s * sum of u).  Int8 digits keep the products on dp4a (two per four
+// the scale s = max |x| / kActMax, u = round(x / s) and u = 254 hi + lo with |hi|, |lo| <= 127; the digits are stored
+// in the planes of EDGELLM_ACT_OFFSET (edgellm_gemv.h), with (s, s * sum of u).  Int8 digits keep the products on dp4a (two per four
 // weights); 16-bit resolution keeps the rounding of the activations ~250x below int8's, where top-1 choices between
 // near-tied logits no longer flip against a float engine.
 // 32384: |u| / 254 then rounds to at most 127 (at 32385 = 127.5 * 254 it could round to 128).
 constexpr float kActMax = 254.f * 127.f + 126.f;
-constexpr int kActChunkBytes = 64;               // bytes of xq per chunk of 32 values
 
 // The two digits of u (|u| <= kActMax): hi = round(u / 254), lo = u - 254 hi.
 __device__ __forceinline__ int2 act_digits(int u) {
@@ -267,8 +267,8 @@ __device__ __forceinline__ void quantize_chunk(float v, int chunk, int lane, int
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
     const int2 dg = act_digits(u);
-    xq[chunk * kActChunkBytes + lane] = (int8_t)dg.x;
-    xq[chunk * kActChunkBytes + 32 + lane] = (int8_t)dg.y;
+    xq[EDGELLM_ACT_OFFSET(chunk, 0, lane)] = (int8_t)dg.x;
+    xq[EDGELLM_ACT_OFFSET(chunk, 1, lane)] = (int8_t)dg.y;
     if (lane == 0) xds[chunk] = make_float2(s, s * sum);
 }
 

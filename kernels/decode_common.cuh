@@ -45,10 +45,10 @@ __device__ __forceinline__ void quantize_chunk_x4(float4 v, int64_t chunk, int s
     for (int off = 4; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
     if (!writer) return;
     const int2 d0 = act_digits(u0), d1 = act_digits(u1), d2 = act_digits(u2), d3 = act_digits(u3);
-    int8_t *c = xq + chunk * kActChunkBytes;
-    reinterpret_cast<char4 *>(c)[sub] =
+    // Elements 4 sub .. 4 sub + 3 lie in one 16-byte run of their plane: one aligned 4-byte store per digit.
+    *reinterpret_cast<char4 *>(xq + EDGELLM_ACT_OFFSET(chunk, 0, 4 * sub)) =
         make_char4((signed char)d0.x, (signed char)d1.x, (signed char)d2.x, (signed char)d3.x);
-    reinterpret_cast<char4 *>(c + 32)[sub] =
+    *reinterpret_cast<char4 *>(xq + EDGELLM_ACT_OFFSET(chunk, 1, 4 * sub)) =
         make_char4((signed char)d0.y, (signed char)d1.y, (signed char)d2.y, (signed char)d3.y);
     if (sub == 0) xds[chunk] = make_float2(s, s * sum);
 }

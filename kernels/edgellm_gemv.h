@@ -38,9 +38,16 @@ typedef struct {
 } edgellm_qmatrix;
 
 /* x (fp32, cols values, cols a multiple of 32) -> xq (EDGELLM_ACT_BYTES(cols) bytes) and xds (float2 per 32 values).
- * Per chunk of 32 values: s = max |x| / 32384, u = round(x / s), u = 254 hi + lo with hi, lo int8; xq holds the
- * chunk's 32 hi then its 32 lo, xds (s, s * sum of the 32 u). */
-#define EDGELLM_ACT_BYTES(cols) (2 * (size_t)(cols))
+ * Per chunk of 32 values: s = max |x| / 32384, u = round(x / s), u = 254 hi + lo with hi, lo int8; xds holds
+ * (s, s * sum of the 32 u).  xq holds the digits in groups of 8 chunks (512 bytes; the last group padded), each group
+ * four planes of 128 bytes: the hi digits 0-15, hi 16-31, lo 0-15 and lo 16-31 of its 8 chunks, 16 bytes a chunk.
+ * So a warp whose lanes take consecutive chunks reads every plane as whole 128-byte lines (with the 64 bytes of a
+ * chunk side by side, one 16-byte load per lane touched a line per two lanes).  EDGELLM_ACT_OFFSET: the byte of
+ * digit e (0..31), hi (lo = 0) or lo (lo = 1), of chunk c. */
+#define EDGELLM_ACT_BYTES(cols) ((((size_t)(cols) + 255) / 256) * 512)
+#define EDGELLM_ACT_OFFSET(c, lo, e)                                                            \
+    (((size_t)(c) >> 3) * 512 + ((size_t)(lo) * 2 + ((size_t)(e) >> 4)) * 128 + ((size_t)(c) & 7) * 16 + \
+     ((size_t)(e) & 15))
 int edgellm_quantize_activations(const float *x, int cols, void *xq, void *xds, void *stream);
 
 /* y[rows] = W x, x given as edgellm_quantize_activations' output. */

@@ -29,8 +29,9 @@ struct XChunk {
 };
 __device__ __forceinline__ XChunk load_x(const int8_t *xq, const float2 *xds, int chunk) {
     XChunk x;
-    const uint4 *c = reinterpret_cast<const uint4 *>(xq + (int64_t)chunk * kActChunkBytes);
-    const uint4 a = __ldg(c), b = __ldg(c + 1), e = __ldg(c + 2), f = __ldg(c + 3);
+    // The chunk's four 16-byte runs, one in each plane of its group (EDGELLM_ACT_OFFSET).
+    const uint4 *c = reinterpret_cast<const uint4 *>(xq + EDGELLM_ACT_OFFSET(chunk, 0, 0));
+    const uint4 a = __ldg(c), b = __ldg(c + 8), e = __ldg(c + 16), f = __ldg(c + 24);
     x.hi[0] = a.x, x.hi[1] = a.y, x.hi[2] = a.z, x.hi[3] = a.w, x.hi[4] = b.x, x.hi[5] = b.y, x.hi[6] = b.z, x.hi[7] = b.w;
     x.lo[0] = e.x, x.lo[1] = e.y, x.lo[2] = e.z, x.lo[3] = e.w, x.lo[4] = f.x, x.lo[5] = f.y, x.lo[6] = f.z, x.lo[7] = f.w;
     x.ds = __ldg(xds + chunk);

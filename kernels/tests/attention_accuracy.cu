@@ -156,7 +156,7 @@ static std::vector<double> dequantized(const DeviceBuffer &xq, const DeviceBuffe
     std::vector<double> out(n + n / 32);
     for (size_t i = 0; i < n; ++i) {
         const size_t chunk = i / 32, lane = i % 32;
-        const int u = 254 * q[chunk * 64 + lane] + q[chunk * 64 + 32 + lane];
+        const int u = 254 * q[EDGELLM_ACT_OFFSET(chunk, 0, lane)] + q[EDGELLM_ACT_OFFSET(chunk, 1, lane)];
         out[i] = (double)u * ds[chunk * 2];
     }
     for (size_t c = 0; c < n / 32; ++c) out[n + c] = ds[c * 2 + 1];

@@ -12,6 +12,7 @@ from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
 from edgellm.errors import KernelError, UnsupportedModelError
+from edgellm.cuda.gemv import activation_bytes, activation_digits
 from edgellm.cuda.layout import GPU_TYPES, block_bytes, block_weights, blocks, planar
 
 ALIGNED = 1 << 20  # a fake 16-byte aligned device address: argument checks never dereference it
@@ -89,7 +90,7 @@ def test_gemv_matches_float64_on_the_quantized_activations(gemv, qtype, cols):
     raw = random_blocks(qtype, rows, cols, seed=1)
     fields = {k: torch.from_numpy(v.copy()).cuda() for k, v in planar(qtype, raw, rows, cols).items()}
     x = torch.randn(cols, device="cuda", dtype=torch.float32)
-    xq = torch.empty(2 * cols, device="cuda", dtype=torch.int8)  # two int8 digits per value
+    xq = torch.empty(activation_bytes(cols), device="cuda", dtype=torch.int8)  # two int8 digits per value
     xds = torch.empty(cols // 32, 2, device="cuda", dtype=torch.float32)
     y = torch.empty(rows, device="cuda", dtype=torch.float32)
     gemv.quantize(x.data_ptr(), cols, xq.data_ptr(), xds.data_ptr())
@@ -97,7 +98,7 @@ def test_gemv_matches_float64_on_the_quantized_activations(gemv, qtype, cols):
     gemv.gemv(m, xq.data_ptr(), xds.data_ptr(), y.data_ptr())
     torch.cuda.synchronize()
     w = dequantize(raw, GGMLQuantizationType[qtype]).reshape(rows, cols).astype(np.float64)
-    digits = xq.cpu().numpy().astype(np.float64).reshape(-1, 2, 32)  # per chunk: 32 high digits, then 32 low
+    digits = activation_digits(xq.cpu().numpy(), cols).astype(np.float64)  # per chunk: 32 high, then 32 low
     u = 254 * digits[:, 0] + digits[:, 1]
     scale, scaled_sum = xds.cpu().numpy().astype(np.float64).T
     assert np.abs(u).max() <= 32384
@@ -108,3 +109,17 @@ def test_gemv_matches_float64_on_the_quantized_activations(gemv, qtype, cols):
     assert err < 1e-5, f"{qtype}: relative error {err:.3g}"
     # And the activation quantization itself is within 16-bit resolution of the float input: half a step of s.
     assert np.abs(x_used - x.cpu().numpy()).max() <= scale.max() / 2 + 1e-7
+
+
+def test_activation_digits_reads_the_plane_layout_of_edgellm_act_offset():
+    """activation_digits inverts EDGELLM_ACT_OFFSET (edgellm_gemv.h): digit e of chunk c, hi or lo, at group c // 8's
+    plane 2 lo + e // 16, 16 bytes a chunk; the last group of 28 chunks padded to 8."""
+    cols = 28 * 32
+    assert activation_bytes(cols) == 4 * 512 and activation_bytes(256) == 512
+    xq = np.zeros(activation_bytes(cols), np.int8)
+    want = np.random.default_rng(0).integers(-127, 128, (cols // 32, 2, 32)).astype(np.int8)
+    for c in range(cols // 32):
+        for lo in range(2):
+            for e in range(32):
+                xq[(c >> 3) * 512 + (2 * lo + (e >> 4)) * 128 + (c & 7) * 16 + (e & 15)] = want[c, lo, e]
+    np.testing.assert_array_equal(activation_digits(xq, cols), want)

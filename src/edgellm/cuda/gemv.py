@@ -8,8 +8,23 @@ from __future__ import annotations
 
 import ctypes
 
+import numpy as np
+
 from .layout import type_id
 from .library import Library, LibrarySpec
+
+
+def activation_bytes(cols: int) -> int:
+    """Bytes of the quantized activations of `cols` values (EDGELLM_ACT_BYTES: 512 per 256 values, the last padded)."""
+    return (cols + 255) // 256 * 512
+
+
+def activation_digits(xq: np.ndarray, cols: int) -> np.ndarray:
+    """The int8 digits [cols / 32, 2, 32] (per chunk: its 32 high digits, then its 32 low) of quantized activations
+    read back from the device: xq holds them in groups of 8 chunks, each four 128-byte planes of 16 bytes a chunk
+    (hi 0-15, hi 16-31, lo 0-15, lo 16-31; EDGELLM_ACT_OFFSET in edgellm_gemv.h)."""
+    groups = xq.reshape(-1, 2, 2, 8, 16)  # group, lo, half, chunk, byte
+    return groups.transpose(0, 3, 1, 2, 4).reshape(-1, 2, 32)[: cols // 32]
 
 
 class QMatrix(ctypes.Structure):
@@ -29,8 +44,9 @@ class Gemv:
         self.lib = self.library.lib
 
     def quantize(self, x: int, cols: int, xq: int, xds: int, stream: int = 0) -> None:
-        """x: fp32 [cols] -> xq: 2 * cols bytes (per 32 values, their 32 high then 32 low int8 digits of
-        u = round(x / scale) = 254 hi + lo), xds: float2 [cols / 32] (scale, scale * sum of u). edgellm_gemv.h."""
+        """x: fp32 [cols] -> xq: activation_bytes(cols) bytes (per 32 values, the int8 digits of u = round(x / scale)
+        = 254 hi + lo, in the planes activation_digits reads), xds: float2 [cols / 32] (scale, scale * sum of u).
+        edgellm_gemv.h."""
         self.library.check(self.lib.edgellm_quantize_activations(x, cols, xq, xds, stream), "activation quantize")
 
     @staticmethod
