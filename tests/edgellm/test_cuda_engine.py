@@ -59,7 +59,7 @@ def test_gpu_generation_is_the_replayed_graph_of_its_first_steps(kernel_library,
     from edgellm.cuda.engine import CudaEngine
 
     gpu = CudaEngine(smollm2_gguf, max_context=256, library=kernel_library)
-    prompt = [1, 9038, 2114, 314, 253]
+    prompt = [1, 3038, 2114, 314, 253]
     first = list(gpu.greedy(prompt, 32))
     again = list(gpu.greedy(prompt, 32))  # after a reset, through the captured graph from the start
     assert first == again and len(first) == 32
@@ -111,7 +111,7 @@ def test_the_fused_step_is_bit_for_bit_the_unfused_one(kernel_library, cuda_devi
     library = Library.load(kernel_library)
     fused = CudaEngine(path, max_context=64, library=library)
     unfused = CudaEngine(path, max_context=64, library=library, fused=False)
-    feed = [1, 9038, 2114, 314, 253] + [None] * 20  # a prompt, then each engine's own choices
+    feed = [1, 3038, 2114, 314, 253] + [None] * 20  # a prompt, then each engine's own choices
     for i, token in enumerate(feed):
         a, b = fused.step(token), unfused.step(token)
         assert a == b, f"position {i}: fused chose {a}, unfused {b}"
