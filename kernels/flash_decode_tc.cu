@@ -2,12 +2,12 @@
 //
 // The query heads that share a KV head (up to 16) are the 16 rows of an m16n8k16 tile, so one warp computes S = Q K^T
 // for 16 keys in D/16 mma pairs and O += P V in D/8 mma, instead of a dot product and a shuffle reduction per key and
-// head.  One block is one warp: it streams its split's keys in tiles of 16 through a 4-stage cp.async ring in shared
-// memory (the warp's own copies, so __syncwarp is the only barrier), keeps the online softmax of its 16 rows in fp32
-// registers, and writes its split's normalised output and log-sum-exp; the last block of a head group merges the
-// splits (merge_if_last).  Q is rounded to the KV dtype and P to fp16/bf16, as in the prefill kernel: this path is
-// held to the fp16/bf16 tolerances.  Reached through edgellm_attention_decode_impl (impl 1); the default decode is the
-// CUDA-core kernel of flash_decode.cu, which was the faster of the two where both were measured.
+// head.  One block is one warp: it streams its split's keys in tiles of 16 through a cp.async ring of 4 stages (2 where
+// 4 do not fit) in shared memory (the warp's own copies, so __syncwarp is the only barrier), keeps the online softmax
+// of its 16 rows in fp32 registers, and writes its split's normalised output and log-sum-exp; the last block of a head
+// group merges the splits (merge_if_last).  Q is rounded to the KV dtype and P to fp16/bf16, as in the prefill kernel:
+// this path is held to the fp16/bf16 tolerances.  Reached through edgellm_attention_decode_impl (impl 1); the default
+// decode is the CUDA-core kernel of flash_decode.cu, which was the faster of the two where both were measured.
 #include <algorithm>
 
 #include "decode_common.cuh"
@@ -15,23 +15,25 @@
 
 namespace edgellm {
 
+// Stages of the cp.async ring: 4, or 2 at head dim 256 where 4 do not fit the block's shared memory (Turing's 64 KB:
+// 4 stages take 72 KB there).
 constexpr int kTcStages = 4;
 constexpr int kTcKeys = 16;  // keys per tile
 
-template <typename T, int D>
+template <typename T, int D, int S = kTcStages>
 struct TcDecodeConfig {
     static constexpr int kChunks = D / 8;  // 16-byte chunks per row
     static constexpr int kTileElems = kTcKeys * D;
-    static constexpr int kTileBytes = (kTcRows * D + kTcStages * 2 * kTileElems) * (int)sizeof(T);
+    static constexpr int kTileBytes = (kTcRows * D + S * 2 * kTileElems) * (int)sizeof(T);
     static constexpr int kMergeBytes = (kTcRows * EDGELLM_MAX_SPLITS + kTcRows) * 4;  // merge_if_last's arrays
     static constexpr int kSmemBytes = kTileBytes > kMergeBytes ? kTileBytes : kMergeBytes;
 };
 
 // kCap: scores soft-capped (DecodeParams::softcap_log2); a separate instance, so the plain kernel is unchanged.
-template <typename T, int D, bool kCap>
+template <typename T, int D, bool kCap, int S>
 __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_splits, int split_len, float *part_o,
                                                        float *part_lse, int *counters) {
-    using C = TcDecodeConfig<T, D>;
+    using C = TcDecodeConfig<T, D, S>;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T *sQ = reinterpret_cast<T *>(smem_raw);
     T *sKV = sQ + kTcRows * D;  // stage s: K at sKV + 2s * tile, V at sKV + (2s+1) * tile
@@ -48,7 +50,7 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
     const T *vbase = static_cast<const T *>(p.v) + b * p.vb + kvh * p.vh;
     auto issue_tile = [&](int tile) {
         if (tile < n_tiles) {
-            T *sK = sKV + 2 * (tile % kTcStages) * C::kTileElems, *sV = sK + C::kTileElems;
+            T *sK = sKV + 2 * (tile % S) * C::kTileElems, *sV = sK + C::kTileElems;
             const int k0 = start + tile * kTcKeys;
 #pragma unroll
             for (int it = 0; it < kTcKeys * C::kChunks / 32; ++it) {
@@ -62,7 +64,7 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
         cp_async_commit();  // an empty group past the end keeps the wait counts uniform
     };
 #pragma unroll
-    for (int st = 0; st < kTcStages - 1; ++st) issue_tile(st);
+    for (int st = 0; st < S - 1; ++st) issue_tile(st);
 
     // Q (fp32 in memory) rounded to T, rows past the group zero: all of a lane's loads in flight at once (a load
     // per loop step, each waiting for the previous store, costs a memory latency per step).
@@ -99,10 +101,10 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
 
     for (int tile = 0; tile < n_tiles; ++tile) {
-        issue_tile(tile + kTcStages - 1);
-        cp_async_wait<kTcStages - 1>();
+        issue_tile(tile + S - 1);
+        cp_async_wait<S - 1>();
         __syncwarp();  // every lane's copies of this tile are visible to the whole warp
-        const T *sK = sKV + 2 * (tile % kTcStages) * C::kTileElems, *sV = sK + C::kTileElems;
+        const T *sK = sKV + 2 * (tile % S) * C::kTileElems, *sV = sK + C::kTileElems;
 
         float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
@@ -197,13 +199,13 @@ __global__ void __launch_bounds__(32) decode_tc_kernel(DecodeParams p, int num_s
                          counters + (int64_t)b * gridDim.y + blockIdx.y, s_lse, s_max);
 }
 
-template <typename T, int D, bool kCap>
-static int launch(const DecodeParams &p, int batch, int n_kv_heads, int num_splits, float *part_o, float *part_lse,
-                  int *counters, int rows, cudaStream_t stream) {
-    using C = TcDecodeConfig<T, D>;
+template <typename T, int D, bool kCap, int S>
+static int launch_stages(const DecodeParams &p, int batch, int n_kv_heads, int num_splits, float *part_o,
+                         float *part_lse, int *counters, int rows, cudaStream_t stream) {
+    using C = TcDecodeConfig<T, D, S>;
     static bool configured = false;  // over 48 KB of dynamic shared memory needs the opt-in, once per kernel
     if (!configured) {
-        cudaError_t err = cudaFuncSetAttribute(decode_tc_kernel<T, D, kCap>,
+        cudaError_t err = cudaFuncSetAttribute(decode_tc_kernel<T, D, kCap, S>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                C::kSmemBytes);
         if (err != cudaSuccess) {
@@ -215,9 +217,20 @@ static int launch(const DecodeParams &p, int batch, int n_kv_heads, int num_spli
     int split_len = (rows + num_splits - 1) / num_splits;
     split_len = (split_len + kTcKeys - 1) / kTcKeys * kTcKeys;  // whole tiles per split
     dim3 grid(num_splits, n_kv_heads * p.head_chunks, batch);
-    decode_tc_kernel<T, D, kCap><<<grid, 32, C::kSmemBytes, stream>>>(p, num_splits, split_len, part_o, part_lse,
-                                                                      counters);
+    decode_tc_kernel<T, D, kCap, S><<<grid, 32, C::kSmemBytes, stream>>>(p, num_splits, split_len, part_o, part_lse,
+                                                                         counters);
     return check_launch();
+}
+
+template <typename T, int D, bool kCap>
+static int launch(const DecodeParams &p, int batch, int n_kv_heads, int num_splits, float *part_o, float *part_lse,
+                  int *counters, int rows, cudaStream_t s) {
+    if constexpr (D == 256) {  // the one head dim whose 4 stages can exceed a block's shared memory
+        if (TcDecodeConfig<T, D>::kSmemBytes > max_block_smem_bytes())
+            return launch_stages<T, D, kCap, 2>(p, batch, n_kv_heads, num_splits, part_o, part_lse, counters, rows, s);
+    }
+    return launch_stages<T, D, kCap, kTcStages>(p, batch, n_kv_heads, num_splits, part_o, part_lse, counters, rows,
+                                                s);
 }
 
 template <typename T, bool kCap>
