@@ -82,6 +82,39 @@ def test_rows_of_the_panels_are_the_dequantized_rows(qtype, vnni_layout):
                                   qt.dequantize()[rows])
 
 
+@pytest.mark.parametrize("vnni_layout", LAYOUTS)
+def test_six_bit_q6_k_panels_give_the_byte_layouts_products_bit_for_bit(vnni_layout):
+    """Q6_K packed at 6 bits a weight (low nibbles + 2-bit top plane, the file's int8 and super scales), unpacked in
+    registers, gives exactly the products of the one-byte-per-weight layout, and the same dequantized rows."""
+    rng = np.random.default_rng(7)
+    qt = quantized_matrix("Q6_K", rng)
+    packed = to_panels(qt, vnni_layout=vnni_layout)
+    reference = to_panels(qt, vnni_layout=vnni_layout, pack_six_bits=False)
+    assert (packed.layout, reference.layout) == (vnni.SIX_BITS, vnni.BYTES16)
+    buf = ActivationBuffers(4, COLS)
+    for tokens in (1, 3):
+        buf.quantize(activations(rng, tokens))
+        got = buf.matmul(packed, np.full((tokens, padded_rows(packed)), np.nan, np.float32))
+        want = buf.matmul(reference, np.full((tokens, padded_rows(reference)), np.nan, np.float32))
+        np.testing.assert_array_equal(got, want)
+    rows = np.array([0, 17, 39, 5])
+    np.testing.assert_array_equal(dequantized_rows(packed, rows), dequantized_rows(reference, rows))
+
+
+@pytest.mark.parametrize("vnni_layout", LAYOUTS)
+def test_six_bit_q6_k_panels_store_what_the_packing_says(vnni_layout):
+    """6 bits of weight, an int8 scale per 16 weights and one float16 (VNNI) or float32 (portable) per 256: 6.5625
+    bits a weight with VNNI, as the GGUF file's 210 bytes per 256, or 6.625."""
+    w = to_panels(quantized_matrix("Q6_K", np.random.default_rng(8)), vnni_layout=vnni_layout)
+    weights = padded_rows(w) * COLS
+    assert w.u.nbytes * 8 == 6 * weights
+    assert w.d.nbytes * 8 == weights // 2
+    assert w.m.nbytes * 8 == weights // 256 * (16 if vnni_layout else 32)
+    assert w.half_scales == vnni_layout
+    file_bits = 8 * gguf.GGML_QUANT_SIZES[T.Q6_K][1] / 256
+    assert w.nbytes * 8 / weights == (file_bits if vnni_layout else file_bits + 16 / 256)
+
+
 def test_activations_are_16_bit_integers_as_two_int8_digits():
     rng = np.random.default_rng(5)
     x = activations(rng, tokens=2)

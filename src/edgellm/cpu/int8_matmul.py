@@ -52,7 +52,7 @@ class PanelMatrix:
     rows: int           # real rows (the last panel is padded with zero rows)
     block: int          # weights per scale (32, or 16 for Q6_K)
     qtype: str
-    layout: int         # vnni.NIBBLES, BYTES or BYTES16
+    layout: int         # vnni.NIBBLES, BYTES, BYTES16 or SIX_BITS (Q6_K: d holds int8 scales, m super scales)
     half_scales: bool
     vnni: bool          # for the VNNI kernel (vnni.panel_dot), else the portable one (vnni.panel_dot_portable)
 
@@ -70,8 +70,34 @@ def _by_panel(a: np.ndarray, panels: int) -> np.ndarray:
     return np.ascontiguousarray(a.reshape(panels, LANES, -1).transpose(0, 2, 1))
 
 
-def to_panels(qt: QTensor, vnni_layout: bool | None = None) -> PanelMatrix:
-    """The panel form of a repacked GGUF matrix, 4-bit weights two per byte. vnni_layout (default: whether this CPU
+def _six_bit_panels(quads: np.ndarray, qt: QTensor, padded: int, vnni_layout: bool) -> PanelMatrix:
+    """Q6_K's panels at 6 bits a weight (vnni.SIX_BITS): per 32 columns, the 8 quad vectors (values 0..63) become 4
+    vectors of their low 4 bits (quad j in the low nibbles, quad j + 4 in the high ones) and 2 vectors of their top 2
+    bits (vector k holds quads k, k + 2, k + 4, k + 6 in bits 0-1, 2-3, 4-5, 6-7). The scales are the file's own:
+    one int8 per 16 weights of a row (in d) and one float per 256 (in m: float16 for the VNNI kernel, float32 for the
+    portable one); the kernels rebuild d = super * int8 and m = 0 - 32 d in float32, the values BYTES16 stores."""
+    panels, vectors, _ = quads.shape
+    q = quads.reshape(panels, vectors // 8, 8, 64)
+    low, high = q & 0x0F, q >> 4
+    nibbles = low[:, :, :4] | (low[:, :, 4:] << 4)
+    tops = np.stack([high[:, :, k] | (high[:, :, k + 2] << 2) | (high[:, :, k + 4] << 4) | (high[:, :, k + 6] << 6)
+                     for k in (0, 1)], axis=2)
+    u = np.ascontiguousarray(np.concatenate([nibbles, tops], axis=2).reshape(panels, -1, 64))
+    rows = qt.q.shape[0]
+    sub = np.zeros((padded, qt.sub_scales.shape[1]), np.int8)
+    sub[:rows] = qt.sub_scales
+    sup = np.zeros((padded, qt.super_scales.shape[1]), np.float32)
+    sup[:rows] = qt.super_scales
+    half = bool(vnni_layout and np.array_equal(sup.astype(np.float16).astype(np.float32), sup))
+    sup = _by_panel(sup, panels).astype(np.float16 if half else np.float32)
+    return PanelMatrix(u=u, d=_by_panel(sub, panels).view(np.uint8),
+                       m=np.ascontiguousarray(sup).view(np.uint8).reshape(panels, sup.shape[1], -1), rows=rows,
+                       block=qt.block, qtype=qt.qtype, layout=vnni.SIX_BITS, half_scales=half, vnni=bool(vnni_layout))
+
+
+def to_panels(qt: QTensor, vnni_layout: bool | None = None, pack_six_bits: bool = True) -> PanelMatrix:
+    """The panel form of a repacked GGUF matrix, 4-bit weights two per byte, Q6_K's at 6 bits (pack_six_bits=False:
+    one byte each, BYTES16, the reference the packed form is checked against). vnni_layout (default: whether this CPU
     has VNNI) is for the VNNI kernel, which also takes the scales in float16 where float16 holds them exactly (the
     portable kernel keeps float32: converting half precision needs F16C on x86)."""
     vnni_layout = vnni.AVAILABLE if vnni_layout is None else vnni_layout
@@ -90,6 +116,8 @@ def to_panels(qt: QTensor, vnni_layout: bool | None = None) -> PanelMatrix:
     m[:rows] = qt.m - offset * qt.d
     # [panel, quad, row, column]
     quads = u.reshape(panels, LANES, cols // QUAD, QUAD).transpose(0, 2, 1, 3).reshape(panels, cols // QUAD, 64)
+    if pack_six_bits and qt.sub_scales is not None:
+        return _six_bit_panels(quads, qt, padded, bool(vnni_layout))
     layout = vnni.BYTES16 if qt.block == 16 else vnni.BYTES
     if qt.qtype in FOUR_BIT:
         blocks = quads.reshape(panels, cols // ACT_BLOCK, 2, 4, 64)  # [.., first or second half of the 8 quads, ..]
@@ -109,7 +137,10 @@ def dequantized_rows(w: PanelMatrix, rows: np.ndarray) -> np.ndarray:
     """float32 [len(rows), cols]: rows of w (an embedding lookup), in any layout."""
     panel, lane = rows // LANES, rows % LANES
     n, blocks = len(rows), w.d.shape[1]
-    quads = w.u[panel].reshape(n, w.u.shape[1], LANES, QUAD)[np.arange(n), :, lane]  # [n, vectors, 4]
+    u = w.u[panel]                                                                       # [n, vectors, 64]
+    if w.layout == vnni.SIX_BITS:
+        u = _six_bit_quads(u)
+    quads = u.reshape(n, u.shape[1], LANES, QUAD)[np.arange(n), :, lane]                 # [n, vectors, 4]
     if w.layout == vnni.NIBBLES:
         halves = np.stack([quads & 0x0F, quads >> 4], axis=2)                            # [n, vectors, 2, 4]
         q = halves.reshape(n, blocks, 4, 2, QUAD).transpose(0, 1, 3, 2, 4).reshape(n, -1)
@@ -119,10 +150,25 @@ def dequantized_rows(w: PanelMatrix, rows: np.ndarray) -> np.ndarray:
 
     def per_row(s):
         s = s.view(scale_type)
-        return s[panel].reshape(n, blocks, LANES)[np.arange(n), :, lane].astype(np.float32)   # [n, blocks]
+        return s[panel].reshape(n, -1, LANES)[np.arange(n), :, lane].astype(np.float32)   # [n, blocks]
 
-    d, m = per_row(w.d), per_row(w.m)
+    if w.layout == vnni.SIX_BITS:
+        sub = w.d.view(np.int8)[panel].reshape(n, blocks, LANES)[np.arange(n), :, lane].astype(np.float32)
+        sup = per_row(w.m)                                                     # [n, blocks / 16]
+        d = np.repeat(sup, blocks // sup.shape[1], axis=1) * sub
+        m = np.float32(0.0) - np.float32(UNSIGNED_OFFSET["Q6_K"]) * d
+    else:
+        d, m = per_row(w.d), per_row(w.m)
     return (q.reshape(n, blocks, -1) * d[:, :, None] + m[:, :, None]).reshape(n, -1).astype(np.float32)
+
+
+def _six_bit_quads(u: np.ndarray) -> np.ndarray:
+    """[..., 6 per 32 columns, 64] SIX_BITS vectors -> [..., 8 per 32 columns, 64] quad vectors of values 0..63."""
+    packed = u.reshape(*u.shape[:-2], -1, 6, 64)
+    nibbles, tops = packed[..., :4, :], packed[..., 4:, :]
+    low = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=-2)                        # quads 0..7
+    high = np.stack([(tops[..., j % 2, :] >> (2 * (j // 2))) & 0x03 for j in range(8)], axis=-2)
+    return (low | (high << 4)).reshape(*u.shape[:-2], -1, 64)
 
 
 @njit(cache=True)
