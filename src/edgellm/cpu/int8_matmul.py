@@ -52,7 +52,7 @@ class PanelMatrix:
     rows: int           # real rows (the last panel is padded with zero rows)
     block: int          # weights per scale (32, or 16 for Q6_K)
     qtype: str
-    layout: int         # vnni.NIBBLES, BYTES, BYTES16 or SIX_BITS (Q6_K: d holds int8 scales, m super scales)
+    layout: int         # vnni.NIBBLES, BYTES, BYTES16, SIX_BITS or K_NIBBLES (d: integer scales, m: super scales)
     half_scales: bool
     vnni: bool          # for the VNNI kernel (vnni.panel_dot), else the portable one (vnni.panel_dot_portable)
 
@@ -95,8 +95,26 @@ def _six_bit_panels(quads: np.ndarray, qt: QTensor, padded: int, vnni_layout: bo
                        block=qt.block, qtype=qt.qtype, layout=vnni.SIX_BITS, half_scales=half, vnni=bool(vnni_layout))
 
 
-def to_panels(qt: QTensor, vnni_layout: bool | None = None, pack_six_bits: bool = True) -> PanelMatrix:
-    """The panel form of a repacked GGUF matrix, 4-bit weights two per byte, Q6_K's at 6 bits (pack_six_bits=False:
+def _k_nibble_scales(qt: QTensor, padded: int, panels: int, vnni_layout: bool):
+    """Q4_K's scales for vnni.K_NIBBLES: per block of 32 and panel, 16 bytes scale | (min >> 4) << 6 and 8 bytes of
+    the mins' low 4 bits (row i in the low nibble of byte i, row i + 8 in its high nibble); per 256 columns the 16
+    rows' super scales, then their super mins (float16 for the VNNI kernel, float32 for the portable one)."""
+    rows = qt.q.shape[0]
+    sub = np.zeros((padded,) + qt.sub_scales.shape[1:], np.uint8)
+    sub[:rows] = qt.sub_scales
+    scale, minimum = _by_panel(sub[..., 0], panels), _by_panel(sub[..., 1], panels)     # [panels, blocks, 16]
+    low = minimum & 0x0F
+    d = np.concatenate([scale | ((minimum >> 4) << 6), low[..., :8] | (low[..., 8:] << 4)], axis=-1)
+    sup = np.zeros((padded,) + qt.super_scales.shape[1:], np.float32)
+    sup[:rows] = qt.super_scales
+    half = bool(vnni_layout and np.array_equal(sup.astype(np.float16).astype(np.float32), sup))
+    sup = np.stack([_by_panel(sup[..., 0], panels), _by_panel(sup[..., 1], panels)], axis=2)  # [panels, n, 2, 16]
+    m = np.ascontiguousarray(sup.astype(np.float16 if half else np.float32)).view(np.uint8)
+    return np.ascontiguousarray(d), m.reshape(panels, sup.shape[1], -1), half
+
+
+def to_panels(qt: QTensor, vnni_layout: bool | None = None, packed: bool = True) -> PanelMatrix:
+    """The panel form of a repacked GGUF matrix, 4-bit weights two per byte, Q6_K's at 6 bits (packed=False:
     one byte each, BYTES16, the reference the packed form is checked against). vnni_layout (default: whether this CPU
     has VNNI) is for the VNNI kernel, which also takes the scales in float16 where float16 holds them exactly (the
     portable kernel keeps float32: converting half precision needs F16C on x86)."""
@@ -116,13 +134,18 @@ def to_panels(qt: QTensor, vnni_layout: bool | None = None, pack_six_bits: bool 
     m[:rows] = qt.m - offset * qt.d
     # [panel, quad, row, column]
     quads = u.reshape(panels, LANES, cols // QUAD, QUAD).transpose(0, 2, 1, 3).reshape(panels, cols // QUAD, 64)
-    if pack_six_bits and qt.sub_scales is not None:
+    if packed and qt.qtype == "Q6_K" and qt.sub_scales is not None:
         return _six_bit_panels(quads, qt, padded, bool(vnni_layout))
     layout = vnni.BYTES16 if qt.block == 16 else vnni.BYTES
     if qt.qtype in FOUR_BIT:
         blocks = quads.reshape(panels, cols // ACT_BLOCK, 2, 4, 64)  # [.., first or second half of the 8 quads, ..]
         quads = blocks[:, :, 0] | (blocks[:, :, 1] << 4)
         layout = vnni.NIBBLES
+    if packed and qt.qtype == "Q4_K" and qt.sub_scales is not None:
+        d, m, half = _k_nibble_scales(qt, padded, panels, bool(vnni_layout))
+        return PanelMatrix(u=np.ascontiguousarray(quads.reshape(panels, -1, 64)), d=d, m=m, rows=rows,
+                           block=qt.block, qtype=qt.qtype, layout=vnni.K_NIBBLES, half_scales=half,
+                           vnni=bool(vnni_layout))
     d, m = _by_panel(d, panels), _by_panel(m, panels)
     half = bool(vnni_layout and np.array_equal(d.astype(np.float16).astype(np.float32), d) and
                 np.array_equal(m.astype(np.float16).astype(np.float32), m))
@@ -141,7 +164,7 @@ def dequantized_rows(w: PanelMatrix, rows: np.ndarray) -> np.ndarray:
     if w.layout == vnni.SIX_BITS:
         u = _six_bit_quads(u)
     quads = u.reshape(n, u.shape[1], LANES, QUAD)[np.arange(n), :, lane]                 # [n, vectors, 4]
-    if w.layout == vnni.NIBBLES:
+    if w.layout in (vnni.NIBBLES, vnni.K_NIBBLES):
         halves = np.stack([quads & 0x0F, quads >> 4], axis=2)                            # [n, vectors, 2, 4]
         q = halves.reshape(n, blocks, 4, 2, QUAD).transpose(0, 1, 3, 2, 4).reshape(n, -1)
     else:
@@ -157,6 +180,15 @@ def dequantized_rows(w: PanelMatrix, rows: np.ndarray) -> np.ndarray:
         sup = per_row(w.m)                                                     # [n, blocks / 16]
         d = np.repeat(sup, blocks // sup.shape[1], axis=1) * sub
         m = np.float32(0.0) - np.float32(UNSIGNED_OFFSET["Q6_K"]) * d
+    elif w.layout == vnni.K_NIBBLES:
+        codes = w.d[panel]                                                              # [n, blocks, 24]
+        low = np.concatenate([codes[..., 16:] & 0x0F, codes[..., 16:] >> 4], axis=-1)
+        scale = (codes[..., :16] & 0x3F)[np.arange(n), :, lane].astype(np.float32)
+        minimum = (low | ((codes[..., :16] >> 6) << 4))[np.arange(n), :, lane].astype(np.float32)
+        sup = w.m.view(scale_type)[panel].reshape(n, -1, 2, LANES)[np.arange(n), :, :, lane].astype(np.float32)
+        per_super = blocks // sup.shape[1]
+        d = np.repeat(sup[:, :, 0], per_super, axis=1) * scale
+        m = -(np.repeat(sup[:, :, 1], per_super, axis=1) * minimum) - np.float32(0.0) * d
     else:
         d, m = per_row(w.d), per_row(w.m)
     return (q.reshape(n, blocks, -1) * d[:, :, None] + m[:, :, None]).reshape(n, -1).astype(np.float32)

@@ -14,6 +14,10 @@ activations' d and scaled sum). Weight layouts (edgellm.cpu.int8_matmul):
            into the BYTES16 quads in registers; d holds the file's int8 scales (16 bytes per block of 16) and m one
            super scale per 256 columns and row, from which d = super * scale and m = 0 - 32 d are formed in float32
            (the exact values BYTES16 stores, so the same products and sums)
+  K_NIBBLES: Q4_K's NIBBLES weights with the file's 6-bit scales and mins instead of float ones: per block 16 bytes
+           (scale | top 2 bits of min << 6) and 8 bytes of the mins' low 4 bits (row i low nibble, row i + 8 high),
+           and per 256 columns and row the super scale and super min (m); d = super * scale and m = -(super min * min)
+           - 0 d are formed in float32, the values NIBBLES stores
 Scales are float16 (HALF_SCALES, when that holds them exactly) or float32, 16 per block (one per row).
 `panel_dot_portable` is the same for CPUs without VNNI (AVX2, arm64): each vpdpbusd written out in plain vector IR
 (16-bit products, neighbours added: LLVM's vpmaddwd on x86, the target's own instructions elsewhere), float32 scales
@@ -42,7 +46,7 @@ def _host_has(*features: str) -> bool:
 NO_VNNI_SWITCH = "EDGELLM_CPU_NO_VNNI"
 AVAILABLE = _host_has("avx512f", "avx512bw", "avx512vnni", "f16c") and os.environ.get(NO_VNNI_SWITCH, "") in ("", "0")
 
-NIBBLES, BYTES, BYTES16, SIX_BITS = 0, 1, 2, 3
+NIBBLES, BYTES, BYTES16, SIX_BITS, K_NIBBLES = 0, 1, 2, 3, 4
 
 _I8, _I16, _I32, _I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 _I32X16 = ir.VectorType(_I32, 16)
@@ -96,6 +100,7 @@ def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
         n_blocks = cgutils.unpack_tuple(builder, d_arr.shape, 2)[0]
         u_ptr = builder.bitcast(u_arr.data, _I32X16.as_pointer())       # one 64-byte vector per index
         d_bytes = cgutils.unpack_tuple(builder, d_arr.strides, 2)[0]
+        m_bytes = cgutils.unpack_tuple(builder, m_arr.strides, 2)[0]
         d_base, m_base = builder.ptrtoint(d_arr.data, _I64), builder.ptrtoint(m_arr.data, _I64)
         x_quads = builder.bitcast(x_arr.data, _I32.as_pointer())
         xd_ptr, xs_ptr = xd_arr.data, xs_arr.data
@@ -162,25 +167,41 @@ def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
         fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32X16, [_F32X16] * 3),
                                                  "llvm.fmuladd.v16f32")
 
-        def accumulate(isum, wd, wm, x_scale, x_sum, strict=False):
-            """acc += isum * (wd * xd) + wm * xs: one block's float32 scaling. strict (Q6_K's two layouts): in this
-            order, one multiply-add the target fuses or not, no other fast-math freedom, so that BYTES16 and SIX_BITS
-            (whose scales are formed in registers, where fast math would fold them into the scaling) round alike."""
+        def accumulate(isum, wd, wm, x_scale, x_sum):
+            """acc += isum * (wd * xd) + wm * xs: one block's float32 scaling, in this order, as one multiply-add the
+            target fuses or not and no other fast-math freedom: layouts whose scales are formed in registers
+            (SIX_BITS, K_NIBBLES), where fast math would fold their forming into the scaling, round as the layouts
+            that read them from memory (BYTES16, NIBBLES)."""
             xd_v, xs_v = _splat(builder, x_scale, _F32X16), _splat(builder, x_sum, _F32X16)
-            if strict:
-                term = builder.call(fmuladd, [builder.sitofp(isum, _F32X16), builder.fmul(wd, xd_v),
-                                              builder.fmul(wm, xs_v)])
-                builder.store(builder.fadd(builder.load(acc), term), acc)
-                return
-            term = builder.fmul(builder.sitofp(isum, _F32X16), builder.fmul(wd, xd_v, flags=["fast"]), flags=["fast"])
-            term = builder.fadd(term, builder.fmul(wm, xs_v, flags=["fast"]), flags=["fast"])
-            builder.store(builder.fadd(builder.load(acc), term, flags=["fast"]), acc)
+            term = builder.call(fmuladd, [builder.sitofp(isum, _F32X16), builder.fmul(wd, xd_v), builder.fmul(wm, xs_v)])
+            builder.store(builder.fadd(builder.load(acc), term), acc)
+
+        def k_scales(b):
+            """K_NIBBLES: block b's 16 scales and mins (6 bits each) from its 24 bytes, times the super scales."""
+            i8x16, i8x8 = ir.VectorType(_I8, 16), ir.VectorType(_I8, 8)
+            at = builder.add(d_base, builder.mul(b, d_bytes))
+            first = builder.load(builder.inttoptr(at, i8x16.as_pointer()), align=1)
+            lows = builder.load(builder.inttoptr(builder.add(at, ir.Constant(_I64, 16)), i8x8.as_pointer()), align=1)
+            scale = builder.and_(first, ir.Constant(i8x16, [0x3F] * 16))
+            min_top = builder.shl(builder.lshr(first, ir.Constant(i8x16, [6] * 16)), ir.Constant(i8x16, [4] * 16))
+            min_low = builder.shuffle_vector(builder.and_(lows, ir.Constant(i8x8, [0x0F] * 8)),
+                                             builder.lshr(lows, ir.Constant(i8x8, [4] * 8)),
+                                             ir.Constant(ir.VectorType(_I32, 16), list(range(16))))
+            minimum = builder.or_(min_low, min_top)
+            sup_at = builder.add(m_base, builder.mul(builder.lshr(b, ir.Constant(_I64, 3)), m_bytes))
+            half_width = builder.select(is_half, ir.Constant(_I64, 32), ir.Constant(_I64, 64)) if not generic \
+                else ir.Constant(_I64, 64)
+            wd = builder.fmul(load_scales(sup_at), builder.uitofp(builder.zext(scale, _I32X16), _F32X16))
+            mins = builder.fmul(load_scales(builder.add(sup_at, half_width)),
+                                builder.uitofp(builder.zext(minimum, _I32X16), _F32X16))
+            wm = builder.fsub(builder.fneg(mins), builder.fmul(ir.Constant(_F32X16, [0.0] * 16), wd))
+            return wd, wm
 
         def run(kind):
             block = 16 if kind == BYTES16 else 32
             with cgutils.for_range(builder, n_blocks) as loop:
                 b = loop.index
-                isum = block_sum(b, kind)
+                isum = block_sum(b, NIBBLES if kind == K_NIBBLES else kind)
                 act = builder.udiv(builder.mul(b, ir.Constant(_I64, block)), ir.Constant(_I64, 32))
                 x_scale = builder.load(builder.gep(xd_ptr, [act]))
                 if block == 32:
@@ -189,7 +210,8 @@ def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
                                          builder.load(builder.gep(xs_ptr, [builder.add(pair, ir.Constant(_I64, 1))])))
                 else:
                     x_sum = builder.load(builder.gep(xs_ptr, [b]))
-                accumulate(isum, scales(d_base, b), scales(m_base, b), x_scale, x_sum, strict=kind == BYTES16)
+                wd, wm = k_scales(b) if kind == K_NIBBLES else (scales(d_base, b), scales(m_base, b))
+                accumulate(isum, wd, wm, x_scale, x_sum)
 
         def six_bit_quad(nibbles, tops, j):
             """Quad j (0..7) of a 32-column group as 64 bytes of values 0..63: its low 4 bits from nibble vector
@@ -210,7 +232,6 @@ def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
             """SIX_BITS: two blocks of 16 per step (one 32-column group: 6 vectors), each scaled as BYTES16's."""
             i8x16 = ir.VectorType(_I8, 16)
             sub_ptr = builder.bitcast(d_arr.data, i8x16.as_pointer())       # 16 int8 scales per block
-            sup_bytes = cgutils.unpack_tuple(builder, m_arr.strides, 2)[0]
             with cgutils.for_range(builder, builder.udiv(n_blocks, ir.Constant(_I64, 2))) as loop:
                 g = loop.index
                 vecs = [builder.load(builder.gep(u_ptr, [builder.add(builder.mul(g, ir.Constant(_I64, 6)),
@@ -227,29 +248,29 @@ def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
                     b = builder.add(builder.mul(g, ir.Constant(_I64, 2)), ir.Constant(_I64, half))
                     sub = builder.sitofp(builder.sext(builder.load(builder.gep(sub_ptr, [b]), align=1), _I32X16),
                                          _F32X16)
-                    sup_at = builder.add(m_base, builder.mul(builder.lshr(b, ir.Constant(_I64, 4)), sup_bytes))
+                    sup_at = builder.add(m_base, builder.mul(builder.lshr(b, ir.Constant(_I64, 4)), m_bytes))
                     wd = builder.fmul(load_scales(sup_at), sub)
                     wm = builder.fsub(ir.Constant(_F32X16, [0.0] * 16),
                                       builder.fmul(ir.Constant(_F32X16, [32.0] * 16), wd))
-                    accumulate(isum, wd, wm, x_scale, builder.load(builder.gep(xs_ptr, [b])), strict=True)
+                    accumulate(isum, wd, wm, x_scale, builder.load(builder.gep(xs_ptr, [b])))
 
         layout64 = builder.zext(layout_v, _I64) if layout_v.type.width < 64 else layout_v
-        is_nibbles = builder.icmp_unsigned("==", layout64, ir.Constant(_I64, NIBBLES))
-        is_bytes = builder.icmp_unsigned("==", layout64, ir.Constant(_I64, BYTES))
-        with builder.if_else(is_nibbles) as (then, otherwise):
-            with then:
-                run(NIBBLES)
-            with otherwise:
-                with builder.if_else(is_bytes) as (then2, otherwise2):
-                    with then2:
-                        run(BYTES)
-                    with otherwise2:
-                        is_six = builder.icmp_unsigned("==", layout64, ir.Constant(_I64, SIX_BITS))
-                        with builder.if_else(is_six) as (then3, otherwise3):
-                            with then3:
-                                run_six_bits()
-                            with otherwise3:
-                                run(BYTES16)
+        runs = [(NIBBLES, lambda: run(NIBBLES)), (K_NIBBLES, lambda: run(K_NIBBLES)), (BYTES, lambda: run(BYTES)),
+                (SIX_BITS, run_six_bits)]
+
+        def dispatch(i):
+            """The code of the layout the call names; the last one (BYTES16) when it names none of the others."""
+            if i == len(runs):
+                run(BYTES16)
+                return
+            kind, emit = runs[i]
+            with builder.if_else(builder.icmp_unsigned("==", layout64, ir.Constant(_I64, kind))) as (then, otherwise):
+                with then:
+                    emit()
+                with otherwise:
+                    dispatch(i + 1)
+
+        dispatch(0)
         builder.store(builder.load(acc), builder.bitcast(out_arr.data, _F32X16.as_pointer()), align=4)
         return context.get_dummy_value()
 
