@@ -20,12 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import vnni
 from .quant import QTensor
 
-LANES = 16          # rows per panel: 16 int32 sums fill one 512-bit register
+LANES = vnni.LANES  # rows per panel: 16 int32 sums fill one 512-bit register
 QUAD = 4            # products summed into one int32 lane per step
 ACT_BLOCK = 32      # activations per scale
 # Activations are 16-bit integers, |u| <= ACT_MAX, as two int8 digits u = 254 hi + lo with |hi|, |lo| <= 127 (at
@@ -229,28 +229,6 @@ def quantize_activations(x, xq, xd, xs):
                 xs[t, a * 2 + half] = d * np.float32(s)
 
 
-@njit(parallel=True, cache=True)
-def panel_matmul_vnni(u, d, m, xq, xd, xs, layout, half_scales, out):
-    """out [T, panels * 16] = x @ w.T from quantize_activations' xq, xd, xs and a PanelMatrix (u, d, m), one
-    vnni.panel_dot per (panel, token): a panel's weights (16 rows) are read from memory once and from L1/L2 for the
-    batch's other tokens."""
-    T = xq.shape[0]
-    for p in prange(u.shape[0]):
-        for t in range(T):
-            vnni.panel_dot(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half_scales,
-                           out[t, p * LANES:(p + 1) * LANES])
-
-
-@njit(parallel=True, cache=True)
-def panel_matmul(u, d, m, xq, xd, xs, layout, half_scales, out):
-    """panel_matmul_vnni for CPUs without VNNI: vnni.panel_dot_portable, the same arithmetic in plain vector code."""
-    T = xq.shape[0]
-    for p in prange(u.shape[0]):
-        for t in range(T):
-            vnni.panel_dot_portable(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half_scales,
-                                    out[t, p * LANES:(p + 1) * LANES])
-
-
 class ActivationBuffers:
     """The quantized activations of up to `max_tokens` tokens of up to `max_cols` columns and the kernel's scratch,
     allocated once per model: quantize once, multiply with every matrix that reads the same activations."""
@@ -270,7 +248,7 @@ class ActivationBuffers:
         """out [T, >= padded rows] (C-contiguous rows) = the quantized activations @ w.T; returns out[:, :rows]."""
         T, C = self.T, self.C
         xq, xd, xs = self.xq[:T, :2 * C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK]
-        kernel = panel_matmul_vnni if w.vnni else panel_matmul
+        kernel = vnni.panel_matmul_vnni if w.vnni else vnni.panel_matmul
         kernel(w.u, w.d, w.m, xq, xd, xs, w.layout, w.half_scales, out)
         return out[:, :w.rows]
 

@@ -30,7 +30,7 @@ import os
 
 import llvmlite.binding as llvm
 from llvmlite import ir
-from numba import types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -47,6 +47,7 @@ NO_VNNI_SWITCH = "EDGELLM_CPU_NO_VNNI"
 AVAILABLE = _host_has("avx512f", "avx512bw", "avx512vnni", "f16c") and os.environ.get(NO_VNNI_SWITCH, "") in ("", "0")
 
 NIBBLES, BYTES, BYTES16, SIX_BITS, K_NIBBLES = 0, 1, 2, 3, 4
+LANES = 16  # rows of a panel: one int32 (then float32) sum per row in a 512-bit vector
 
 _I8, _I16, _I32, _I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 _I32X16 = ir.VectorType(_I32, 16)
@@ -173,7 +174,8 @@ def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
             (SIX_BITS, K_NIBBLES), where fast math would fold their forming into the scaling, round as the layouts
             that read them from memory (BYTES16, NIBBLES)."""
             xd_v, xs_v = _splat(builder, x_scale, _F32X16), _splat(builder, x_sum, _F32X16)
-            term = builder.call(fmuladd, [builder.sitofp(isum, _F32X16), builder.fmul(wd, xd_v), builder.fmul(wm, xs_v)])
+            term = builder.call(fmuladd, [builder.sitofp(isum, _F32X16), builder.fmul(wd, xd_v),
+                                          builder.fmul(wm, xs_v)])
             builder.store(builder.fadd(builder.load(acc), term), acc)
 
         def k_scales(b):
@@ -292,3 +294,27 @@ def panel_dot_portable(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
     """panel_dot without VNNI: the same layouts and arithmetic in plain vector IR (float32 scales: half-precision
     conversion needs F16C on x86)."""
     return _panel_dot(True, u, d, m, x, xd, xs, layout, half_scales, out)
+
+
+# The matrix kernels live here, next to the intrinsics they inline: numba's on-disk cache checks only the source file
+# of the cached function, so a kernel cached in another module would keep running an old panel_dot after this file
+# changed.
+@njit(parallel=True, cache=True)
+def panel_matmul_vnni(u, d, m, xq, xd, xs, layout, half_scales, out):
+    """out [T, panels * 16] = x @ w.T from int8_matmul.quantize_activations' xq, xd, xs and a PanelMatrix (u, d,
+    m), one panel_dot per (panel, token): a panel's weights (16 rows) are read from memory once and from L1/L2 for the
+    batch's other tokens."""
+    T = xq.shape[0]
+    for p in prange(u.shape[0]):
+        for t in range(T):
+            panel_dot(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half_scales, out[t, p * LANES:(p + 1) * LANES])
+
+
+@njit(parallel=True, cache=True)
+def panel_matmul(u, d, m, xq, xd, xs, layout, half_scales, out):
+    """panel_matmul_vnni for CPUs without VNNI: panel_dot_portable, the same arithmetic in plain vector code."""
+    T = xq.shape[0]
+    for p in prange(u.shape[0]):
+        for t in range(T):
+            panel_dot_portable(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half_scales,
+                               out[t, p * LANES:(p + 1) * LANES])
