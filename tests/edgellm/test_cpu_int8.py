@@ -82,6 +82,58 @@ def test_rows_of_the_panels_are_the_dequantized_rows(qtype, vnni_layout):
                                   qt.dequantize()[rows])
 
 
+PACKED = {"Q6_K": (vnni.SIX_BITS, vnni.BYTES16), "Q4_K": (vnni.K_NIBBLES, vnni.NIBBLES)}
+
+
+@pytest.mark.parametrize("vnni_layout", LAYOUTS)
+@pytest.mark.parametrize("qtype", list(PACKED))
+def test_packed_k_quant_panels_give_the_unpacked_layouts_products_bit_for_bit(qtype, vnni_layout):
+    """Q6_K at 6 bits a weight (low nibbles + 2-bit top plane) and Q4_K, both with the file's integer scales and
+    super scales, unpacked in registers: exactly the products of the layouts that store float scales (and Q6_K one
+    byte a weight), and the same dequantized rows."""
+    rng = np.random.default_rng(7)
+    qt = quantized_matrix(qtype, rng)
+    packed = to_panels(qt, vnni_layout=vnni_layout)
+    reference = to_panels(qt, vnni_layout=vnni_layout, packed=False)
+    assert (packed.layout, reference.layout) == PACKED[qtype]
+    buf = ActivationBuffers(4, COLS)
+    for tokens in (1, 3):
+        buf.quantize(activations(rng, tokens))
+        got = buf.matmul(packed, np.full((tokens, padded_rows(packed)), np.nan, np.float32))
+        want = buf.matmul(reference, np.full((tokens, padded_rows(reference)), np.nan, np.float32))
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    rows = np.array([0, 17, 39, 5])
+    np.testing.assert_array_equal(dequantized_rows(packed, rows), dequantized_rows(reference, rows))
+
+
+@pytest.mark.parametrize("vnni_layout", LAYOUTS)
+def test_q6_k_panels_store_six_bits_a_weight_and_the_files_scales(vnni_layout):
+    """6 bits of weight, an int8 scale per 16 weights and one float16 (VNNI) or float32 (portable) per 256: 6.5625
+    bits a weight with VNNI, as the GGUF file's 210 bytes per 256, or 6.625."""
+    w = to_panels(quantized_matrix("Q6_K", np.random.default_rng(8)), vnni_layout=vnni_layout)
+    weights = padded_rows(w) * COLS
+    assert w.u.nbytes * 8 == 6 * weights
+    assert w.d.nbytes * 8 == weights // 2
+    assert w.m.nbytes * 8 == weights // 256 * (16 if vnni_layout else 32)
+    assert w.half_scales == vnni_layout
+    file_bits = 8 * gguf.GGML_QUANT_SIZES[T.Q6_K][1] / 256
+    assert w.nbytes * 8 / weights == (file_bits if vnni_layout else file_bits + 16 / 256)
+
+
+@pytest.mark.parametrize("vnni_layout", LAYOUTS)
+def test_q4_k_panels_store_four_bits_a_weight_and_the_files_scales(vnni_layout):
+    """4 bits of weight, a 6-bit scale and a 6-bit min per 32 weights (24 bytes per block of a 16-row panel), a super
+    scale and min per 256: 4.5 bits a weight with VNNI (float16 super scales), as the GGUF file's 144 bytes per 256,
+    or 4.625 (float32)."""
+    w = to_panels(quantized_matrix("Q4_K", np.random.default_rng(9)), vnni_layout=vnni_layout)
+    weights = padded_rows(w) * COLS
+    assert w.u.nbytes * 8 == 4 * weights
+    assert w.d.nbytes * 8 == weights * 12 // 32
+    assert w.m.nbytes * 8 == weights // 256 * 2 * (16 if vnni_layout else 32)
+    file_bits = 8 * gguf.GGML_QUANT_SIZES[T.Q4_K][1] / 256
+    assert w.nbytes * 8 / weights == (file_bits if vnni_layout else file_bits + 32 / 256)
+
+
 def test_activations_are_16_bit_integers_as_two_int8_digits():
     rng = np.random.default_rng(5)
     x = activations(rng, tokens=2)

@@ -20,12 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import vnni
 from .quant import QTensor
 
-LANES = 16          # rows per panel: 16 int32 sums fill one 512-bit register
+LANES = vnni.LANES  # rows per panel: 16 int32 sums fill one 512-bit register
 QUAD = 4            # products summed into one int32 lane per step
 ACT_BLOCK = 32      # activations per scale
 # Activations are 16-bit integers, |u| <= ACT_MAX, as two int8 digits u = 254 hi + lo with |hi|, |lo| <= 127 (at
@@ -52,7 +52,7 @@ class PanelMatrix:
     rows: int           # real rows (the last panel is padded with zero rows)
     block: int          # weights per scale (32, or 16 for Q6_K)
     qtype: str
-    layout: int         # vnni.NIBBLES, BYTES or BYTES16
+    layout: int         # vnni.NIBBLES, BYTES, BYTES16, SIX_BITS or K_NIBBLES (d: integer scales, m: super scales)
     half_scales: bool
     vnni: bool          # for the VNNI kernel (vnni.panel_dot), else the portable one (vnni.panel_dot_portable)
 
@@ -70,8 +70,52 @@ def _by_panel(a: np.ndarray, panels: int) -> np.ndarray:
     return np.ascontiguousarray(a.reshape(panels, LANES, -1).transpose(0, 2, 1))
 
 
-def to_panels(qt: QTensor, vnni_layout: bool | None = None) -> PanelMatrix:
-    """The panel form of a repacked GGUF matrix, 4-bit weights two per byte. vnni_layout (default: whether this CPU
+def _six_bit_panels(quads: np.ndarray, qt: QTensor, padded: int, vnni_layout: bool) -> PanelMatrix:
+    """Q6_K's panels at 6 bits a weight (vnni.SIX_BITS): per 32 columns, the 8 quad vectors (values 0..63) become 4
+    vectors of their low 4 bits (quad j in the low nibbles, quad j + 4 in the high ones) and 2 vectors of their top 2
+    bits (vector k holds quads k, k + 2, k + 4, k + 6 in bits 0-1, 2-3, 4-5, 6-7). The scales are the file's own:
+    one int8 per 16 weights of a row (in d) and one float per 256 (in m: float16 for the VNNI kernel, float32 for the
+    portable one); the kernels rebuild d = super * int8 and m = 0 - 32 d in float32, the values BYTES16 stores."""
+    panels, vectors, _ = quads.shape
+    q = quads.reshape(panels, vectors // 8, 8, 64)
+    low, high = q & 0x0F, q >> 4
+    nibbles = low[:, :, :4] | (low[:, :, 4:] << 4)
+    tops = np.stack([high[:, :, k] | (high[:, :, k + 2] << 2) | (high[:, :, k + 4] << 4) | (high[:, :, k + 6] << 6)
+                     for k in (0, 1)], axis=2)
+    u = np.ascontiguousarray(np.concatenate([nibbles, tops], axis=2).reshape(panels, -1, 64))
+    rows = qt.q.shape[0]
+    sub = np.zeros((padded, qt.sub_scales.shape[1]), np.int8)
+    sub[:rows] = qt.sub_scales
+    sup = np.zeros((padded, qt.super_scales.shape[1]), np.float32)
+    sup[:rows] = qt.super_scales
+    half = bool(vnni_layout and np.array_equal(sup.astype(np.float16).astype(np.float32), sup))
+    sup = _by_panel(sup, panels).astype(np.float16 if half else np.float32)
+    return PanelMatrix(u=u, d=_by_panel(sub, panels).view(np.uint8),
+                       m=np.ascontiguousarray(sup).view(np.uint8).reshape(panels, sup.shape[1], -1), rows=rows,
+                       block=qt.block, qtype=qt.qtype, layout=vnni.SIX_BITS, half_scales=half, vnni=bool(vnni_layout))
+
+
+def _k_nibble_scales(qt: QTensor, padded: int, panels: int, vnni_layout: bool):
+    """Q4_K's scales for vnni.K_NIBBLES: per block of 32 and panel, 16 bytes scale | (min >> 4) << 6 and 8 bytes of
+    the mins' low 4 bits (row i in the low nibble of byte i, row i + 8 in its high nibble); per 256 columns the 16
+    rows' super scales, then their super mins (float16 for the VNNI kernel, float32 for the portable one)."""
+    rows = qt.q.shape[0]
+    sub = np.zeros((padded,) + qt.sub_scales.shape[1:], np.uint8)
+    sub[:rows] = qt.sub_scales
+    scale, minimum = _by_panel(sub[..., 0], panels), _by_panel(sub[..., 1], panels)     # [panels, blocks, 16]
+    low = minimum & 0x0F
+    d = np.concatenate([scale | ((minimum >> 4) << 6), low[..., :8] | (low[..., 8:] << 4)], axis=-1)
+    sup = np.zeros((padded,) + qt.super_scales.shape[1:], np.float32)
+    sup[:rows] = qt.super_scales
+    half = bool(vnni_layout and np.array_equal(sup.astype(np.float16).astype(np.float32), sup))
+    sup = np.stack([_by_panel(sup[..., 0], panels), _by_panel(sup[..., 1], panels)], axis=2)  # [panels, n, 2, 16]
+    m = np.ascontiguousarray(sup.astype(np.float16 if half else np.float32)).view(np.uint8)
+    return np.ascontiguousarray(d), m.reshape(panels, sup.shape[1], -1), half
+
+
+def to_panels(qt: QTensor, vnni_layout: bool | None = None, packed: bool = True) -> PanelMatrix:
+    """The panel form of a repacked GGUF matrix, 4-bit weights two per byte, Q6_K's at 6 bits (packed=False:
+    one byte each, BYTES16, the reference the packed form is checked against). vnni_layout (default: whether this CPU
     has VNNI) is for the VNNI kernel, which also takes the scales in float16 where float16 holds them exactly (the
     portable kernel keeps float32: converting half precision needs F16C on x86)."""
     vnni_layout = vnni.AVAILABLE if vnni_layout is None else vnni_layout
@@ -90,11 +134,18 @@ def to_panels(qt: QTensor, vnni_layout: bool | None = None) -> PanelMatrix:
     m[:rows] = qt.m - offset * qt.d
     # [panel, quad, row, column]
     quads = u.reshape(panels, LANES, cols // QUAD, QUAD).transpose(0, 2, 1, 3).reshape(panels, cols // QUAD, 64)
+    if packed and qt.qtype == "Q6_K" and qt.sub_scales is not None:
+        return _six_bit_panels(quads, qt, padded, bool(vnni_layout))
     layout = vnni.BYTES16 if qt.block == 16 else vnni.BYTES
     if qt.qtype in FOUR_BIT:
         blocks = quads.reshape(panels, cols // ACT_BLOCK, 2, 4, 64)  # [.., first or second half of the 8 quads, ..]
         quads = blocks[:, :, 0] | (blocks[:, :, 1] << 4)
         layout = vnni.NIBBLES
+    if packed and qt.qtype == "Q4_K" and qt.sub_scales is not None:
+        d, m, half = _k_nibble_scales(qt, padded, panels, bool(vnni_layout))
+        return PanelMatrix(u=np.ascontiguousarray(quads.reshape(panels, -1, 64)), d=d, m=m, rows=rows,
+                           block=qt.block, qtype=qt.qtype, layout=vnni.K_NIBBLES, half_scales=half,
+                           vnni=bool(vnni_layout))
     d, m = _by_panel(d, panels), _by_panel(m, panels)
     half = bool(vnni_layout and np.array_equal(d.astype(np.float16).astype(np.float32), d) and
                 np.array_equal(m.astype(np.float16).astype(np.float32), m))
@@ -109,8 +160,11 @@ def dequantized_rows(w: PanelMatrix, rows: np.ndarray) -> np.ndarray:
     """float32 [len(rows), cols]: rows of w (an embedding lookup), in any layout."""
     panel, lane = rows // LANES, rows % LANES
     n, blocks = len(rows), w.d.shape[1]
-    quads = w.u[panel].reshape(n, w.u.shape[1], LANES, QUAD)[np.arange(n), :, lane]  # [n, vectors, 4]
-    if w.layout == vnni.NIBBLES:
+    u = w.u[panel]                                                                       # [n, vectors, 64]
+    if w.layout == vnni.SIX_BITS:
+        u = _six_bit_quads(u)
+    quads = u.reshape(n, u.shape[1], LANES, QUAD)[np.arange(n), :, lane]                 # [n, vectors, 4]
+    if w.layout in (vnni.NIBBLES, vnni.K_NIBBLES):
         halves = np.stack([quads & 0x0F, quads >> 4], axis=2)                            # [n, vectors, 2, 4]
         q = halves.reshape(n, blocks, 4, 2, QUAD).transpose(0, 1, 3, 2, 4).reshape(n, -1)
     else:
@@ -119,10 +173,34 @@ def dequantized_rows(w: PanelMatrix, rows: np.ndarray) -> np.ndarray:
 
     def per_row(s):
         s = s.view(scale_type)
-        return s[panel].reshape(n, blocks, LANES)[np.arange(n), :, lane].astype(np.float32)   # [n, blocks]
+        return s[panel].reshape(n, -1, LANES)[np.arange(n), :, lane].astype(np.float32)   # [n, blocks]
 
-    d, m = per_row(w.d), per_row(w.m)
+    if w.layout == vnni.SIX_BITS:
+        sub = w.d.view(np.int8)[panel].reshape(n, blocks, LANES)[np.arange(n), :, lane].astype(np.float32)
+        sup = per_row(w.m)                                                     # [n, blocks / 16]
+        d = np.repeat(sup, blocks // sup.shape[1], axis=1) * sub
+        m = np.float32(0.0) - np.float32(UNSIGNED_OFFSET["Q6_K"]) * d
+    elif w.layout == vnni.K_NIBBLES:
+        codes = w.d[panel]                                                              # [n, blocks, 24]
+        low = np.concatenate([codes[..., 16:] & 0x0F, codes[..., 16:] >> 4], axis=-1)
+        scale = (codes[..., :16] & 0x3F)[np.arange(n), :, lane].astype(np.float32)
+        minimum = (low | ((codes[..., :16] >> 6) << 4))[np.arange(n), :, lane].astype(np.float32)
+        sup = w.m.view(scale_type)[panel].reshape(n, -1, 2, LANES)[np.arange(n), :, :, lane].astype(np.float32)
+        per_super = blocks // sup.shape[1]
+        d = np.repeat(sup[:, :, 0], per_super, axis=1) * scale
+        m = -(np.repeat(sup[:, :, 1], per_super, axis=1) * minimum) - np.float32(0.0) * d
+    else:
+        d, m = per_row(w.d), per_row(w.m)
     return (q.reshape(n, blocks, -1) * d[:, :, None] + m[:, :, None]).reshape(n, -1).astype(np.float32)
+
+
+def _six_bit_quads(u: np.ndarray) -> np.ndarray:
+    """[..., 6 per 32 columns, 64] SIX_BITS vectors -> [..., 8 per 32 columns, 64] quad vectors of values 0..63."""
+    packed = u.reshape(*u.shape[:-2], -1, 6, 64)
+    nibbles, tops = packed[..., :4, :], packed[..., 4:, :]
+    low = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=-2)                        # quads 0..7
+    high = np.stack([(tops[..., j % 2, :] >> (2 * (j // 2))) & 0x03 for j in range(8)], axis=-2)
+    return (low | (high << 4)).reshape(*u.shape[:-2], -1, 64)
 
 
 @njit(cache=True)
@@ -151,28 +229,6 @@ def quantize_activations(x, xq, xd, xs):
                 xs[t, a * 2 + half] = d * np.float32(s)
 
 
-@njit(parallel=True, cache=True)
-def panel_matmul_vnni(u, d, m, xq, xd, xs, layout, half_scales, out):
-    """out [T, panels * 16] = x @ w.T from quantize_activations' xq, xd, xs and a PanelMatrix (u, d, m), one
-    vnni.panel_dot per (panel, token): a panel's weights (16 rows) are read from memory once and from L1/L2 for the
-    batch's other tokens."""
-    T = xq.shape[0]
-    for p in prange(u.shape[0]):
-        for t in range(T):
-            vnni.panel_dot(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half_scales,
-                           out[t, p * LANES:(p + 1) * LANES])
-
-
-@njit(parallel=True, cache=True)
-def panel_matmul(u, d, m, xq, xd, xs, layout, half_scales, out):
-    """panel_matmul_vnni for CPUs without VNNI: vnni.panel_dot_portable, the same arithmetic in plain vector code."""
-    T = xq.shape[0]
-    for p in prange(u.shape[0]):
-        for t in range(T):
-            vnni.panel_dot_portable(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half_scales,
-                                    out[t, p * LANES:(p + 1) * LANES])
-
-
 class ActivationBuffers:
     """The quantized activations of up to `max_tokens` tokens of up to `max_cols` columns and the kernel's scratch,
     allocated once per model: quantize once, multiply with every matrix that reads the same activations."""
@@ -192,7 +248,7 @@ class ActivationBuffers:
         """out [T, >= padded rows] (C-contiguous rows) = the quantized activations @ w.T; returns out[:, :rows]."""
         T, C = self.T, self.C
         xq, xd, xs = self.xq[:T, :2 * C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK]
-        kernel = panel_matmul_vnni if w.vnni else panel_matmul
+        kernel = vnni.panel_matmul_vnni if w.vnni else vnni.panel_matmul
         kernel(w.u, w.d, w.m, xq, xd, xs, w.layout, w.half_scales, out)
         return out[:, :w.rows]
 

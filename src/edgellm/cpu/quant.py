@@ -14,6 +14,7 @@ sum over weight blocks of d * (q . x over the block) + m * (sum of x over the bl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from gguf import QK_K
@@ -29,6 +30,12 @@ class QTensor:
     m: np.ndarray       # float32 [rows, cols // block] (zeros for symmetric types)
     block: int          # weights per scale
     qtype: str
+    # Q6_K: the file's integer scales, int8 [rows, cols / 16], and super-block scales, float32 [rows, cols / 256],
+    # with d = super * scales exactly (an f16 times an int8 is exact in float32). Q4_K: its 6-bit scales and mins,
+    # uint8 [rows, cols / 32, 2], and super scale and min, float32 [rows, cols / 256, 2], d = super * scale and
+    # m = -(super min * min). The packed panels store these instead of d and m.
+    sub_scales: Optional[np.ndarray] = None
+    super_scales: Optional[np.ndarray] = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -114,10 +121,19 @@ def repack(qtype: str, raw: np.ndarray, rows: int, cols: int) -> QTensor:
     q, d, m, sub = _unpack(qtype, blocks)
     nsub = cols // sub
     m = np.broadcast_to(m, d.shape) if m.shape != d.shape else m
+    sub_scales = super_scales = None
+    if qtype == "Q6_K":
+        sub_scales = np.ascontiguousarray(blocks[:, 192:208].view(np.int8).reshape(rows, nsub))
+        super_scales = np.ascontiguousarray(_f16(blocks[:, 208:]).reshape(rows, cols // QK_K))
+    elif qtype == "Q4_K":
+        sc, mn = _k_scales(blocks[:, 4:16])
+        sub_scales = np.ascontiguousarray(np.stack([sc, mn], axis=-1).astype(np.uint8).reshape(rows, nsub, 2))
+        super_scales = np.ascontiguousarray(np.concatenate([_f16(blocks[:, :2]), _f16(blocks[:, 2:4])], axis=1)
+                                            .reshape(rows, cols // QK_K, 2))
     return QTensor(q=np.ascontiguousarray(q.reshape(rows, cols)),
                    d=np.ascontiguousarray(d.reshape(rows, nsub), dtype=np.float32),
                    m=np.ascontiguousarray(m.reshape(rows, nsub), dtype=np.float32),
-                   block=sub, qtype=qtype)
+                   block=sub, qtype=qtype, sub_scales=sub_scales, super_scales=super_scales)
 
 
 @njit(parallel=True, fastmath=True, cache=True)

@@ -112,8 +112,13 @@ def stack(mats: list[Matrix]) -> list[Matrix]:
         return [np.ascontiguousarray(np.concatenate(mats))]
     if all(isinstance(m, QTensor) for m in mats) and len({(m.qtype, m.block) for m in mats}) == 1:
         first = mats[0]
-        return [QTensor(q=np.concatenate([m.q for m in mats]), d=np.concatenate([m.d for m in mats]),
-                        m=np.concatenate([m.m for m in mats]), block=first.block, qtype=first.qtype)]
+
+        def joined(field):
+            parts = [getattr(m, field) for m in mats]
+            return None if any(p is None for p in parts) else np.concatenate(parts)
+
+        return [QTensor(q=joined("q"), d=joined("d"), m=joined("m"), block=first.block, qtype=first.qtype,
+                        sub_scales=joined("sub_scales"), super_scales=joined("super_scales"))]
     return mats
 
 
