@@ -50,6 +50,24 @@ struct IDot {
     __device__ __forceinline__ int value() const { return 254 * hi + lo; }
 };
 
+// A 16-byte load of weight bytes (qs, Q6_K's qh).  Every such byte is read once a step, so with EDGELLM_GEMV_STREAM=1
+// these loads skip L1 allocation and leave L1 to the activations, which every row of a block reads again (the block
+// scales keep the cached loads: lanes of later instructions read the same bytes).  Off until timed on a GPU.
+#ifndef EDGELLM_GEMV_STREAM
+#define EDGELLM_GEMV_STREAM 0
+#endif
+__device__ __forceinline__ uint4 load_weights16(const uint8_t *p) {
+#if EDGELLM_GEMV_STREAM
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    return v;
+#else
+    return __ldg(reinterpret_cast<const uint4 *>(p));
+#endif
+}
+
 __device__ __forceinline__ float half_at(const void *d, int64_t i) {
     return __half2float(reinterpret_cast<const __half *>(d)[i]);
 }
@@ -65,7 +83,7 @@ template <int QT> __device__ float chunk_dot(const QMatrix &w, int row, int chun
 // dp4a of a block's 32 nibbles (16 bytes: the low nibbles are weights 0..15, the high ones 16..31) with the chunk's
 // activations.
 __device__ __forceinline__ int nibble_dot(const uint8_t *qs, const XChunk &x) {
-    const uint4 q = __ldg(reinterpret_cast<const uint4 *>(qs));
+    const uint4 q = load_weights16(qs);
     const int qv[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
     IDot dot;
 #pragma unroll
@@ -92,7 +110,7 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_1>(const QMatr
 template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q5_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
     // w = d * (n - 16), n = nibble | fifth bit << 4; bit j of qh belongs to weight j.
     const int64_t blk = (int64_t)row * (w.cols / 32) + chunk;
-    const uint4 q = __ldg(reinterpret_cast<const uint4 *>(w.qs + blk * 16));
+    const uint4 q = load_weights16(w.qs + blk * 16);
     const uint32_t qh = __ldg(reinterpret_cast<const uint32_t *>(w.qh) + blk);
     const int qv[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
     IDot dot;
@@ -106,8 +124,8 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q5_0>(const QMatr
 
 template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q8_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
     const int64_t blk = (int64_t)row * (w.cols / 32) + chunk;
-    const uint4 a = __ldg(reinterpret_cast<const uint4 *>(w.qs + blk * 32));
-    const uint4 b = __ldg(reinterpret_cast<const uint4 *>(w.qs + blk * 32 + 16));
+    const uint4 a = load_weights16(w.qs + blk * 32);
+    const uint4 b = load_weights16(w.qs + blk * 32 + 16);
     const int qv[8] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w, (int)b.x, (int)b.y, (int)b.z, (int)b.w};
     IDot dot;
 #pragma unroll
@@ -121,8 +139,8 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_K>(const QMatr
     const int64_t sb = (int64_t)row * (w.cols / 256) + chunk / 8;
     const int j = chunk % 8;
     const uint8_t *qs = w.qs + sb * 128 + (j / 2) * 32;
-    const uint4 a = __ldg(reinterpret_cast<const uint4 *>(qs));
-    const uint4 b = __ldg(reinterpret_cast<const uint4 *>(qs + 16));
+    const uint4 a = load_weights16(qs);
+    const uint4 b = load_weights16(qs + 16);
     const int qv[8] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w, (int)b.x, (int)b.y, (int)b.z, (int)b.w};
     const int shift = (j & 1) * 4;
     IDot dot;
@@ -149,8 +167,8 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q6_K>(const QMatr
     const int j = chunk % 8, h = j / 4, qd = j % 4;
     const uint8_t *ql = w.qs + sb * 128 + h * 64 + (qd & 1) * 32;
     const uint8_t *qh = w.qh + sb * 64 + h * 32;
-    const uint4 la = __ldg(reinterpret_cast<const uint4 *>(ql)), lb = __ldg(reinterpret_cast<const uint4 *>(ql + 16));
-    const uint4 ha = __ldg(reinterpret_cast<const uint4 *>(qh)), hb = __ldg(reinterpret_cast<const uint4 *>(qh + 16));
+    const uint4 la = load_weights16(ql), lb = load_weights16(ql + 16);
+    const uint4 ha = load_weights16(qh), hb = load_weights16(qh + 16);
     const int lv[8] = {(int)la.x, (int)la.y, (int)la.z, (int)la.w, (int)lb.x, (int)lb.y, (int)lb.z, (int)lb.w};
     const int hv[8] = {(int)ha.x, (int)ha.y, (int)ha.z, (int)ha.w, (int)hb.x, (int)hb.y, (int)hb.z, (int)hb.w};
     const int lshift = (qd >> 1) * 4, hshift = 2 * qd;
@@ -186,6 +204,17 @@ constexpr int kGemvWarps = EDGELLM_GEMV_WARPS;
 constexpr int kRowsPerWarp = EDGELLM_GEMV_ROWS;
 static_assert(kRowsPerWarp >= 1 && kRowsPerWarp <= 4, "1 to 4 rows per warp");
 constexpr int kRowsPerBlock = kGemvWarps * kRowsPerWarp;
+
+// Blocks per SM the compiler must fit in registers (a build setting: make EXTRA=-DEDGELLM_GEMV_MIN_BLOCKS=8 caps
+// the row-per-warp kernels at 64 registers, 8 blocks of 4 warps an SM); 0, the default: the compiler's choice.
+#ifndef EDGELLM_GEMV_MIN_BLOCKS
+#define EDGELLM_GEMV_MIN_BLOCKS 0
+#endif
+#if EDGELLM_GEMV_MIN_BLOCKS > 0
+#define GEMV_BOUNDS __launch_bounds__(32 * kGemvWarps, EDGELLM_GEMV_MIN_BLOCKS)
+#else
+#define GEMV_BOUNDS __launch_bounds__(32 * kGemvWarps)
+#endif
 
 // A lane's share of N dot products (row[m] of *w[m]) with x: chunks lane, lane + 32, ... summed in that order,
 // unroll of them at a time so that their loads are all in flight before the first is used (a decode GEMV is a few
@@ -235,8 +264,7 @@ __device__ __forceinline__ int last_row_within(int first, int r, int rows) {
 }
 
 template <int QT>
-__global__ void __launch_bounds__(32 * kGemvWarps) gemv_kernel(QMatrix w, const int8_t *xq, const float2 *xds,
-                                                               float *y) {
+__global__ void GEMV_BOUNDS gemv_kernel(QMatrix w, const int8_t *xq, const float2 *xds, float *y) {
     const int lane = threadIdx.x & 31, first = warp_first_row();
     if (first >= w.rows) return;  // whole warps leave together: the shuffles below stay full
     const QMatrix *m[kRowsPerWarp];
@@ -328,8 +356,8 @@ __device__ __forceinline__ float2 rotate_pair(float xa, float xb, int i, int D, 
 }
 
 template <int QT>
-__global__ void __launch_bounds__(32 * kGemvWarps) gemv_jobs_kernel(const __grid_constant__ GemvJobs jobs,
-                                                                    const int8_t *xq, const float2 *xds) {
+__global__ void GEMV_BOUNDS gemv_jobs_kernel(const __grid_constant__ GemvJobs jobs, const int8_t *xq,
+                                             const float2 *xds) {
     const int lane = threadIdx.x & 31, first = warp_first_row(), total = jobs.row_end[jobs.count - 1];
     if (first >= total) return;
     // A warp's rows may straddle two matrices: each row finds its own.
@@ -395,8 +423,8 @@ struct QuantizeNext {
 constexpr int kBlocksPerChunk = kRowsPerBlock <= 32 && 32 % kRowsPerBlock == 0 ? 32 / kRowsPerBlock : 0;
 
 template <int QT>
-__global__ void __launch_bounds__(32 * kGemvWarps) gemv_swiglu_kernel(QMatrix gate, QMatrix up, const int8_t *xq,
-                                                                      const float2 *xds, float *y, QuantizeNext next) {
+__global__ void GEMV_BOUNDS gemv_swiglu_kernel(QMatrix gate, QMatrix up, const int8_t *xq, const float2 *xds,
+                                               float *y, QuantizeNext next) {
     const int lane = threadIdx.x & 31, first = warp_first_row();
     // Warps past the end only take part in the block's barrier below (with `next`); none exist when rows % 32 == 0.
     const bool active = first < gate.rows;
