@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 
-import numpy as np
 import pytest
 
 from edgellm.cuda.gemv import QMatrix, activation_bytes
