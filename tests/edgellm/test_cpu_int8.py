@@ -21,22 +21,22 @@ LAYOUTS = [pytest.param(False, id="portable"),
            pytest.param(True, id="vnni", marks=pytest.mark.skipif(not vnni.AVAILABLE, reason="no AVX-512 VNNI"))]
 
 
-def quantized_matrix(qtype: str, rng):
+def quantized_matrix(qtype: str, rng, cols: int = COLS):
     """Real blocks: quantized by gguf where it can; K-quants as random bytes with sane fp16 scales."""
     if qtype in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"):
-        raw = quantize(rng.standard_normal((ROWS, COLS)).astype(np.float32), T[qtype])
+        raw = quantize(rng.standard_normal((ROWS, cols)).astype(np.float32), T[qtype])
     else:
-        raw = rng.integers(0, 256, (ROWS * COLS // 256, gguf.GGML_QUANT_SIZES[T[qtype]][1]), dtype=np.uint8)
+        raw = rng.integers(0, 256, (ROWS * cols // 256, gguf.GGML_QUANT_SIZES[T[qtype]][1]), dtype=np.uint8)
         scale = np.full((raw.shape[0], 1), 0.01, np.float16).view(np.uint8)
         if qtype == "Q6_K":
             raw[:, -2:] = scale
         else:  # d and dmin lead the block
             raw[:, 0:4] = np.concatenate([scale, scale], axis=1)
-    return repack(qtype, raw.reshape(ROWS, -1), ROWS, COLS)
+    return repack(qtype, raw.reshape(ROWS, -1), ROWS, cols)
 
 
-def activations(rng, tokens=3) -> np.ndarray:
-    x = rng.standard_normal((tokens, COLS)).astype(np.float32)
+def activations(rng, tokens=3, cols: int = COLS) -> np.ndarray:
+    x = rng.standard_normal((tokens, cols)).astype(np.float32)
     x[:, 7] *= 40.0  # an outlier, as real residual streams have
     return x
 
@@ -80,6 +80,27 @@ def test_rows_of_the_panels_are_the_dequantized_rows(qtype, vnni_layout):
     rows = np.array([0, 17, 39, 5])
     np.testing.assert_array_equal(dequantized_rows(to_panels(qt, vnni_layout=vnni_layout), rows),
                                   qt.dequantize()[rows])
+
+
+@pytest.mark.parametrize("vnni_layout", LAYOUTS)
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "bytes"])
+@pytest.mark.parametrize("qtype", QUANTIZED_TYPES)
+def test_a_tile_of_tokens_gives_each_tokens_one_token_product_bit_for_bit(qtype, packed, vnni_layout):
+    """The prefill kernel (vnni.panel_tile: each block unpacked once for the tile's tokens, TILE_UNITS 32-column
+    units at a time) gives every token the decode kernel's (vnni.panel_dot) bits; columns over several chunks, the
+    last one partial where the type allows (K-quants come in 256 columns)."""
+    rng = np.random.default_rng(11)
+    for cols in ((768,) if qtype.endswith("_K") else (96, 800)):
+        w = to_panels(quantized_matrix(qtype, rng, cols), vnni_layout=vnni_layout, packed=packed)
+        tokens = 5
+        buf = ActivationBuffers(tokens, cols)
+        x = activations(rng, tokens, cols)
+        buf.quantize(x)
+        tile = buf.matmul(w, np.full((tokens, padded_rows(w)), np.nan, np.float32))
+        for t in range(tokens):
+            buf.quantize(x[t:t + 1])
+            one = buf.matmul(w, np.full((1, padded_rows(w)), np.nan, np.float32))
+            np.testing.assert_array_equal(tile[t].view(np.uint32), one[0].view(np.uint32))
 
 
 PACKED = {"Q6_K": (vnni.SIX_BITS, vnni.BYTES16), "Q4_K": (vnni.K_NIBBLES, vnni.NIBBLES)}

@@ -248,7 +248,10 @@ class ActivationBuffers:
         """out [T, >= padded rows] (C-contiguous rows) = the quantized activations @ w.T; returns out[:, :rows]."""
         T, C = self.T, self.C
         xq, xd, xs = self.xq[:T, :2 * C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK]
-        kernel = vnni.panel_matmul_vnni if w.vnni else vnni.panel_matmul
+        if T == 1:  # decode: one pass over each panel, its blocks unpacked in registers
+            kernel = vnni.panel_matmul_vnni if w.vnni else vnni.panel_matmul
+        else:       # a tile of tokens: each block unpacked once for all of them (the same bits as one at a time)
+            kernel = vnni.panel_tile_matmul_vnni if w.vnni else vnni.panel_tile_matmul
         kernel(w.u, w.d, w.m, xq, xd, xs, w.layout, w.half_scales, out)
         return out[:, :w.rows]
 

@@ -22,6 +22,10 @@ Scales are float16 (HALF_SCALES, when that holds them exactly) or float32, 16 pe
 `panel_dot_portable` is the same for CPUs without VNNI (AVX2, arm64): each vpdpbusd written out in plain vector IR
 (16-bit products, neighbours added: LLVM's vpmaddwd on x86, the target's own instructions elsewhere), float32 scales
 only.
+`panel_tile` (and `panel_tile_portable`) is the prompt's form: one panel against a tile of tokens, each block of
+weights and its float32 scales unpacked once, TILE_UNITS 32-column units at a time, into a stack scratch in the BYTES
+(or BYTES16) form, and every token of the tile run over that; each token's blocks are scaled and summed in
+panel_dot's order, so its products are panel_dot's bit for bit.
 """
 
 from __future__ import annotations
@@ -80,15 +84,13 @@ def _dpbusd_generic(builder, acc, weights, quads):
     return builder.add(acc, pairs(pairs(products, 32), 16))
 
 
-def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
-    """The typing and code of panel_dot (generic=False: vpdpbusd) and panel_dot_portable (plain vector IR)."""
-    sig = types.void(u, d, m, x, xd, xs, layout, half_scales, out)
+class _Emitter:
+    """The IR pieces both intrinsics are made of, for one function being generated: loading a block's weights and
+    scales in any layout, one block's integer sums against one token, and its float32 scaling."""
 
-    def codegen(context, builder, signature, args):
-        arrays = [context.make_array(t)(context, builder, a) if isinstance(t, types.Array) else None
-                  for t, a in zip(signature.args, args)]
-        u_arr, d_arr, m_arr, x_arr, xd_arr, xs_arr, _, _, out_arr = arrays
-        layout_v, half_v = args[6], args[7]
+    def __init__(self, builder, generic, half_v):
+        self.builder, self.generic = builder, generic
+        self.is_half = builder.icmp_unsigned("!=", builder.zext(half_v, _I64), ir.Constant(_I64, 0))
         if generic:
             def dot(acc, weights, quads):
                 return _dpbusd_generic(builder, acc, weights, quads)
@@ -98,129 +100,117 @@ def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
 
             def dot(acc, weights, quads):
                 return builder.call(dpbusd, [acc, weights, quads])
-        n_blocks = cgutils.unpack_tuple(builder, d_arr.shape, 2)[0]
-        u_ptr = builder.bitcast(u_arr.data, _I32X16.as_pointer())       # one 64-byte vector per index
-        d_bytes = cgutils.unpack_tuple(builder, d_arr.strides, 2)[0]
-        m_bytes = cgutils.unpack_tuple(builder, m_arr.strides, 2)[0]
-        d_base, m_base = builder.ptrtoint(d_arr.data, _I64), builder.ptrtoint(m_arr.data, _I64)
-        x_quads = builder.bitcast(x_arr.data, _I32.as_pointer())
-        xd_ptr, xs_ptr = xd_arr.data, xs_arr.data
-        acc = cgutils.alloca_once_value(builder, ir.Constant(_F32X16, None))
-        low_mask = ir.Constant(_I8X64, [0x0F] * 64)
-        four = ir.Constant(_I8X64, [4] * 64)
-        is_half = builder.icmp_unsigned("!=", builder.zext(half_v, _I64), ir.Constant(_I64, 0))
+        self.dot = dot
+        self.fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32X16, [_F32X16] * 3),
+                                                      "llvm.fmuladd.v16f32")
+        self.low_mask = ir.Constant(_I8X64, [0x0F] * 64)
+        self.four = ir.Constant(_I8X64, [4] * 64)
 
-        def scales(base, b):
-            return load_scales(builder.add(base, builder.mul(b, d_bytes)))
+    def const(self, value):
+        return ir.Constant(_I64, value)
 
-        def load_scales(ptr):
-            """16 float32 scales at address ptr, stored as float16 or float32 (is_half)."""
-            if generic:  # float32 only: no half-precision conversion, which would need F16C or a library call
-                return builder.load(builder.inttoptr(ptr, _F32X16.as_pointer()), align=4)
-            with builder.if_else(is_half) as (then, otherwise):
-                with then:
-                    half = builder.load(builder.inttoptr(ptr, _F16X16.as_pointer()), align=2)
-                    from_half = builder.fpext(half, _F32X16)
-                    then_block = builder.block
-                with otherwise:
-                    from_float = builder.load(builder.inttoptr(ptr, _F32X16.as_pointer()), align=4)
-                    else_block = builder.block
-            phi = builder.phi(_F32X16)
-            phi.add_incoming(from_half, then_block)
-            phi.add_incoming(from_float, else_block)
-            return phi
+    def load_scales(self, ptr, may_be_half=True):
+        """16 float32 scales at address ptr (an integer), stored as float16 or float32 (is_half; float32 only when
+        not may_be_half)."""
+        builder = self.builder
+        if self.generic or not may_be_half:  # generic: no half-precision conversion (F16C or a library call)
+            return builder.load(builder.inttoptr(ptr, _F32X16.as_pointer()), align=4)
+        with builder.if_else(self.is_half) as (then, otherwise):
+            with then:
+                half = builder.load(builder.inttoptr(ptr, _F16X16.as_pointer()), align=2)
+                from_half = builder.fpext(half, _F32X16)
+                then_block = builder.block
+            with otherwise:
+                from_float = builder.load(builder.inttoptr(ptr, _F32X16.as_pointer()), align=4)
+                else_block = builder.block
+        phi = builder.phi(_F32X16)
+        phi.add_incoming(from_half, then_block)
+        phi.add_incoming(from_float, else_block)
+        return phi
 
-        def digit_quad(quad_index, digit):
-            """The 4 activations' hi (digit 0) or lo (digit 1) bytes of quad quad_index, as one int32: a block's 8
-            hi quads come before its 8 lo quads (edgellm.cpu.int8_matmul.quantize_activations)."""
-            block = builder.lshr(quad_index, ir.Constant(_I64, 3))
-            within = builder.and_(quad_index, ir.Constant(_I64, 7))
-            at = builder.add(builder.add(builder.shl(block, ir.Constant(_I64, 4)), within),
-                             ir.Constant(_I64, 8 * digit))
-            return builder.load(builder.gep(x_quads, [at]), align=1)
+    def block_quads(self, kind, u_ptr, b):
+        """Block b's weights (NIBBLES, BYTES, BYTES16) as (quad vector, quad index within the block) pairs."""
+        builder = self.builder
+        if kind == NIBBLES:
+            quads = []
+            for j in range(4):
+                packed = builder.load(builder.gep(u_ptr, [builder.add(builder.mul(b, self.const(4)), self.const(j))]),
+                                      align=1)
+                bytes_ = builder.bitcast(packed, _I8X64)
+                quads.append((builder.bitcast(builder.and_(bytes_, self.low_mask), _I32X16), j))
+                quads.append((builder.bitcast(builder.lshr(bytes_, self.four), _I32X16), j + 4))
+            return quads
+        count = 8 if kind == BYTES else 4
+        return [(builder.load(builder.gep(u_ptr, [builder.add(builder.mul(b, self.const(count)), self.const(j))]),
+                              align=1), j) for j in range(count)]
 
-        def step(sums, weights, quad_index):
-            """Both digits' products of one quad of weights: two vpdpbusd."""
-            return tuple(dot(sums[digit], weights, _splat(builder, digit_quad(quad_index, digit), _I32X16))
-                         for digit in (0, 1))
+    def block_sum(self, quads, first_quad, x_quads):
+        """int32 lane sums of one block against one token: per quad both digits' products (two vpdpbusd), the
+        digits joined as 254 hi + lo (exact: at most 32 * 255 * 32384 in a lane). first_quad: the block's first quad
+        index in the token's activations at x_quads (int32 pointer)."""
+        builder = self.builder
+        sums = [ir.Constant(_I32X16, None), ir.Constant(_I32X16, None)]
+        for weights, j in quads:
+            quad_index = builder.add(first_quad, self.const(j))
+            for digit in (0, 1):
+                x = self.digit_quad(x_quads, quad_index, digit)
+                sums[digit] = self.dot(sums[digit], weights, _splat(builder, x, _I32X16))
+        return builder.add(builder.mul(sums[0], ir.Constant(_I32X16, [254] * 16)), sums[1])
 
-        def block_sum(b, kind):
-            """int32 lane sums of block b for one layout (unrolled over its quads), the digits joined: 254 hi + lo
-            (exact: at most 32 * 255 * 32384 in a lane)."""
-            sums = (ir.Constant(_I32X16, None), ir.Constant(_I32X16, None))
-            if kind == NIBBLES:
-                for j in range(4):
-                    packed = builder.load(builder.gep(u_ptr, [builder.add(builder.mul(b, ir.Constant(_I64, 4)),
-                                                                           ir.Constant(_I64, j))]), align=1)
-                    bytes_ = builder.bitcast(packed, _I8X64)
-                    low = builder.bitcast(builder.and_(bytes_, low_mask), _I32X16)
-                    high = builder.bitcast(builder.lshr(bytes_, four), _I32X16)
-                    first = builder.mul(b, ir.Constant(_I64, 8))
-                    sums = step(sums, low, builder.add(first, ir.Constant(_I64, j)))
-                    sums = step(sums, high, builder.add(first, ir.Constant(_I64, j + 4)))
-            else:
-                quads = 8 if kind == BYTES else 4
-                for j in range(quads):
-                    index = builder.add(builder.mul(b, ir.Constant(_I64, quads)), ir.Constant(_I64, j))
-                    sums = step(sums, builder.load(builder.gep(u_ptr, [index]), align=1), index)
-            return builder.add(builder.mul(sums[0], ir.Constant(_I32X16, [254] * 16)), sums[1])
+    def digit_quad(self, x_quads, quad_index, digit):
+        """The 4 activations' hi (digit 0) or lo (digit 1) bytes of quad quad_index, as one int32: a block's 8
+        hi quads come before its 8 lo quads (edgellm.cpu.int8_matmul.quantize_activations)."""
+        builder = self.builder
+        block = builder.lshr(quad_index, self.const(3))
+        within = builder.and_(quad_index, self.const(7))
+        at = builder.add(builder.add(builder.shl(block, self.const(4)), within), self.const(8 * digit))
+        return builder.load(builder.gep(x_quads, [at]), align=1)
 
-        fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32X16, [_F32X16] * 3),
-                                                 "llvm.fmuladd.v16f32")
+    def accumulate(self, acc, isum, wd, wm, x_scale, x_sum):
+        """acc += isum * (wd * xd) + wm * xs: one block's float32 scaling, in this order, as one multiply-add the
+        target fuses or not and no other fast-math freedom: layouts whose scales are formed in registers
+        (SIX_BITS, K_NIBBLES), where fast math would fold their forming into the scaling, round as the layouts
+        that read them from memory (BYTES16, NIBBLES)."""
+        builder = self.builder
+        xd_v, xs_v = _splat(builder, x_scale, _F32X16), _splat(builder, x_sum, _F32X16)
+        term = builder.call(self.fmuladd, [builder.sitofp(isum, _F32X16), builder.fmul(wd, xd_v),
+                                           builder.fmul(wm, xs_v)])
+        return builder.fadd(acc, term)
 
-        def accumulate(isum, wd, wm, x_scale, x_sum):
-            """acc += isum * (wd * xd) + wm * xs: one block's float32 scaling, in this order, as one multiply-add the
-            target fuses or not and no other fast-math freedom: layouts whose scales are formed in registers
-            (SIX_BITS, K_NIBBLES), where fast math would fold their forming into the scaling, round as the layouts
-            that read them from memory (BYTES16, NIBBLES)."""
-            xd_v, xs_v = _splat(builder, x_scale, _F32X16), _splat(builder, x_sum, _F32X16)
-            term = builder.call(fmuladd, [builder.sitofp(isum, _F32X16), builder.fmul(wd, xd_v),
-                                          builder.fmul(wm, xs_v)])
-            builder.store(builder.fadd(builder.load(acc), term), acc)
+    def k_scales(self, d_base, d_bytes, m_base, m_bytes, b):
+        """K_NIBBLES: block b's 16 scales and mins (6 bits each) from its 24 bytes, times the super scales."""
+        builder = self.builder
+        i8x16, i8x8 = ir.VectorType(_I8, 16), ir.VectorType(_I8, 8)
+        at = builder.add(d_base, builder.mul(b, d_bytes))
+        first = builder.load(builder.inttoptr(at, i8x16.as_pointer()), align=1)
+        lows = builder.load(builder.inttoptr(builder.add(at, self.const(16)), i8x8.as_pointer()), align=1)
+        scale = builder.and_(first, ir.Constant(i8x16, [0x3F] * 16))
+        min_top = builder.shl(builder.lshr(first, ir.Constant(i8x16, [6] * 16)), ir.Constant(i8x16, [4] * 16))
+        min_low = builder.shuffle_vector(builder.and_(lows, ir.Constant(i8x8, [0x0F] * 8)),
+                                         builder.lshr(lows, ir.Constant(i8x8, [4] * 8)),
+                                         ir.Constant(ir.VectorType(_I32, 16), list(range(16))))
+        minimum = builder.or_(min_low, min_top)
+        sup_at = builder.add(m_base, builder.mul(builder.lshr(b, self.const(3)), m_bytes))
+        half_width = self.const(64) if self.generic else \
+            builder.select(self.is_half, self.const(32), self.const(64))
+        wd = builder.fmul(self.load_scales(sup_at), builder.uitofp(builder.zext(scale, _I32X16), _F32X16))
+        mins = builder.fmul(self.load_scales(builder.add(sup_at, half_width)),
+                            builder.uitofp(builder.zext(minimum, _I32X16), _F32X16))
+        wm = builder.fsub(builder.fneg(mins), builder.fmul(ir.Constant(_F32X16, [0.0] * 16), wd))
+        return wd, wm
 
-        def k_scales(b):
-            """K_NIBBLES: block b's 16 scales and mins (6 bits each) from its 24 bytes, times the super scales."""
-            i8x16, i8x8 = ir.VectorType(_I8, 16), ir.VectorType(_I8, 8)
-            at = builder.add(d_base, builder.mul(b, d_bytes))
-            first = builder.load(builder.inttoptr(at, i8x16.as_pointer()), align=1)
-            lows = builder.load(builder.inttoptr(builder.add(at, ir.Constant(_I64, 16)), i8x8.as_pointer()), align=1)
-            scale = builder.and_(first, ir.Constant(i8x16, [0x3F] * 16))
-            min_top = builder.shl(builder.lshr(first, ir.Constant(i8x16, [6] * 16)), ir.Constant(i8x16, [4] * 16))
-            min_low = builder.shuffle_vector(builder.and_(lows, ir.Constant(i8x8, [0x0F] * 8)),
-                                             builder.lshr(lows, ir.Constant(i8x8, [4] * 8)),
-                                             ir.Constant(ir.VectorType(_I32, 16), list(range(16))))
-            minimum = builder.or_(min_low, min_top)
-            sup_at = builder.add(m_base, builder.mul(builder.lshr(b, ir.Constant(_I64, 3)), m_bytes))
-            half_width = builder.select(is_half, ir.Constant(_I64, 32), ir.Constant(_I64, 64)) if not generic \
-                else ir.Constant(_I64, 64)
-            wd = builder.fmul(load_scales(sup_at), builder.uitofp(builder.zext(scale, _I32X16), _F32X16))
-            mins = builder.fmul(load_scales(builder.add(sup_at, half_width)),
-                                builder.uitofp(builder.zext(minimum, _I32X16), _F32X16))
-            wm = builder.fsub(builder.fneg(mins), builder.fmul(ir.Constant(_F32X16, [0.0] * 16), wd))
-            return wd, wm
-
-        def run(kind):
-            block = 16 if kind == BYTES16 else 32
-            with cgutils.for_range(builder, n_blocks) as loop:
-                b = loop.index
-                isum = block_sum(b, NIBBLES if kind == K_NIBBLES else kind)
-                act = builder.udiv(builder.mul(b, ir.Constant(_I64, block)), ir.Constant(_I64, 32))
-                x_scale = builder.load(builder.gep(xd_ptr, [act]))
-                if block == 32:
-                    pair = builder.mul(b, ir.Constant(_I64, 2))
-                    x_sum = builder.fadd(builder.load(builder.gep(xs_ptr, [pair])),
-                                         builder.load(builder.gep(xs_ptr, [builder.add(pair, ir.Constant(_I64, 1))])))
-                else:
-                    x_sum = builder.load(builder.gep(xs_ptr, [b]))
-                wd, wm = k_scales(b) if kind == K_NIBBLES else (scales(d_base, b), scales(m_base, b))
-                accumulate(isum, wd, wm, x_scale, x_sum)
-
-        def six_bit_quad(nibbles, tops, j):
-            """Quad j (0..7) of a 32-column group as 64 bytes of values 0..63: its low 4 bits from nibble vector
-            j % 4 (low or high nibbles), its top 2 from bits 2 (j // 2) of top vector j % 2, moved to bits 4-5 by
-            a 32-bit shift (what crosses a byte boundary is masked off)."""
+    def six_bit_group(self, u_ptr, g):
+        """SIX_BITS: the 8 quads (values 0..63) of 32-column group g from its 6 vectors. Quad j's low 4 bits are
+        in nibble vector j % 4 (low or high nibbles), its top 2 in bits 2 (j // 2) of top vector j % 2, moved to
+        bits 4-5 by a 32-bit shift (what crosses a byte boundary is masked off)."""
+        builder = self.builder
+        vecs = [builder.load(builder.gep(u_ptr, [builder.add(builder.mul(g, self.const(6)), self.const(k))]),
+                             align=1) for k in range(6)]
+        nibbles, tops = [builder.bitcast(v, _I8X64) for v in vecs[:4]], vecs[4:]
+        quads = []
+        for j in range(8):
             vec = nibbles[j % 4]
-            low = builder.and_(vec, low_mask) if j < 4 else builder.lshr(vec, four)
+            low = builder.and_(vec, self.low_mask) if j < 4 else builder.lshr(vec, self.four)
             shift = 4 - 2 * (j // 2)
             top = tops[j % 2]
             if shift > 0:
@@ -228,52 +218,201 @@ def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
             elif shift < 0:
                 top = builder.lshr(top, ir.Constant(_I32X16, [-shift] * 16))
             high = builder.and_(builder.bitcast(top, _I8X64), ir.Constant(_I8X64, [0x30] * 64))
-            return builder.bitcast(builder.or_(low, high), _I32X16)
+            quads.append(builder.bitcast(builder.or_(low, high), _I32X16))
+        return quads
 
-        def run_six_bits():
-            """SIX_BITS: two blocks of 16 per step (one 32-column group: 6 vectors), each scaled as BYTES16's."""
-            i8x16 = ir.VectorType(_I8, 16)
-            sub_ptr = builder.bitcast(d_arr.data, i8x16.as_pointer())       # 16 int8 scales per block
-            with cgutils.for_range(builder, builder.udiv(n_blocks, ir.Constant(_I64, 2))) as loop:
-                g = loop.index
-                vecs = [builder.load(builder.gep(u_ptr, [builder.add(builder.mul(g, ir.Constant(_I64, 6)),
-                                                                     ir.Constant(_I64, k))]), align=1)
-                        for k in range(6)]
-                nibbles = [builder.bitcast(v, _I8X64) for v in vecs[:4]]
-                x_scale = builder.load(builder.gep(xd_ptr, [g]))
-                for half in (0, 1):
-                    sums = (ir.Constant(_I32X16, None), ir.Constant(_I32X16, None))
-                    for j in range(4 * half, 4 * half + 4):
-                        quad = builder.add(builder.mul(g, ir.Constant(_I64, 8)), ir.Constant(_I64, j))
-                        sums = step(sums, six_bit_quad(nibbles, vecs[4:], j), quad)
-                    isum = builder.add(builder.mul(sums[0], ir.Constant(_I32X16, [254] * 16)), sums[1])
-                    b = builder.add(builder.mul(g, ir.Constant(_I64, 2)), ir.Constant(_I64, half))
-                    sub = builder.sitofp(builder.sext(builder.load(builder.gep(sub_ptr, [b]), align=1), _I32X16),
-                                         _F32X16)
-                    sup_at = builder.add(m_base, builder.mul(builder.lshr(b, ir.Constant(_I64, 4)), m_bytes))
-                    wd = builder.fmul(load_scales(sup_at), sub)
-                    wm = builder.fsub(ir.Constant(_F32X16, [0.0] * 16),
-                                      builder.fmul(ir.Constant(_F32X16, [32.0] * 16), wd))
-                    accumulate(isum, wd, wm, x_scale, builder.load(builder.gep(xs_ptr, [b])))
+    def six_bit_scales(self, d_arr, m_base, m_bytes, b):
+        """SIX_BITS: block b's (16 columns) d = super * int8 scale and m = 0 - 32 d, the values BYTES16 stores."""
+        builder = self.builder
+        sub_ptr = builder.bitcast(d_arr.data, ir.VectorType(_I8, 16).as_pointer())   # 16 int8 scales per block
+        sub = builder.sitofp(builder.sext(builder.load(builder.gep(sub_ptr, [b]), align=1), _I32X16), _F32X16)
+        sup_at = builder.add(m_base, builder.mul(builder.lshr(b, self.const(4)), m_bytes))
+        wd = builder.fmul(self.load_scales(sup_at), sub)
+        wm = builder.fsub(ir.Constant(_F32X16, [0.0] * 16), builder.fmul(ir.Constant(_F32X16, [32.0] * 16), wd))
+        return wd, wm
 
+    def dispatch(self, layout_v, emit):
+        """emit(kind) for the layout the call names; BYTES16 when it names none of the others."""
+        builder = self.builder
         layout64 = builder.zext(layout_v, _I64) if layout_v.type.width < 64 else layout_v
-        runs = [(NIBBLES, lambda: run(NIBBLES)), (K_NIBBLES, lambda: run(K_NIBBLES)), (BYTES, lambda: run(BYTES)),
-                (SIX_BITS, run_six_bits)]
+        kinds = [NIBBLES, K_NIBBLES, BYTES, SIX_BITS]
 
-        def dispatch(i):
-            """The code of the layout the call names; the last one (BYTES16) when it names none of the others."""
-            if i == len(runs):
-                run(BYTES16)
+        def branch(i):
+            if i == len(kinds):
+                emit(BYTES16)
                 return
-            kind, emit = runs[i]
-            with builder.if_else(builder.icmp_unsigned("==", layout64, ir.Constant(_I64, kind))) as (then, otherwise):
+            with builder.if_else(builder.icmp_unsigned("==", layout64, self.const(kinds[i]))) as (then, otherwise):
                 with then:
-                    emit()
+                    emit(kinds[i])
                 with otherwise:
-                    dispatch(i + 1)
+                    branch(i + 1)
 
-        dispatch(0)
+        branch(0)
+
+
+def _unit_blocks(e, kind, w, g):
+    """The weight blocks of 32-column unit g in memory (one block, or two of 16 columns: BYTES16, SIX_BITS), each as
+    (quads: (vector, quad index within the unit), wd, wm)."""
+    builder = e.builder
+    if kind in (NIBBLES, K_NIBBLES):
+        quads = e.block_quads(NIBBLES, w.u_ptr, g)
+        return [(quads, *(e.k_scales(w.d_base, w.d_bytes, w.m_base, w.m_bytes, g) if kind == K_NIBBLES
+                          else (w.scales(w.d_base, w.d_bytes, g), w.scales(w.m_base, w.m_bytes, g))))]
+    if kind == BYTES:
+        return [(e.block_quads(BYTES, w.u_ptr, g), w.scales(w.d_base, w.d_bytes, g), w.scales(w.m_base, w.m_bytes, g))]
+    blocks = []
+    six = e.six_bit_group(w.u_ptr, g) if kind == SIX_BITS else None
+    for h in (0, 1):
+        b = builder.add(builder.mul(g, e.const(2)), e.const(h))
+        if kind == SIX_BITS:
+            quads = [(six[j], j) for j in range(4 * h, 4 * h + 4)]
+            wd, wm = e.six_bit_scales(w.d_arr, w.m_base, w.m_bytes, b)
+        else:
+            quads = [(v, j + 4 * h) for v, j in e.block_quads(BYTES16, w.u_ptr, b)]
+            wd, wm = w.scales(w.d_base, w.d_bytes, b), w.scales(w.m_base, w.m_bytes, b)
+        blocks.append((quads, wd, wm))
+    return blocks
+
+
+def _scale_unit(e, acc, blocks, g, x_quads, xd_ptr, xs_ptr):
+    """acc after unit g's blocks against one token (activations at x_quads, xd_ptr, xs_ptr), in column order."""
+    builder = e.builder
+    x_scale = builder.load(builder.gep(xd_ptr, [g]))
+    pair = builder.mul(g, e.const(2))
+    for h, (quads, wd, wm) in enumerate(blocks):
+        isum = e.block_sum(quads, builder.mul(g, e.const(8)), x_quads)
+        if len(blocks) == 1:
+            x_sum = builder.fadd(builder.load(builder.gep(xs_ptr, [pair])),
+                                 builder.load(builder.gep(xs_ptr, [builder.add(pair, e.const(1))])))
+        else:
+            x_sum = builder.load(builder.gep(xs_ptr, [builder.add(pair, e.const(h))]))
+        acc = e.accumulate(acc, isum, wd, wm, x_scale, x_sum)
+    return acc
+
+
+class _PanelWeights:
+    """One panel's arrays as the IR sees them (u as 64-byte vectors, d and m as byte addresses)."""
+
+    def __init__(self, e, u_arr, d_arr, m_arr):
+        builder = e.builder
+        self.e, self.d_arr = e, d_arr
+        self.n_blocks = cgutils.unpack_tuple(builder, d_arr.shape, 2)[0]
+        self.u_ptr = builder.bitcast(u_arr.data, _I32X16.as_pointer())       # one 64-byte vector per index
+        self.d_bytes = cgutils.unpack_tuple(builder, d_arr.strides, 2)[0]
+        self.m_bytes = cgutils.unpack_tuple(builder, m_arr.strides, 2)[0]
+        self.d_base, self.m_base = builder.ptrtoint(d_arr.data, _I64), builder.ptrtoint(m_arr.data, _I64)
+
+    def scales(self, base, row_bytes, b):
+        return self.e.load_scales(self.e.builder.add(base, self.e.builder.mul(b, row_bytes)))
+
+    def units(self, kind):
+        """32-column units of the panel."""
+        if kind in (BYTES16, SIX_BITS):
+            return self.e.builder.udiv(self.n_blocks, self.e.const(2))
+        return self.n_blocks
+
+
+def _arrays(context, builder, signature, args):
+    return [context.make_array(t)(context, builder, a) if isinstance(t, types.Array) else None
+            for t, a in zip(signature.args, args)]
+
+
+def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
+    """The typing and code of panel_dot (generic=False: vpdpbusd) and panel_dot_portable (plain vector IR)."""
+    sig = types.void(u, d, m, x, xd, xs, layout, half_scales, out)
+
+    def codegen(context, builder, signature, args):
+        u_arr, d_arr, m_arr, x_arr, xd_arr, xs_arr, _, _, out_arr = _arrays(context, builder, signature, args)
+        e = _Emitter(builder, generic, args[7])
+        w = _PanelWeights(e, u_arr, d_arr, m_arr)
+        x_quads = builder.bitcast(x_arr.data, _I32.as_pointer())
+        acc = cgutils.alloca_once_value(builder, ir.Constant(_F32X16, None))
+
+        def run(kind):
+            with cgutils.for_range(builder, w.units(kind)) as loop:
+                g = loop.index
+                builder.store(_scale_unit(e, builder.load(acc), _unit_blocks(e, kind, w, g), g, x_quads,
+                                          xd_arr.data, xs_arr.data), acc)
+
+        e.dispatch(args[6], run)
         builder.store(builder.load(acc), builder.bitcast(out_arr.data, _F32X16.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# Columns of a panel unpacked at a time by panel_tile, in 32-column units: 512 columns of 16 rows are 8 KB of one-byte
+# weights and up to 4 KB of float32 scales, which stay in L1 beside the tokens' activations while the tile passes over
+# them (fewer units store and reload each token's sums more often; more leave L1).
+TILE_UNITS = 16
+
+
+def _panel_tile(generic, u, d, m, x, xd, xs, layout, half_scales, out):
+    """The typing and code of panel_tile (generic=False: vpdpbusd) and panel_tile_portable (plain vector IR)."""
+    sig = types.void(u, d, m, x, xd, xs, layout, half_scales, out)
+
+    def codegen(context, builder, signature, args):
+        u_arr, d_arr, m_arr, x_arr, xd_arr, xs_arr, _, _, out_arr = _arrays(context, builder, signature, args)
+        e = _Emitter(builder, generic, args[7])
+        w = _PanelWeights(e, u_arr, d_arr, m_arr)
+        n_tokens = cgutils.unpack_tuple(builder, x_arr.shape, 2)[0]
+
+        def row_address(arr, t):
+            return builder.add(builder.ptrtoint(arr.data, _I64),
+                               builder.mul(t, cgutils.unpack_tuple(builder, arr.strides, 2)[0]))
+
+        # the chunk's weights as BYTES (one block a unit) or BYTES16 (two), with float32 scales: 8 quad vectors a
+        # unit, and per block 16 d and 16 m
+        weights = cgutils.alloca_once(builder, _I32X16, size=TILE_UNITS * 8)
+        wd_ram = cgutils.alloca_once(builder, _F32X16, size=TILE_UNITS * 2)
+        wm_ram = cgutils.alloca_once(builder, _F32X16, size=TILE_UNITS * 2)
+
+        def run(kind):
+            per_unit = 2 if kind in (BYTES16, SIX_BITS) else 1
+            units = w.units(kind)
+            chunks = builder.udiv(builder.add(units, e.const(TILE_UNITS - 1)), e.const(TILE_UNITS))
+            with cgutils.for_range(builder, chunks) as chunk_loop:
+                first = builder.mul(chunk_loop.index, e.const(TILE_UNITS))
+                left = builder.sub(units, first)
+                count = builder.select(builder.icmp_unsigned("<", left, e.const(TILE_UNITS)), left,
+                                       e.const(TILE_UNITS))
+                with cgutils.for_range(builder, count) as unpack_loop:       # once per tile of tokens
+                    local = unpack_loop.index
+                    for h, (quads, wd, wm) in enumerate(_unit_blocks(e, kind, w, builder.add(first, local))):
+                        for vector, j in quads:
+                            at = builder.add(builder.mul(local, e.const(8)), e.const(j))
+                            builder.store(vector, builder.gep(weights, [at]))
+                        at = builder.add(builder.mul(local, e.const(per_unit)), e.const(h))
+                        builder.store(wd, builder.gep(wd_ram, [at]))
+                        builder.store(wm, builder.gep(wm_ram, [at]))
+                with cgutils.for_range(builder, n_tokens) as token_loop:
+                    t = token_loop.index
+                    x_quads = builder.inttoptr(builder.add(row_address(x_arr, t), builder.mul(first, e.const(64))),
+                                               _I32.as_pointer())
+                    xd_ptr = builder.inttoptr(builder.add(row_address(xd_arr, t), builder.mul(first, e.const(4))),
+                                              ir.FloatType().as_pointer())
+                    xs_ptr = builder.inttoptr(builder.add(row_address(xs_arr, t), builder.mul(first, e.const(8))),
+                                              ir.FloatType().as_pointer())
+                    out_ptr = builder.inttoptr(row_address(out_arr, t), _F32X16.as_pointer())
+                    # the first chunk starts from 0 as panel_dot does; the others go on from the sums stored
+                    acc = cgutils.alloca_once(builder, _F32X16)
+                    builder.store(ir.Constant(_F32X16, None), acc)
+                    with builder.if_then(builder.icmp_unsigned("!=", chunk_loop.index, e.const(0))):
+                        builder.store(builder.load(out_ptr, align=4), acc)
+                    with cgutils.for_range(builder, count) as unit_loop:
+                        local = unit_loop.index
+                        blocks = []
+                        for h in range(per_unit):
+                            quads = [(builder.load(builder.gep(weights, [builder.add(builder.mul(local, e.const(8)),
+                                                                                      e.const(j))])), j)
+                                     for j in range(4 * h, 4 * h + (8 if per_unit == 1 else 4))]
+                            at = builder.add(builder.mul(local, e.const(per_unit)), e.const(h))
+                            blocks.append((quads, builder.load(builder.gep(wd_ram, [at])),
+                                           builder.load(builder.gep(wm_ram, [at]))))
+                        builder.store(_scale_unit(e, builder.load(acc), blocks, local, x_quads, xd_ptr, xs_ptr), acc)
+                    builder.store(builder.load(acc), out_ptr, align=4)
+
+        e.dispatch(args[6], run)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -294,6 +433,22 @@ def panel_dot_portable(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
     """panel_dot without VNNI: the same layouts and arithmetic in plain vector IR (float32 scales: half-precision
     conversion needs F16C on x86)."""
     return _panel_dot(True, u, d, m, x, xd, xs, layout, half_scales, out)
+
+
+@intrinsic
+def panel_tile(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
+    """out[t, 0:16] (float32, rows C-contiguous) = the 16 rows of one panel . token t's activations, for every token
+    of x [T, 2C] (xd [T, C / 32], xs [T, C / 16]; other arguments as panel_dot's): the panel's columns TILE_UNITS
+    units at a time are unpacked once (integers and float32 block scales, into a scratch on the stack) and every
+    token goes over them. Each token's blocks are scaled and summed in panel_dot's order, so out[t] is bit for bit
+    panel_dot's for token t."""
+    return _panel_tile(False, u, d, m, x, xd, xs, layout, half_scales, out)
+
+
+@intrinsic
+def panel_tile_portable(typingctx, u, d, m, x, xd, xs, layout, half_scales, out):
+    """panel_tile without VNNI: panel_dot_portable's arithmetic, the tile's unpacking as panel_tile's."""
+    return _panel_tile(True, u, d, m, x, xd, xs, layout, half_scales, out)
 
 
 # The matrix kernels live here, next to the intrinsics they inline: numba's on-disk cache checks only the source file
@@ -318,3 +473,18 @@ def panel_matmul(u, d, m, xq, xd, xs, layout, half_scales, out):
         for t in range(T):
             panel_dot_portable(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half_scales,
                                out[t, p * LANES:(p + 1) * LANES])
+
+
+@njit(parallel=True, cache=True)
+def panel_tile_matmul_vnni(u, d, m, xq, xd, xs, layout, half_scales, out):
+    """panel_matmul_vnni for several tokens (a prompt's tile): one panel_tile per panel, which unpacks each block of
+    weights and scales once for all the tokens."""
+    for p in prange(u.shape[0]):
+        panel_tile(u[p], d[p], m[p], xq, xd, xs, layout, half_scales, out[:, p * LANES:(p + 1) * LANES])
+
+
+@njit(parallel=True, cache=True)
+def panel_tile_matmul(u, d, m, xq, xd, xs, layout, half_scales, out):
+    """panel_tile_matmul_vnni for CPUs without VNNI."""
+    for p in prange(u.shape[0]):
+        panel_tile_portable(u[p], d[p], m[p], xq, xd, xs, layout, half_scales, out[:, p * LANES:(p + 1) * LANES])
