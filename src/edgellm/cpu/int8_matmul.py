@@ -70,6 +70,11 @@ def _by_panel(a: np.ndarray, panels: int) -> np.ndarray:
     return np.ascontiguousarray(a.reshape(panels, LANES, -1).transpose(0, 2, 1))
 
 
+def _float16_exact(*arrays: np.ndarray) -> bool:
+    """Whether float16 holds every value of the arrays exactly (then the VNNI kernel takes them in half precision)."""
+    return all(np.array_equal(a.astype(np.float16).astype(np.float32), a) for a in arrays)
+
+
 def _six_bit_panels(quads: np.ndarray, qt: QTensor, padded: int, vnni_layout: bool) -> PanelMatrix:
     """Q6_K's panels at 6 bits a weight (vnni.SIX_BITS): per 32 columns, the 8 quad vectors (values 0..63) become 4
     vectors of their low 4 bits (quad j in the low nibbles, quad j + 4 in the high ones) and 2 vectors of their top 2
@@ -88,7 +93,7 @@ def _six_bit_panels(quads: np.ndarray, qt: QTensor, padded: int, vnni_layout: bo
     sub[:rows] = qt.sub_scales
     sup = np.zeros((padded, qt.super_scales.shape[1]), np.float32)
     sup[:rows] = qt.super_scales
-    half = bool(vnni_layout and np.array_equal(sup.astype(np.float16).astype(np.float32), sup))
+    half = bool(vnni_layout and _float16_exact(sup))
     sup = _by_panel(sup, panels).astype(np.float16 if half else np.float32)
     return PanelMatrix(u=u, d=_by_panel(sub, panels).view(np.uint8),
                        m=np.ascontiguousarray(sup).view(np.uint8).reshape(panels, sup.shape[1], -1), rows=rows,
@@ -107,7 +112,7 @@ def _k_nibble_scales(qt: QTensor, padded: int, panels: int, vnni_layout: bool):
     d = np.concatenate([scale | ((minimum >> 4) << 6), low[..., :8] | (low[..., 8:] << 4)], axis=-1)
     sup = np.zeros((padded,) + qt.super_scales.shape[1:], np.float32)
     sup[:rows] = qt.super_scales
-    half = bool(vnni_layout and np.array_equal(sup.astype(np.float16).astype(np.float32), sup))
+    half = bool(vnni_layout and _float16_exact(sup))
     sup = np.stack([_by_panel(sup[..., 0], panels), _by_panel(sup[..., 1], panels)], axis=2)  # [panels, n, 2, 16]
     m = np.ascontiguousarray(sup.astype(np.float16 if half else np.float32)).view(np.uint8)
     return np.ascontiguousarray(d), m.reshape(panels, sup.shape[1], -1), half
@@ -147,8 +152,7 @@ def to_panels(qt: QTensor, vnni_layout: bool | None = None, packed: bool = True)
                            block=qt.block, qtype=qt.qtype, layout=vnni.K_NIBBLES, half_scales=half,
                            vnni=bool(vnni_layout))
     d, m = _by_panel(d, panels), _by_panel(m, panels)
-    half = bool(vnni_layout and np.array_equal(d.astype(np.float16).astype(np.float32), d) and
-                np.array_equal(m.astype(np.float16).astype(np.float32), m))
+    half = bool(vnni_layout and _float16_exact(d, m))
     scale_type = np.float16 if half else np.float32
     d = np.ascontiguousarray(d.astype(scale_type)).view(np.uint8).reshape(panels, d.shape[1], -1)
     m = np.ascontiguousarray(m.astype(scale_type)).view(np.uint8).reshape(panels, m.shape[1], -1)
