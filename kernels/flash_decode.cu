@@ -225,9 +225,22 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
         l[h] = l[h] * a + l_o * c;
         m[h] = mx;
     }
-    // Then the 4 warps, through shared memory.
+    // Then the warps, through shared memory.
     constexpr int W = kDecodeThreads / 32;
-    __shared__ float s_acc[W][G][D], s_m[W][G], s_l[W][G];
+    constexpr int kAccBytes = W * G * D * (int)sizeof(float);
+#if EDGELLM_PATH_ARCH < 800
+    // Turing allows a block 64 KB of shared memory, static and dynamic together: where the warps' sums would take
+    // it past that (an fp32 cache at head dim 256: 32 KB of pipeline slots and 32 KB of sums) they reuse the
+    // pipeline's slots, once every thread is past its last read of them.
+    constexpr bool kAccInSlots = kAccBytes + decode_smem_bytes<T, D, G>() + 2 * W * G * (int)sizeof(float) > 64 * 1024;
+#else
+    constexpr bool kAccInSlots = false;
+#endif
+    static_assert(!kAccInSlots || kAccBytes <= decode_smem_bytes<T, D, G>(), "the slots must hold the sums");
+    __shared__ float s_acc_own[kAccInSlots ? 1 : W][kAccInSlots ? 1 : G][kAccInSlots ? 1 : D], s_m[W][G], s_l[W][G];
+    float(*s_acc)[G][D] = kAccInSlots ? reinterpret_cast<float(*)[G][D]>(decode_smem)
+                                      : reinterpret_cast<float(*)[G][D]>(&s_acc_own[0][0][0]);
+    if constexpr (kAccInSlots) __syncthreads();
     if (half == 0) {
 #pragma unroll
         for (int h = 0; h < G; ++h) {

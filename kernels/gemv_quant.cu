@@ -6,6 +6,7 @@
 // activations (quantize_chunk, attention_common.cuh), the two integer sums joined as 254 hi + lo, then scaled in fp32
 // by the block's scale(s) and the activations' scale.  The warp's partial sums are reduced with shuffles that all 32
 // lanes execute.
+#include <cstdlib>
 #include <type_traits>
 
 #include "attention_common.cuh"
@@ -598,7 +599,20 @@ __global__ void __launch_bounds__(32 * kKsMaxWarps) ks_swiglu_kernel(QMatrix gat
 
 }  // namespace edgellm
 
+#include "gemv_tc.cuh"
+
 using namespace edgellm;
+
+// The tensor-core kernels (gemv_tc.cuh) where EDGELLM_GEMV_TC=1 asks for them (read once), else the CUDA-core ones
+// above: on an H200 the tensor-core kernels were slower on most of the plan's models (docs/performance.md), so they
+// are built, gated and off.  The K-sliced kernels, where built in, come first.
+static bool tensor_core_gemv() {
+    static const bool on = [] {
+        const char *v = std::getenv("EDGELLM_GEMV_TC");
+        return v && v[0] == '1';
+    }();
+    return on;
+}
 
 extern "C" int edgellm_quantize_activations(const float *x, int cols, void *xq, void *xds, void *stream) {
     if (!x || !xq || !xds || cols <= 0 || cols % 32) return EDGELLM_ERR_ARGUMENT;
@@ -666,7 +680,7 @@ static unsigned ks_blocks(int rows) { return (unsigned)((rows + kKsRows - 1) / k
 extern "C" int edgellm_gemv(const edgellm_qmatrix *m, const void *xq, const void *xds, float *y, void *stream) {
     if (!matrix_ok(m) || !activations_ok(xq, xds) || !y) return EDGELLM_ERR_ARGUMENT;
     int cpl = 0, warps = 0;
-    if (ks_shape(m->cols, &cpl, &warps)) return edgellm_gemv_many(&m, &y, nullptr, 1, 0, xq, xds, stream);
+    if (ks_shape(m->cols, &cpl, &warps) || tensor_core_gemv()) return edgellm_gemv_many(&m, &y, nullptr, 1, 0, xq, xds, stream);
     const QMatrix w = device_matrix(m);
     const int8_t *xq8 = static_cast<const int8_t *>(xq);
     const float2 *ds = static_cast<const float2 *>(xds);
@@ -686,6 +700,8 @@ static int launch_jobs(const GemvJobs &jobs, int qtype, int cols, bool allow_ks,
         constexpr int QT = decltype(qt)::value;
         if (ks && cpl == 1) launch_chained(ks_jobs_kernel<QT, 1>, ks_blocks(rows), 32 * warps, 0, s, jobs, xq, ds);
         else if (ks) launch_chained(ks_jobs_kernel<QT, 2>, ks_blocks(rows), 32 * warps, 0, s, jobs, xq, ds);
+        else if (tensor_core_gemv())
+            launch_chained(tc_jobs_kernel<QT>, tc_blocks(rows), 32 * tc_warps(cols / 32), 0, s, jobs, xq, ds);
         else launch_chained(gemv_jobs_kernel<QT>, gemv_blocks(rows), 32 * kGemvWarps, 0, s, jobs, xq, ds);
     });
 }
@@ -713,6 +729,7 @@ static int launch_job_runs(const edgellm_qmatrix *const *m, float *const *y, con
         }
         jobs.count = end - begin, jobs.accumulate = accumulate != 0;
         const cudaStream_t s = static_cast<cudaStream_t>(stream);
+        // The K-sliced kernels have no RoPE epilogue; the tensor-core and row-per-warp ones do.
         TRY_LAUNCH(launch_jobs(jobs, m[begin]->qtype, m[begin]->cols, !roles, xq8, ds, s));
         begin = end;
     }
@@ -736,8 +753,9 @@ extern "C" int edgellm_gemv_qkv_rope(const edgellm_qmatrix *const *w, const floa
     for (int j = 0; j < 3; ++j)
         if (!matrix_ok(w[j]) || w[j]->cols != w[0]->cols || w[j]->rows % head_dim) return EDGELLM_ERR_ARGUMENT;
     if (w[1]->rows != w[2]->rows) return EDGELLM_ERR_ARGUMENT;
-    // Each warp's rows must be whole pairs of one matrix: kRowsPerWarp even, every matrix's rows even (head_dim is).
-    if (kRowsPerWarp % 2) return EDGELLM_ERR_UNSUPPORTED;
+    // Each warp's (or tile's) rows must be whole pairs of one matrix: kRowsPerWarp even, every matrix's rows even
+    // (head_dim is).
+    if (kRowsPerWarp % 2 && !tensor_core_gemv()) return EDGELLM_ERR_UNSUPPORTED;
     QkvRope rope{};
     rope.k_cache = static_cast<__half *>(k_cache), rope.v_cache = static_cast<__half *>(v_cache);
     rope.pos = pos, rope.factors = freq_factors, rope.base = base, rope.attn_factor = attn_factor;
@@ -763,6 +781,9 @@ extern "C" int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qm
         const unsigned blocks = ks_blocks(gate->rows);
         if (ks && cpl == 1) launch_chained(ks_swiglu_kernel<QT, 1>, blocks, 32 * warps, 0, s, g, u, xq8, ds, y);
         else if (ks) launch_chained(ks_swiglu_kernel<QT, 2>, blocks, 32 * warps, 0, s, g, u, xq8, ds, y);
+        else if (tensor_core_gemv())
+            launch_chained(tc_swiglu_kernel<QT>, tc_blocks(gate->rows), 32 * tc_warps(gate->cols / 32), 0, s, g, u,
+                           xq8, ds, y, QuantizeNext{});
         else launch_chained(gemv_swiglu_kernel<QT>, gemv_blocks(gate->rows), 32 * kGemvWarps, 0, s, g, u, xq8, ds, y,
                             QuantizeNext{});
     });
@@ -777,11 +798,18 @@ extern "C" int edgellm_gemv_swiglu_quantize(const edgellm_qmatrix *gate, const e
         !y || !counters || gate->qtype != up->qtype || gate->rows != up->rows || gate->cols != up->cols ||
         gate->rows % 32 || next_xq == xq || next_xds == xds)
         return EDGELLM_ERR_ARGUMENT;
-    if (kBlocksPerChunk == 0) return EDGELLM_ERR_UNSUPPORTED;  // a block's rows must divide a chunk
+    const bool tc = tensor_core_gemv();
+    if (kBlocksPerChunk == 0 && !tc) return EDGELLM_ERR_UNSUPPORTED;  // a block's rows must divide a chunk
     const QMatrix g = device_matrix(gate), u = device_matrix(up);
     const QuantizeNext next{static_cast<int8_t *>(next_xq), static_cast<float2 *>(next_xds), counters};
     return with_qtype(gate->qtype, [&](auto qt) {
         constexpr int QT = decltype(qt)::value;
+        if (tc) {
+            launch_chained(tc_swiglu_kernel<QT>, tc_blocks(gate->rows), 32 * tc_warps(gate->cols / 32), 0,
+                           static_cast<cudaStream_t>(stream), g, u, static_cast<const int8_t *>(xq),
+                           static_cast<const float2 *>(xds), y, next);
+            return;
+        }
         launch_chained(gemv_swiglu_kernel<QT>, gemv_blocks(gate->rows), 32 * kGemvWarps, 0,
                        static_cast<cudaStream_t>(stream), g, u, static_cast<const int8_t *>(xq),
                        static_cast<const float2 *>(xds), y, next);

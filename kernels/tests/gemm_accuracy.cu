@@ -249,7 +249,14 @@ int main(int argc, char **argv) {
             epilogue_case(rep, qt, 7, 200, 72, ek, bm, ++seed);
             if (!sanitize) epilogue_case(rep, qt, 100, 576, 200, k_type ? 1536 : 576, bm, ++seed);
         }
+        // The decode GEMV: rows that are not a multiple of its 16-row tiles, rows of 9 chunks (a part step of the
+        // tensor-core kernel), and rows long enough for every warp of a block to take several steps.
         gemv_case(rep, qt, sanitize ? 64 : 576, k_type ? 512 : 288, ++seed);
+        gemv_case(rep, qt, 37, k_type ? 256 : 288, ++seed);
+        if (!sanitize) {
+            gemv_case(rep, qt, 200, 1536, ++seed);
+            gemv_case(rep, qt, 45, k_type ? 4096 : 4640, ++seed);
+        }
     }
     if (rep.csv) std::fclose(rep.csv);
     std::printf("%d cases, %d failures\n", rep.cases, rep.failures);
