@@ -701,7 +701,8 @@ static int launch_jobs(const GemvJobs &jobs, int qtype, int cols, bool allow_ks,
         if (ks && cpl == 1) launch_chained(ks_jobs_kernel<QT, 1>, ks_blocks(rows), 32 * warps, 0, s, jobs, xq, ds);
         else if (ks) launch_chained(ks_jobs_kernel<QT, 2>, ks_blocks(rows), 32 * warps, 0, s, jobs, xq, ds);
         else if (tensor_core_gemv())
-            launch_chained(tc_jobs_kernel<QT>, tc_blocks(rows), 32 * tc_warps(cols / 32), 0, s, jobs, xq, ds);
+            launch_chained(tc_jobs_kernel<QT>, tc_blocks(rows), 32 * tc_warps(cols / 32),
+                           tc_prepare<QT, 1>(tc_jobs_kernel<QT>, cols / 32, tc_warps(cols / 32)), s, jobs, xq, ds);
         else launch_chained(gemv_jobs_kernel<QT>, gemv_blocks(rows), 32 * kGemvWarps, 0, s, jobs, xq, ds);
     });
 }
@@ -782,8 +783,9 @@ extern "C" int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qm
         if (ks && cpl == 1) launch_chained(ks_swiglu_kernel<QT, 1>, blocks, 32 * warps, 0, s, g, u, xq8, ds, y);
         else if (ks) launch_chained(ks_swiglu_kernel<QT, 2>, blocks, 32 * warps, 0, s, g, u, xq8, ds, y);
         else if (tensor_core_gemv())
-            launch_chained(tc_swiglu_kernel<QT>, tc_blocks(gate->rows), 32 * tc_warps(gate->cols / 32), 0, s, g, u,
-                           xq8, ds, y, QuantizeNext{});
+            launch_chained(tc_swiglu_kernel<QT>, tc_blocks(gate->rows), 32 * tc_warps(gate->cols / 32),
+                           tc_prepare<QT, 2>(tc_swiglu_kernel<QT>, gate->cols / 32, tc_warps(gate->cols / 32)), s, g,
+                           u, xq8, ds, y, QuantizeNext{});
         else launch_chained(gemv_swiglu_kernel<QT>, gemv_blocks(gate->rows), 32 * kGemvWarps, 0, s, g, u, xq8, ds, y,
                             QuantizeNext{});
     });
@@ -805,7 +807,8 @@ extern "C" int edgellm_gemv_swiglu_quantize(const edgellm_qmatrix *gate, const e
     return with_qtype(gate->qtype, [&](auto qt) {
         constexpr int QT = decltype(qt)::value;
         if (tc) {
-            launch_chained(tc_swiglu_kernel<QT>, tc_blocks(gate->rows), 32 * tc_warps(gate->cols / 32), 0,
+            launch_chained(tc_swiglu_kernel<QT>, tc_blocks(gate->rows), 32 * tc_warps(gate->cols / 32),
+                           tc_prepare<QT, 2>(tc_swiglu_kernel<QT>, gate->cols / 32, tc_warps(gate->cols / 32)),
                            static_cast<cudaStream_t>(stream), g, u, static_cast<const int8_t *>(xq),
                            static_cast<const float2 *>(xds), y, next);
             return;

@@ -258,6 +258,15 @@ __device__ __forceinline__ void tc_step(const TcRow &rg, const TcRow &rg8, const
     }
 }
 
+#ifndef EDGELLM_GEMV_TC_STAGES
+#define EDGELLM_GEMV_TC_STAGES 0  // 0: steps in registers (above); 2 to 8: a ring of that many in shared memory
+#endif
+#if EDGELLM_GEMV_TC_STAGES > 0
+}  // namespace edgellm
+#include "gemv_tc_staged.cuh"
+namespace edgellm {
+#endif
+
 // The block's sums of one tile of 16 rows of each of NM matrices.  row_of(r, m): matrix m's (QMatrix, row) for the
 // tile's row r (0..15), rows past the end repeating the last (dropped by the caller).  Afterwards threads 0..15 hold
 // sums[m] of tile row threadIdx.x.  Every thread of the block calls it.  Weights do not depend on the previous kernel:
@@ -265,6 +274,10 @@ __device__ __forceinline__ void tc_step(const TcRow &rg, const TcRow &rg8, const
 template <int QT, int NM, typename RowOf>
 __device__ __forceinline__ void tc_block_sums(RowOf row_of, const int8_t *xq, const float2 *xds, int n,
                                               float (&sums)[NM]) {
+#if EDGELLM_GEMV_TC_STAGES > 0
+    tc_block_sums_staged<QT, NM>(row_of, xq, xds, n, sums);
+    return;
+#endif
     __shared__ float red[NM][kTcWarps][kTcRows];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -332,6 +345,21 @@ __device__ __forceinline__ void tc_block_sums(RowOf row_of, const int8_t *xq, co
 // Warps per block for rows of n chunks: one step each at least (the choice depends on the row width alone).
 inline int tc_warps(int chunks) { return std::max(1, std::min(kTcWarps, (chunks + 3) / 4)); }
 inline unsigned tc_blocks(int rows) { return (unsigned)((rows + kTcRows - 1) / kTcRows); }
+// The dynamic shared memory of a launch of `kernel` (NM matrices a block) over rows of `chunks` chunks: none, or with
+// staged steps the activations and the lanes' slots (the opt-in above 48 KB set once per kernel and size).
+template <int QT, int NM, typename Kernel> inline size_t tc_prepare(Kernel kernel, int chunks, int warps) {
+#if EDGELLM_GEMV_TC_STAGES > 0
+    const size_t bytes = tc_staged_smem<QT, NM>(chunks, warps);
+    static size_t configured = 48 * 1024;
+    if (bytes > configured && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes) ==
+                                  cudaSuccess)
+        configured = bytes;
+    return bytes;
+#else
+    (void)kernel, (void)chunks, (void)warps;
+    return 0;
+#endif
+}
 
 struct TcRowRef {
     const QMatrix *w;
