@@ -184,16 +184,13 @@ struct TcAct {
     uint32_t b[8];
     float2 ds[2];
 };
-template <int QT>
-__device__ __forceinline__ void tc_load_act(const int8_t *xq, const float2 *xds, int step, int lane, int n, TcAct &x) {
-    const int g = lane >> 2, t = lane & 3, q = g >> 1, digit = g & 1;
-    const int c0 = 4 * step;
+// run(chunk, half): the 16 digits (weights 16 half ..) of the lane's digit of chunk c0 + chunk, clamped to the row;
+// ds(chunk): (s, s * sum) of chunk c0 + chunk, clamped.  Each loads from wherever the activations are.
+template <int QT, typename Run, typename Ds>
+__device__ __forceinline__ void tc_fill_act(int lane, TcAct &x, Run run, Ds ds) {
+    const int g = lane >> 2, t = lane & 3, q = g >> 1;
 #pragma unroll
     for (int i = 0; i < 8; ++i) x.b[i] = 0;
-    const uint4 *base = reinterpret_cast<const uint4 *>(xq);
-    auto run = [&](int chunk, int half) {  // 16 digits (weights 16 half ..) of chunk c0 + chunk
-        return __ldg(base + EDGELLM_ACT_OFFSET(min(c0 + chunk, n - 1), digit, 16 * half) / 16);
-    };
     if constexpr (QT == EDGELLM_Q4_K) {
         // Slot q's weights sit in lanes t / 2 == q / 2: the low nibbles (even q) in the first word of each pair,
         // the high nibbles (odd q) in the second, at positions 16 (t & 1) ...
@@ -218,7 +215,42 @@ __device__ __forceinline__ void tc_load_act(const int8_t *xq, const float2 *xds,
         }
     }
 #pragma unroll
-    for (int s = 0; s < TcType<QT>::kSets; ++s) x.ds[s] = __ldg(xds + min(c0 + tc_slot_chunk<QT>(t, s), n - 1));
+    for (int s = 0; s < TcType<QT>::kSets; ++s) x.ds[s] = ds(tc_slot_chunk<QT>(t, s));
+}
+template <int QT>
+__device__ __forceinline__ void tc_load_act(const int8_t *xq, const float2 *xds, int step, int lane, int n, TcAct &x) {
+    const int digit = (lane >> 2) & 1, c0 = 4 * step;
+    const uint4 *base = reinterpret_cast<const uint4 *>(xq);
+    tc_fill_act<QT>(
+        lane, x,
+        [&](int chunk, int half) { return __ldg(base + EDGELLM_ACT_OFFSET(min(c0 + chunk, n - 1), digit, 16 * half) / 16); },
+        [&](int chunk) { return __ldg(xds + min(c0 + chunk, n - 1)); });
+}
+
+// The end of a block's sums: per row the four slot lanes' sums (g, g + 8 on lanes t = 0..3), then the warps' sums in
+// warp order, into sums[m] of threads 0..15 (tile row threadIdx.x).  Every thread of the block calls it.
+template <int NM>
+__device__ __forceinline__ void tc_reduce(float (&acc_g)[NM], float (&acc_g8)[NM], float (&red)[NM][kTcWarps][kTcRows],
+                                          float (&sums)[NM]) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5, g = lane >> 2;
+#pragma unroll
+    for (int m = 0; m < NM; ++m) {
+#pragma unroll
+        for (int off = 1; off < 4; off <<= 1) {
+            acc_g[m] += __shfl_xor_sync(0xffffffffu, acc_g[m], off);
+            acc_g8[m] += __shfl_xor_sync(0xffffffffu, acc_g8[m], off);
+        }
+        if ((lane & 3) == 0) red[m][warp][g] = acc_g[m], red[m][warp][g + 8] = acc_g8[m];
+    }
+    __syncthreads();
+    if (threadIdx.x < kTcRows) {
+#pragma unroll
+        for (int m = 0; m < NM; ++m) {
+            float total = 0.f;
+            for (int w = 0; w < warps; ++w) total += red[m][w][threadIdx.x];
+            sums[m] = total;
+        }
+    }
 }
 
 // Slot t's fp32 term for one row from its two digit sums (hi, lo) of set `set`: chunk_dot's arithmetic.
@@ -321,25 +353,7 @@ __device__ __forceinline__ void tc_block_sums(RowOf row_of, const int8_t *xq, co
         }
         if (s0 + kUnroll * warps < steps) load_rows(s0 + kUnroll * warps);
     }
-    // Per row: the lane sums of its four slot lanes, then the warps' sums in warp order.
-#pragma unroll
-    for (int m = 0; m < NM; ++m) {
-#pragma unroll
-        for (int off = 1; off < 4; off <<= 1) {
-            acc_g[m] += __shfl_xor_sync(0xffffffffu, acc_g[m], off);
-            acc_g8[m] += __shfl_xor_sync(0xffffffffu, acc_g8[m], off);
-        }
-        if (t == 0) red[m][warp][g] = acc_g[m], red[m][warp][g + 8] = acc_g8[m];
-    }
-    __syncthreads();
-    if (threadIdx.x < kTcRows) {
-#pragma unroll
-        for (int m = 0; m < NM; ++m) {
-            float total = 0.f;
-            for (int w = 0; w < warps; ++w) total += red[m][w][threadIdx.x];
-            sums[m] = total;
-        }
-    }
+    tc_reduce<NM>(acc_g, acc_g8, red, sums);
 }
 
 // Warps per block for rows of n chunks: one step each at least (the choice depends on the row width alone).

@@ -116,38 +116,18 @@ template <int QT> __device__ __forceinline__ void tc_read(uint32_t slot, int row
 }
 
 // tc_load_act from the block's copy of the activations (act: its shared address).
-template <int QT> __device__ __forceinline__ void tc_read_act(uint32_t act, int chunks, int step, int lane, TcAct &x) {
-    const int g = lane >> 2, t = lane & 3, q = g >> 1, digit = g & 1, c0 = 4 * step, n = chunks;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) x.b[i] = 0;
-    auto run = [&](int chunk, int half) {
-        return lds128(act + (uint32_t)EDGELLM_ACT_OFFSET(min(c0 + chunk, n - 1), digit, 16 * half));
-    };
-    if constexpr (QT == EDGELLM_Q4_K) {
-        if (t / 2 == q / 2) {
-            const uint4 v = run(q, t & 1);
-#pragma unroll
-            for (int i = 0; i < 4; ++i) x.b[2 * i + (q & 1)] = word_of(v, i);
-        }
-    } else if constexpr (QT == EDGELLM_Q6_K) {
-        if (t == q) {
-            const uint4 v0 = run(t / 2, t & 1), v1 = run(t / 2 + 2, t & 1);
-#pragma unroll
-            for (int i = 0; i < 4; ++i) x.b[i] = word_of(v0, i), x.b[4 + i] = word_of(v1, i);
-        }
-    } else {
-        if (t == q) {
-            const uint4 v0 = run(t, 0), v1 = run(t, 1);
-#pragma unroll
-            for (int i = 0; i < 4; ++i) x.b[2 * i] = word_of(v0, i), x.b[2 * i + 1] = word_of(v1, i);
-        }
-    }
+template <int QT> __device__ __forceinline__ void tc_read_act(uint32_t act, int n, int step, int lane, TcAct &x) {
+    const int digit = (lane >> 2) & 1, c0 = 4 * step;
     const uint32_t ds = act + (uint32_t)EDGELLM_ACT_BYTES(32 * n);
-#pragma unroll
-    for (int s = 0; s < TcType<QT>::kSets; ++s) {
-        const uint32_t at = ds + 8 * min(c0 + tc_slot_chunk<QT>(t, s), n - 1);
-        x.ds[s] = make_float2(__uint_as_float(lds32(at)), __uint_as_float(lds32(at + 4)));
-    }
+    tc_fill_act<QT>(
+        lane, x,
+        [&](int chunk, int half) {
+            return lds128(act + (uint32_t)EDGELLM_ACT_OFFSET(min(c0 + chunk, n - 1), digit, 16 * half));
+        },
+        [&](int chunk) {
+            const uint32_t at = ds + 8 * min(c0 + chunk, n - 1);
+            return make_float2(__uint_as_float(lds32(at)), __uint_as_float(lds32(at + 4)));
+        });
 }
 
 // tc_block_sums with the staged ring (same contract; the kernel's dynamic shared memory is tc_staged_smem).
@@ -214,24 +194,10 @@ __device__ __forceinline__ void tc_block_sums_staged(RowOf row_of, const int8_t 
         for (int m = 0; m < NM; ++m) tc_step<QT>(r[m][0], r[m][1], x, lane, step, n, true, acc[m][0], acc[m][1]);
     }
     cp_async_wait<0>();
+    float acc_g[NM], acc_g8[NM];
 #pragma unroll
-    for (int m = 0; m < NM; ++m) {
-#pragma unroll
-        for (int off = 1; off < 4; off <<= 1) {
-            acc[m][0] += __shfl_xor_sync(0xffffffffu, acc[m][0], off);
-            acc[m][1] += __shfl_xor_sync(0xffffffffu, acc[m][1], off);
-        }
-        if (t == 0) red[m][warp][g] = acc[m][0], red[m][warp][g + 8] = acc[m][1];
-    }
-    __syncthreads();
-    if (threadIdx.x < kTcRows) {
-#pragma unroll
-        for (int m = 0; m < NM; ++m) {
-            float total = 0.f;
-            for (int w = 0; w < warps; ++w) total += red[m][w][threadIdx.x];
-            sums[m] = total;
-        }
-    }
+    for (int m = 0; m < NM; ++m) acc_g[m] = acc[m][0], acc_g8[m] = acc[m][1];
+    tc_reduce<NM>(acc_g, acc_g8, red, sums);
 }
 
 }  // namespace edgellm
