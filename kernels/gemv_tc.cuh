@@ -2,9 +2,11 @@
 // mma.sync m16n8k32 (u8 or s8 weights, s8 activation digits, exact int32 sums), included by gemv_quant.cu.
 //
 // Why: the CUDA-core kernels of gemv_quant.cu reload a chunk's 64 activation bytes (two int8 digits a value) from L1
-// for every pair of rows, and that L1 traffic, not DRAM, bounds them (docs/performance.md).  Here an mma's B operand
-// is the activations, held by a few lanes, and every one of them serves all 16 rows of the A operand: a tile reads
-// 4 activation bytes per 16 weight bytes of Q4 (the CUDA-core kernel 36).
+// for every pair of rows, and their profile shows warps waiting on L1 more than DRAM at half its bandwidth
+// (docs/performance.md).  Here an mma's B operand is the activations, held by a few lanes, and every one of them
+// serves all 16 rows of the A operand: a tile reads 4 activation bytes per 16 weight bytes of Q4 (the CUDA-core
+// kernel 36).  As measured so far it is slower on most models (fewer weight bytes in flight), so it is off unless
+// EDGELLM_GEMV_TC=1 (gemv_quant.cu).
 //
 // The layout of one step (4 chunks = 128 weights of each of the tile's 16 rows).  Lane l = 4 g + t (g = l / 4, t =
 // l % 4) holds A's rows g and g + 8 and the k slots 4t..4t+3 (a0/a1) and 16+4t..16+4t+3 (a2/a3) of each mma; B's
@@ -13,7 +15,8 @@
 // vector: column 2q + d holds digit d (0: high, 1: low) of the activations of "slot" q's weights and zeros elsewhere,
 // so C's columns 2t and 2t + 1 are, per row, the two digit sums of slot t alone, on the lane that applies slot t's
 // scales.  A slot is a 32-weight chunk (a 16-weight group for Q6_K, whose scales are per 16).  Each lane loads whole
-// 16-byte runs of its rows' blocks (per row a step is 64 contiguous bytes of Q4_0), each weight byte once.
+// 16-byte runs of its rows' blocks (per row a step is 64 contiguous bytes of Q4_0), each weight byte once (Q6_K's
+// high bits twice: two lanes' groups share them).
 //
 // Per slot the integer sum is that of gemv_quant.cu's chunk_dot (the same 254 hi + lo, the same scale arithmetic);
 // only the order in which the slots' fp32 terms are added differs.  Every row's sum takes the same path whatever the
