@@ -40,42 +40,6 @@ constexpr int kTcRows = 16;  // rows per tile (one tile of each matrix per block
 constexpr int kTcUnroll = EDGELLM_GEMV_TC_UNROLL;
 static_assert(kTcUnroll >= 1 && kTcUnroll <= 4, "1 to 4 steps in flight");
 
-// C += A B on one m16n8k32 tile: A 16 x 32 (u8, or s8 where kSignedA), B 32 x 8 (s8), C int32.  Turing has no
-// m16n8k32; there the same fragments go through four m8n8k16 (rows 0-7 and 8-15, k 0-15 and 16-31).
-template <bool kSignedA>
-__device__ __forceinline__ void imma_16832(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                           uint32_t b0, uint32_t b1) {
-#if EDGELLM_PATH_ARCH >= 800
-    if constexpr (kSignedA)
-        asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-            "{%0, %1, %2, %3};"
-            : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-    else
-        asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-            "{%0, %1, %2, %3};"
-            : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#else
-#define EDGELLM_IMMA_8816(T, lo, hi, a, b)                                                              \
-    asm("mma.sync.aligned.m8n8k16.row.col.s32." T ".s8.s32 {%0, %1}, {%2}, {%3}, {%0, %1};"           \
-        : "+r"(lo), "+r"(hi)                                                                            \
-        : "r"(a), "r"(b))
-    if constexpr (kSignedA) {
-        EDGELLM_IMMA_8816("s8", c[0], c[1], a0, b0);
-        EDGELLM_IMMA_8816("s8", c[0], c[1], a2, b1);
-        EDGELLM_IMMA_8816("s8", c[2], c[3], a1, b0);
-        EDGELLM_IMMA_8816("s8", c[2], c[3], a3, b1);
-    } else {
-        EDGELLM_IMMA_8816("u8", c[0], c[1], a0, b0);
-        EDGELLM_IMMA_8816("u8", c[0], c[1], a2, b1);
-        EDGELLM_IMMA_8816("u8", c[2], c[3], a1, b0);
-        EDGELLM_IMMA_8816("u8", c[2], c[3], a3, b1);
-    }
-#undef EDGELLM_IMMA_8816
-#endif
-}
-
 __device__ __forceinline__ uint32_t word_of(const uint4 &v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
 // Per quant type: whether A is signed, and the number of C accumulators a step fills (Q6_K's two: its lanes'

@@ -12,15 +12,6 @@ namespace edgellm {
 constexpr int kTcStages = EDGELLM_GEMV_TC_STAGES;
 static_assert(kTcStages >= 2 && kTcStages <= 8, "2 to 8 stages");
 
-// 4-byte global->shared copy (block scales); sm_75: a load and a store.
-__device__ __forceinline__ void cp_async_4(uint32_t dst, const void *src) {
-#if EDGELLM_PATH_ARCH >= 800
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src));
-#else
-    *static_cast<uint32_t *>(__cvta_shared_to_generic(dst)) = __ldg(static_cast<const uint32_t *>(src));
-#endif
-}
-
 // Bytes of one row's share of a step in a lane's slot: the weight bytes, then the scale words.
 template <int QT> __host__ __device__ constexpr int tc_row_bytes() {
     return QT == EDGELLM_Q8_0 || QT == EDGELLM_Q6_K ? 48 : 32;
