@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from . import vnni
 from .quant import QTensor
@@ -208,29 +208,46 @@ def _six_bit_quads(u: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
+def _quantize_block(x, t, a, xq, xd, xs):
+    """Block a (32 activations) of token t: its scale, its two digits per activation, its two half-block sums."""
+    base = a * ACT_BLOCK
+    amax = np.float32(0.0)
+    for i in range(base, base + ACT_BLOCK):
+        amax = max(amax, abs(x[t, i]))
+    d = amax / np.float32(ACT_MAX)
+    inv = np.float32(1.0) / d if d > 0 else np.float32(0.0)
+    xd[t, a] = d
+    for half in range(ACT_BLOCK // SUM_BLOCK):
+        s = 0
+        for e in range(half * SUM_BLOCK, (half + 1) * SUM_BLOCK):
+            u = np.int32(round(x[t, base + e] * inv))
+            hi = np.int32(round(u / 254.0))
+            xq[t, 2 * base + e] = np.int8(hi)
+            xq[t, 2 * base + ACT_BLOCK + e] = np.int8(u - 254 * hi)
+            s += u
+        xs[t, a * 2 + half] = d * np.float32(s)
+
+
+@njit(parallel=True, cache=True)
 def quantize_activations(x, xq, xd, xs):
     """x float32 [T, C] -> xq int8 [T, 2C]: per block of 32, u = round(x / d) with d = max|x| / ACT_MAX (xd [T, C/32])
     written as its two int8 digits u = 254 hi + lo (the block's 32 hi, then its 32 lo); xs [T, C/16] the scaled sums
-    d * sum(u) of each half block (for the weights' offsets m)."""
+    d * sum(u) of each half block (for the weights' offsets m). The blocks in parallel: a prompt's tile has
+    thousands."""
+    T, C = x.shape
+    blocks = C // ACT_BLOCK
+    for item in prange(T * blocks):
+        _quantize_block(x, item // blocks, item % blocks, xq, xd, xs)
+
+
+@njit(cache=True)
+def quantize_activations_serial(x, xq, xd, xs):
+    """quantize_activations on the calling thread, the same values: one token's few hundred blocks take less time
+    than waking the other threads."""
     T, C = x.shape
     for t in range(T):
         for a in range(C // ACT_BLOCK):
-            base = a * ACT_BLOCK
-            amax = np.float32(0.0)
-            for i in range(base, base + ACT_BLOCK):
-                amax = max(amax, abs(x[t, i]))
-            d = amax / np.float32(ACT_MAX)
-            inv = np.float32(1.0) / d if d > 0 else np.float32(0.0)
-            xd[t, a] = d
-            for half in range(ACT_BLOCK // SUM_BLOCK):
-                s = 0
-                for e in range(half * SUM_BLOCK, (half + 1) * SUM_BLOCK):
-                    u = np.int32(round(x[t, base + e] * inv))
-                    hi = np.int32(round(u / 254.0))
-                    xq[t, 2 * base + e] = np.int8(hi)
-                    xq[t, 2 * base + ACT_BLOCK + e] = np.int8(u - 254 * hi)
-                    s += u
-                xs[t, a * 2 + half] = d * np.float32(s)
+            _quantize_block(x, t, a, xq, xd, xs)
 
 
 class ActivationBuffers:
@@ -246,7 +263,8 @@ class ActivationBuffers:
     def quantize(self, x: np.ndarray) -> None:
         T, C = x.shape
         self.T, self.C = T, C
-        quantize_activations(x, self.xq[:T, :2 * C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK])
+        quantize = quantize_activations if T > 1 else quantize_activations_serial
+        quantize(x, self.xq[:T, :2 * C], self.xd[:T, :C // ACT_BLOCK], self.xs[:T, :C // SUM_BLOCK])
 
     def matmul(self, w: PanelMatrix, out: np.ndarray) -> np.ndarray:
         """out [T, >= padded rows] (C-contiguous rows) = the quantized activations @ w.T; returns out[:, :rows]."""

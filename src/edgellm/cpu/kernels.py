@@ -75,16 +75,28 @@ def flash_attention(q, k, v, start_pos, scale, out, window=0, softcap=0.0):
 
 
 @njit(cache=True)
+def _rmsnorm_row(x, t, weight, eps, out):
+    n = x.shape[1]
+    ss = 0.0
+    for i in range(n):
+        ss += np.float64(x[t, i]) * np.float64(x[t, i])
+    scale = np.float32(1.0 / math.sqrt(ss / n + eps))
+    for i in range(n):
+        out[t, i] = x[t, i] * scale * weight[i]
+
+
+@njit(cache=True)
 def rmsnorm(x, weight, eps, out):
     """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight, the mean taken in float64 as ggml does."""
-    T, n = x.shape
-    for t in range(T):
-        ss = 0.0
-        for i in range(n):
-            ss += np.float64(x[t, i]) * np.float64(x[t, i])
-        scale = np.float32(1.0 / math.sqrt(ss / n + eps))
-        for i in range(n):
-            out[t, i] = x[t, i] * scale * weight[i]
+    for t in range(x.shape[0]):
+        _rmsnorm_row(x, t, weight, eps, out)
+
+
+@njit(parallel=True, cache=True)
+def rmsnorm_rows(x, weight, eps, out):
+    """rmsnorm with the rows in parallel (a prompt's tile; one row is too little work for more than one core)."""
+    for t in prange(x.shape[0]):
+        _rmsnorm_row(x, t, weight, eps, out)
 
 
 def rope_tables(positions: np.ndarray, head_dim: int, base: float, freq_factors=None,
@@ -117,12 +129,20 @@ def apply_rope(x, cos, sin, neox):
             x[t, h, b] = x0 * sin[t, i] + x1 * cos[t, i]
 
 
-@njit(cache=True)
+# The activations run in parallel over runs of ACTIVATION_RUN elements of a row: a prompt's tile holds hundreds of
+# thousands of them, and a decode step's few thousand exponentials would otherwise wait on one core.
+ACTIVATION_RUN = 512
+
+
+@njit(parallel=True, cache=True)
 def swiglu(gate_up, hidden, out):
     """out = silu(gate) * up, with gate_up = [gate | up] along the last axis."""
     T = gate_up.shape[0]
-    for t in range(T):
-        for i in range(hidden):
+    runs = (hidden + ACTIVATION_RUN - 1) // ACTIVATION_RUN
+    for item in prange(T * runs):
+        t = item // runs
+        first = (item % runs) * ACTIVATION_RUN
+        for i in range(first, min(first + ACTIVATION_RUN, hidden)):
             g = gate_up[t, i]
             out[t, i] = g / (np.float32(1.0) + np.float32(math.exp(-g))) * gate_up[t, hidden + i]
 
@@ -130,13 +150,16 @@ def swiglu(gate_up, hidden, out):
 GELU_TANH_C = math.sqrt(2.0 / math.pi)
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def geglu(gate_up, hidden, out):
     """out = gelu(gate) * up with GELU's tanh approximation (gemma's gelu_pytorch_tanh, ggml's gelu), gate_up = [gate
     | up] along the last axis."""
     T = gate_up.shape[0]
-    for t in range(T):
-        for i in range(hidden):
+    runs = (hidden + ACTIVATION_RUN - 1) // ACTIVATION_RUN
+    for item in prange(T * runs):
+        t = item // runs
+        first = (item % runs) * ACTIVATION_RUN
+        for i in range(first, min(first + ACTIVATION_RUN, hidden)):
             g = gate_up[t, i]
             inner = GELU_TANH_C * (g + 0.044715 * g * g * g)
             out[t, i] = np.float32(0.5 * g * (1.0 + math.tanh(inner))) * gate_up[t, hidden + i]

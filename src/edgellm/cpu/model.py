@@ -9,11 +9,13 @@ products are matrix-matrix products over the tile), one token in decode.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from ..errors import ContextLengthError
 from ..gguf.config import Config
+from . import decode_step
 from . import kernels as K
 from .int8_matmul import ActivationBuffers, PanelMatrix, dequantized_rows, padded_rows
 from .weights import Matrix, Weights
@@ -64,6 +66,7 @@ class RunState:
     rope_local: tuple    # the same for the local (sliding-window) layers
     buffers: Buffers
     pos: int = 0         # tokens already in the cache
+    fused: Optional[decode_step.FusedDecode] = None  # a decode step's layers in one compiled call, where it applies
 
     @classmethod
     def allocate(cls, cfg: Config, w: Weights, max_seq: int) -> "RunState":
@@ -74,8 +77,10 @@ class RunState:
         # local (sliding-window) layers may rotate with a base of their own (gemma3)
         rope_local = rope if not cfg.rope_base_local else \
             K.rope_tables(positions, cfg.head_dim, cfg.rope_base_local, factors, cfg.rope_attn_factor)
-        return cls(np.zeros(shape, np.float32), np.zeros(shape, np.float32), rope, rope_local,
-                   Buffers.allocate(cfg, w, min(PREFILL_TILE, max_seq)))
+        state = cls(np.zeros(shape, np.float32), np.zeros(shape, np.float32), rope, rope_local,
+                    Buffers.allocate(cfg, w, min(PREFILL_TILE, max_seq)))
+        state.fused = decode_step.plan(cfg, w, state)
+        return state
 
     @property
     def capacity(self) -> int:
@@ -137,25 +142,51 @@ def _forward_tile(cfg: Config, w: Weights, state: RunState, tokens: np.ndarray, 
     T = len(tokens)
     start = state.pos
     buf = state.buffers
+    x, h = buf.x[:T], buf.h[:T]
+
+    # 1. token embeddings (gemma scales them by sqrt(dim))
+    embed(w.token_embd, tokens, x)                                    # [T, dim]
+    if cfg.embedding_scale != 1.0:
+        x *= np.float32(cfg.embedding_scale)
+    # 2-5. the layers: a decode step in one compiled call where it applies (the same kernels in the same order)
+    if T == 1 and state.fused is not None:
+        state.fused.run(start)
+    else:
+        _layers(cfg, w, state, T, start)
+
+    state.pos = start + T
+    if logits == "none":
+        return buf.logits[:0]
+    # 6. final norm, the LM head (gemma2: soft-capped logits): every position's, or the last one's into its buffer
+    if logits == "all":
+        K.rmsnorm_rows(x, w.output_norm, cfg.norm_eps, h)
+        out = linear(h, [w.output], np.empty((T, _width([w.output])), np.float32), buf.acts)
+    else:
+        K.rmsnorm(x[-1:], w.output_norm, cfg.norm_eps, h[:1])
+        out = linear(h[:1], [w.output], buf.logits, buf.acts)
+    if cfg.final_softcap:
+        cap = np.float32(cfg.final_softcap)
+        out = cap * np.tanh(out / cap)
+    return out
+
+
+def _layers(cfg: Config, w: Weights, state: RunState, T: int, start: int) -> None:
+    """Steps 2-5 of _forward_tile for its T tokens, whose embeddings are in the state's x[:T]."""
+    buf = state.buffers
     H, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
     q_end, k_end = H * D, H * D + Hkv * D
     scale = np.float32(cfg.scale)
     attn_softcap = np.float32(cfg.attn_softcap)
     neox = cfg.rope_style == "neox"
     activation = K.geglu if cfg.activation == "gelu_tanh" else K.swiglu
+    rmsnorm = K.rmsnorm_rows if T > 1 else K.rmsnorm
     x, h, att, ffn = buf.x[:T], buf.h[:T], buf.att[:T], buf.ffn[:T]
-
-    # 1. token embeddings (gemma scales them by sqrt(dim))
-    embed(w.token_embd, tokens, x)                                    # [T, dim]
-    if cfg.embedding_scale != 1.0:
-        x *= np.float32(cfg.embedding_scale)
-
     for layer, lw in enumerate(w.layers):
         local = cfg.is_local_layer(layer)
         cos, sin = state.rope_local if local else state.rope
         cos, sin = cos[start:start + T], sin[start:start + T]
         # 2. attention: norm, one stacked QKV projection (+ qwen2's biases; gemma3 norms each head), RoPE on q and k
-        K.rmsnorm(x, lw.attn_norm, cfg.norm_eps, h)
+        rmsnorm(x, lw.attn_norm, cfg.norm_eps, h)
         qkv = linear(h, lw.wqkv, buf.qkv, buf.acts)
         if lw.bqkv is not None:
             qkv += lw.bqkv
@@ -177,27 +208,12 @@ def _forward_tile(cfg: Config, w: Weights, state: RunState, tokens: np.ndarray, 
         # 4. output projection (gemma: normed) and residual
         o = linear(att.reshape(T, H * D), [lw.wo], buf.o, buf.acts)
         if lw.post_attn_norm is not None:
-            K.rmsnorm(o, lw.post_attn_norm, cfg.norm_eps, o)
+            rmsnorm(o, lw.post_attn_norm, cfg.norm_eps, o)
         x += o
         # 5. SwiGLU or GeGLU feed-forward (gemma: normed) and residual
-        K.rmsnorm(x, lw.ffn_norm, cfg.norm_eps, h)
+        rmsnorm(x, lw.ffn_norm, cfg.norm_eps, h)
         activation(linear(h, lw.w_gate_up, buf.gate_up, buf.acts), cfg.hidden_dim, ffn)
         f = linear(ffn, [lw.w_down], buf.f, buf.acts)
         if lw.post_ffn_norm is not None:
-            K.rmsnorm(f, lw.post_ffn_norm, cfg.norm_eps, f)
+            rmsnorm(f, lw.post_ffn_norm, cfg.norm_eps, f)
         x += f
-
-    state.pos = start + T
-    if logits == "none":
-        return buf.logits[:0]
-    # 6. final norm, the LM head (gemma2: soft-capped logits): every position's, or the last one's into its buffer
-    if logits == "all":
-        K.rmsnorm(x, w.output_norm, cfg.norm_eps, h)
-        out = linear(h, [w.output], np.empty((T, _width([w.output])), np.float32), buf.acts)
-    else:
-        K.rmsnorm(x[-1:], w.output_norm, cfg.norm_eps, h[:1])
-        out = linear(h[:1], [w.output], buf.logits, buf.acts)
-    if cfg.final_softcap:
-        cap = np.float32(cfg.final_softcap)
-        out = cap * np.tanh(out / cap)
-    return out

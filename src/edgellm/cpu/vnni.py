@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 
 import llvmlite.binding as llvm
+import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
@@ -488,3 +489,62 @@ def panel_tile_matmul(u, d, m, xq, xd, xs, layout, half_scales, out):
     """panel_tile_matmul_vnni for CPUs without VNNI."""
     for p in prange(u.shape[0]):
         panel_tile_portable(u[p], d[p], m[p], xq, xd, xs, layout, half_scales, out[:, p * LANES:(p + 1) * LANES])
+
+
+# The decode step's products (edgellm.cpu.decode_step): the parts of one projection (q/k/v of different types, say)
+# from typed lists of their panels, all panels in one parallel region: on many cores a region's start costs about as
+# much as a small matrix's product. Each parallel item is a run of panels of one part, so that the lists (whose every
+# access is a call) are read once per run, not once per panel.
+@njit(cache=True)
+def _runs(meta, first, count, threads):
+    """Panels per run, and the runs of matrices first..first+count-1 (meta[:, 3]: panels): about four per thread
+    (numba's thread count, an argument: a compiled function that asks numba for it cannot be cached)."""
+    total = 0
+    for i in range(first, first + count):
+        total += meta[i, 3]
+    run = max(1, min(16, total // (4 * threads)))
+    runs = 0
+    for i in range(first, first + count):
+        runs += (meta[i, 3] + run - 1) // run
+    return run, runs
+
+
+@njit(cache=True)
+def _run_at(meta, first, run, r):
+    """(matrix, its first panel of run r, the matrix's first output column)."""
+    i, col = first, 0
+    while r >= (meta[i, 3] + run - 1) // run:
+        r -= (meta[i, 3] + run - 1) // run
+        col += meta[i, 3] * LANES
+        i += 1
+    return i, r * run, col
+
+
+@njit(parallel=True, cache=True)
+def parts_matmul_vnni(U, D, M, meta, first, count, threads, xq, xd, xs, out):
+    """out [T, padded columns of all parts] = x @ [parts].T for matrices first..first+count-1 of U, D, M (a
+    PanelMatrix's u, d, m each; meta [matrix] = layout, half scales, rows, panels), one panel_dot per (panel, token)
+    as panel_matmul_vnni computes them, each part's columns after the previous part's padded ones."""
+    T = xq.shape[0]
+    run, runs = _runs(meta, first, count, threads)
+    for r in prange(runs):
+        i, p0, col = _run_at(meta, first, run, np.int64(r))  # a prange index may be unsigned
+        u, d, m, layout, half = U[i], D[i], M[i], meta[i, 0], meta[i, 1] != 0
+        for p in range(p0, min(p0 + run, meta[i, 3])):
+            for t in range(T):
+                panel_dot(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half,
+                          out[t, col + p * LANES:col + (p + 1) * LANES])
+
+
+@njit(parallel=True, cache=True)
+def parts_matmul(U, D, M, meta, first, count, threads, xq, xd, xs, out):
+    """parts_matmul_vnni for CPUs without VNNI."""
+    T = xq.shape[0]
+    run, runs = _runs(meta, first, count, threads)
+    for r in prange(runs):
+        i, p0, col = _run_at(meta, first, run, np.int64(r))
+        u, d, m, layout, half = U[i], D[i], M[i], meta[i, 0], meta[i, 1] != 0
+        for p in range(p0, min(p0 + run, meta[i, 3])):
+            for t in range(T):
+                panel_dot_portable(u[p], d[p], m[p], xq[t], xd[t], xs[t], layout, half,
+                                   out[t, col + p * LANES:col + (p + 1) * LANES])
