@@ -89,6 +89,6 @@ def test_no_fused_step_for_the_float32_reference_or_when_switched_off(tmp_path, 
 def test_the_compiled_steps_cache_key_holds_the_kernels_sources():
     sources = b"".join(Path(m.__file__).read_bytes() for m in (vnni, int8_matmul, kernels))
     digest = hashlib.sha256(sources).hexdigest()
-    for dispatcher in (decode_step._STEP, decode_step._linear):
+    for dispatcher in (decode_step._STEP, decode_step._linear, decode_step._gate_up_activation):
         cells = [c.cell_contents for c in dispatcher.py_func.__closure__]
         assert digest in cells and vnni.AVAILABLE in cells

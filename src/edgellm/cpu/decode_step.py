@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from numba.typed import List
 
 from ..gguf.config import Config
@@ -34,6 +34,7 @@ _SOURCES = (vnni, int8_matmul, kernels)
 _DIGEST = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in _SOURCES)).hexdigest()
 # The kernel this CPU runs (vnni.AVAILABLE is fixed per process); it is part of the cache key below with the digest.
 _MATMUL = vnni.parts_matmul_vnni if vnni.AVAILABLE else vnni.parts_matmul
+_DOT = vnni.panel_dot if vnni.AVAILABLE else vnni.panel_dot_portable
 
 
 def enabled() -> bool:
@@ -64,8 +65,39 @@ def _make_linear(digest: str, uses_vnni: bool):
     return linear
 
 
+def _make_gate_up(digest: str, uses_vnni: bool):
+    @njit(parallel=True, cache=True)
+    def gate_up_activation(x, U, D, M, meta, i, threads, out, hidden, gelu, ffn, xq, xd, xs):
+        """_linear of one stacked [gate | up] matrix (hidden a whole number of panels) with the activation in the
+        same parallel region: each item computes gate panel p and up panel p + hidden / 16 (the rows whose products
+        the activation joins), then those 16 values of ffn, as kernels.swiglu or kernels.geglu would."""
+        if digest == "" or uses_vnni != vnni.AVAILABLE:  # never true: ties the cache key to the kernels' sources
+            return
+        T, C = x.shape
+        q, qd, qs = xq[:T, :2 * C], xd[:T, :C // ACT_BLOCK], xs[:T, :C // SUM_BLOCK]
+        quantize_activations_serial(x, q, qd, qs)
+        u, d, m, layout, half = U[i], D[i], M[i], meta[i, 0], meta[i, 1] != 0
+        gates = hidden // vnni.LANES
+        run = max(1, min(16, gates // (4 * threads)))
+        for r in prange((gates + run - 1) // run):
+            for p in range(r * run, min((r + 1) * run, gates)):
+                for t in range(T):
+                    _DOT(u[p], d[p], m[p], q[t], qd[t], qs[t], layout, half,
+                         out[t, p * vnni.LANES:(p + 1) * vnni.LANES])
+                    _DOT(u[gates + p], d[gates + p], m[gates + p], q[t], qd[t], qs[t], layout, half,
+                         out[t, hidden + p * vnni.LANES:hidden + (p + 1) * vnni.LANES])
+                    for e in range(p * vnni.LANES, (p + 1) * vnni.LANES):
+                        if gelu:
+                            ffn[t, e] = kernels.gelu_times(out[t, e], out[t, hidden + e])
+                        else:
+                            ffn[t, e] = kernels.silu_times(out[t, e], out[t, hidden + e])
+
+    return gate_up_activation
+
+
 # A compiled function that the step calls is compiled into it; each carries the digest in its own cache key.
 _linear = _make_linear(_DIGEST, vnni.AVAILABLE)
+_gate_up_activation = _make_gate_up(_DIGEST, vnni.AVAILABLE)
 
 
 def _make_step(digest: str, uses_vnni: bool):
@@ -99,11 +131,14 @@ def _make_step(digest: str, uses_vnni: bool):
                 kernels.rmsnorm(o[:1, :real], post_attn[layer], eps, o[:1, :real])
             x += o[:1, :real]
             kernels.rmsnorm(x, ffn_norm[layer], eps, h)
-            real = _linear(h, U, D, M, meta, first_gu, n_gu, threads, gate_up, xq, xd, xs)
-            if gelu:
-                kernels.geglu(gate_up[:1, :real], hidden, ffn)
+            if n_gu == 1 and hidden % vnni.LANES == 0:
+                _gate_up_activation(h, U, D, M, meta, first_gu, threads, gate_up, hidden, gelu, ffn, xq, xd, xs)
             else:
-                kernels.swiglu(gate_up[:1, :real], hidden, ffn)
+                real = _linear(h, U, D, M, meta, first_gu, n_gu, threads, gate_up, xq, xd, xs)
+                if gelu:
+                    kernels.geglu(gate_up[:1, :real], hidden, ffn)
+                else:
+                    kernels.swiglu(gate_up[:1, :real], hidden, ffn)
             real = _linear(ffn, U, D, M, meta, down, 1, threads, f, xq, xd, xs)
             if post_ffn.shape[1]:
                 kernels.rmsnorm(f[:1, :real], post_ffn[layer], eps, f[:1, :real])

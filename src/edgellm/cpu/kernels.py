@@ -143,11 +143,23 @@ def swiglu(gate_up, hidden, out):
         t = item // runs
         first = (item % runs) * ACTIVATION_RUN
         for i in range(first, min(first + ACTIVATION_RUN, hidden)):
-            g = gate_up[t, i]
-            out[t, i] = g / (np.float32(1.0) + np.float32(math.exp(-g))) * gate_up[t, hidden + i]
+            out[t, i] = silu_times(gate_up[t, i], gate_up[t, hidden + i])
 
 
 GELU_TANH_C = math.sqrt(2.0 / math.pi)
+
+
+@njit(cache=True)
+def silu_times(g, up):
+    """silu(g) * up in float32 (SwiGLU's element; the fused decode step computes it with this same function)."""
+    return g / (np.float32(1.0) + np.float32(math.exp(-g))) * up
+
+
+@njit(cache=True)
+def gelu_times(g, up):
+    """gelu(g) * up, GELU's tanh approximation (GeGLU's element)."""
+    inner = GELU_TANH_C * (g + 0.044715 * g * g * g)
+    return np.float32(0.5 * g * (1.0 + math.tanh(inner))) * up
 
 
 @njit(parallel=True, cache=True)
@@ -160,9 +172,7 @@ def geglu(gate_up, hidden, out):
         t = item // runs
         first = (item % runs) * ACTIVATION_RUN
         for i in range(first, min(first + ACTIVATION_RUN, hidden)):
-            g = gate_up[t, i]
-            inner = GELU_TANH_C * (g + 0.044715 * g * g * g)
-            out[t, i] = np.float32(0.5 * g * (1.0 + math.tanh(inner))) * gate_up[t, hidden + i]
+            out[t, i] = gelu_times(gate_up[t, i], gate_up[t, hidden + i])
 
 
 @njit(parallel=True, fastmath=True, cache=True)
