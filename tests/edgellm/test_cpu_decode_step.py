@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
 import edgellm
-from edgellm.cpu import decode_step, int8_matmul, kernels, model, vnni
+from edgellm.cpu import decode_step, int8_matmul, kernels, model, pooled_step, vnni
 
 SHAPES = {
     "llama": dict(arch="llama", dim=256, layers=2, heads=4, kv_heads=2, ffn=512, vocab=512, tied=False, published=0),
@@ -59,9 +60,18 @@ def decode_logits(gen, fused: bool, prompt_len: int = 20, steps: int = 40) -> np
 
 
 def assert_same_as_python_loop(gen) -> None:
-    assert gen._engine.state.fused is not None
-    fused, python = decode_logits(gen, True), decode_logits(gen, False)
-    assert np.array_equal(fused, python), f"max |difference| {np.abs(fused - python).max()}"
+    """Both forms of the fused step: on the pool of threads (where numba runs more than one) and with one parallel
+    region per phase."""
+    step = gen._engine.state.fused
+    assert step is not None
+    python = decode_logits(gen, False)
+    try:
+        for pooled in (True, False):
+            step.pooled = pooled
+            fused = decode_logits(gen, True)
+            assert np.array_equal(fused, python), f"pooled={pooled}: max |difference| {np.abs(fused - python).max()}"
+    finally:
+        step.pooled = True
 
 
 @pytest.mark.parametrize("arch,quant", CASES)
@@ -89,9 +99,25 @@ def test_no_fused_step_for_the_float32_reference_or_when_switched_off(tmp_path, 
         assert len(list(gen.generate([1, 2, 3], 4, ignore_eos=True))) == 4
 
 
+def test_the_pool_runs_where_numba_has_threads_and_gives_up_cleanly_where_they_cannot_all_run(tmp_path):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs numba to find two cores")
+    with edgellm.load(write(tmp_path / "llama.gguf", "llama", "Q8_0"), device="cpu", max_context=64,
+                      threads=2) as gen:
+        step = gen._engine.state.fused
+        assert len(list(gen.generate([1, 2, 3], 4, ignore_eos=True))) == 4
+        assert step.pooled  # every step ran on the pool
+        # more iterations than threads: some wait for a thread that runs only after them; the rendezvous gives up
+        # (after about a second), and nothing of the step is done
+        x = step.args[0]
+        before = x.copy()
+        assert pooled_step._POOLED(3, 3, np.zeros(4, np.int64), *step.args) > 0
+        assert np.array_equal(x, before)
+
+
 def test_the_compiled_steps_cache_key_holds_the_kernels_sources():
     sources = b"".join(Path(m.__file__).read_bytes() for m in (vnni, int8_matmul, kernels))
     digest = hashlib.sha256(sources).hexdigest()
-    for dispatcher in (decode_step._STEP, decode_step._linear, decode_step._gate_up_activation):
+    for dispatcher in (decode_step._STEP, decode_step._linear, decode_step._gate_up_activation, pooled_step._POOLED):
         cells = [c.cell_contents for c in dispatcher.py_func.__closure__]
         assert digest in cells and vnni.AVAILABLE in cells

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import edgellm
-from edgellm.cpu import decode_step, int8_matmul, kernels
+from edgellm.cpu import decode_step, int8_matmul, kernels, pooled_step
 
 # a Q4_K_M mix at a tiny shape: Q4_K and Q6_K (blocks of 16) matrices, q/k and v of different types (not stacked)
 TINY = dict(arch="llama", dim=256, layers=2, heads=4, kv_heads=2, ffn=512, vocab=512, tied=True, published=0)
@@ -29,7 +29,7 @@ def tiny_q4_k_m(tmp_path_factory) -> Path:
 
 
 def dispatchers() -> list:
-    return [f for module in (kernels, int8_matmul, decode_step) for f in vars(module).values()
+    return [f for module in (kernels, int8_matmul, decode_step, pooled_step) for f in vars(module).values()
             if isinstance(f, numba.core.registry.CPUDispatcher)]
 
 
@@ -63,9 +63,9 @@ def test_threads_are_honoured_on_the_thread_that_consumes_the_tokens(tiny_q4_k_m
 @pytest.mark.slow
 def test_a_second_process_takes_every_kernel_from_the_on_disk_cache(tiny_q4_k_m):
     script = (f"import edgellm, numba\n"
-              f"from edgellm.cpu import decode_step, int8_matmul, kernels\n"
+              f"from edgellm.cpu import decode_step, int8_matmul, kernels, pooled_step\n"
               f"edgellm.load({str(tiny_q4_k_m)!r}, device='cpu', max_context=64)\n"
-              f"fs = [f for m in (kernels, int8_matmul, decode_step) for f in vars(m).values()\n"
+              f"fs = [f for m in (kernels, int8_matmul, decode_step, pooled_step) for f in vars(m).values()\n"
               f"      if isinstance(f, numba.core.registry.CPUDispatcher) and f.signatures]\n"
               f"print(sum(sum(f.stats.cache_misses.values()) for f in fs), len(fs))\n")
     runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=None)

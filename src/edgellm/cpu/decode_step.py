@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numba
@@ -29,6 +29,7 @@ from . import int8_matmul, kernels, vnni
 from .int8_matmul import ACT_BLOCK, SUM_BLOCK, PanelMatrix, quantize_activations_serial
 
 SWITCH = "EDGELLM_CPU_FUSED_STEP"  # 0: every step through the Python loop (to compare the two)
+POOL_SWITCH = "EDGELLM_CPU_POOLED_STEP"  # 0: the fused step with one parallel region per phase
 
 _SOURCES = (vnni, int8_matmul, kernels)
 _DIGEST = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in _SOURCES)).hexdigest()
@@ -153,13 +154,23 @@ _STEP = _make_step(_DIGEST, vnni.AVAILABLE)
 @dataclass
 class FusedDecode:
     """The step's arguments for one model and RunState, gathered once: every quantized matrix of every layer in
-    typed lists (their arrays, not copies), per-layer vectors stacked, views of the state's buffers."""
+    typed lists (their arrays, not copies), per-layer vectors stacked, views of the state's buffers. `pooled`: run
+    on a pool of threads that meet at barriers (edgellm.cpu.pooled_step) where more than one thread runs."""
 
     args: tuple
+    pooled: bool = True
+    barrier: np.ndarray = field(default_factory=lambda: np.zeros(4, np.int64))
 
     def run(self, start: int) -> None:
         """The layers for the token in the state's x[0] at position `start` (its k and v appended to the cache)."""
-        _STEP(start, numba.get_num_threads(), *self.args)
+        threads = numba.get_num_threads()
+        if self.pooled and threads > 1:
+            from .pooled_step import _POOLED
+
+            if _POOLED(start, threads, self.barrier, *self.args) == 0:
+                return
+            self.pooled = False  # the threads did not all run at once (nothing was done): one region per phase
+        _STEP(start, threads, *self.args)
 
 
 def _stacked(vectors: list) -> np.ndarray:
@@ -216,7 +227,7 @@ def plan(cfg: Config, weights, state) -> FusedDecode | None:
             state.k_cache, state.v_cache, cos, sin, cos_local, sin_local,
             float(cfg.norm_eps), np.float32(cfg.scale), np.float32(cfg.attn_softcap), int(cfg.sliding_window),
             int(cfg.hidden_dim), cfg.rope_style == "neox", cfg.activation == "gelu_tanh")
-    return FusedDecode(args)
+    return FusedDecode(args, pooled=os.environ.get(POOL_SWITCH, "1") not in ("0", ""))
 
 
 class _NotFusable(Exception):
