@@ -64,6 +64,7 @@ def assert_same_as_python_loop(gen) -> None:
     region per phase."""
     step = gen._engine.state.fused
     assert step is not None
+    step.pool_from_threads = 2  # the pool on this machine's cores too (its default starts at more threads)
     python = decode_logits(gen, False)
     try:
         for pooled in (True, False):
@@ -71,7 +72,7 @@ def assert_same_as_python_loop(gen) -> None:
             fused = decode_logits(gen, True)
             assert np.array_equal(fused, python), f"pooled={pooled}: max |difference| {np.abs(fused - python).max()}"
     finally:
-        step.pooled = True
+        step.pooled, step.pool_from_threads = True, decode_step.POOL_FROM_THREADS
 
 
 @pytest.mark.parametrize("arch,quant", CASES)
@@ -105,6 +106,7 @@ def test_the_pool_runs_where_numba_has_threads_and_gives_up_cleanly_where_they_c
     with edgellm.load(write(tmp_path / "llama.gguf", "llama", "Q8_0"), device="cpu", max_context=64,
                       threads=2) as gen:
         step = gen._engine.state.fused
+        step.pool_from_threads = 2
         assert len(list(gen.generate([1, 2, 3], 4, ignore_eos=True))) == 4
         assert step.pooled  # every step ran on the pool
         # more iterations than threads: some wait for a thread that runs only after them; the rendezvous gives up

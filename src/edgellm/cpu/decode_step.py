@@ -30,6 +30,9 @@ from .int8_matmul import ACT_BLOCK, SUM_BLOCK, PanelMatrix, quantize_activations
 
 SWITCH = "EDGELLM_CPU_FUSED_STEP"  # 0: every step through the Python loop (to compare the two)
 POOL_SWITCH = "EDGELLM_CPU_POOLED_STEP"  # 0: the fused step with one parallel region per phase
+# Threads from which the step runs on the pool: starting a parallel region costs about 10 us on 16 cores and 1.5 us on
+# 2 (measured), so below this the regions cost little and the spinning pool would gain little.
+POOL_FROM_THREADS = 4
 
 _SOURCES = (vnni, int8_matmul, kernels)
 _DIGEST = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in _SOURCES)).hexdigest()
@@ -159,12 +162,13 @@ class FusedDecode:
 
     args: tuple
     pooled: bool = True
+    pool_from_threads: int = POOL_FROM_THREADS
     barrier: np.ndarray = field(default_factory=lambda: np.zeros(4, np.int64))
 
     def run(self, start: int) -> None:
         """The layers for the token in the state's x[0] at position `start` (its k and v appended to the cache)."""
         threads = numba.get_num_threads()
-        if self.pooled and threads > 1:
+        if self.pooled and threads >= self.pool_from_threads:
             from .pooled_step import _POOLED
 
             if _POOLED(start, threads, self.barrier, *self.args) == 0:
