@@ -71,6 +71,8 @@ def assert_same_as_python_loop(gen) -> None:
             step.pooled = pooled
             fused = decode_logits(gen, True)
             assert np.array_equal(fused, python), f"pooled={pooled}: max |difference| {np.abs(fused - python).max()}"
+            if pooled and numba.get_num_threads() >= 2:
+                assert step.pooled  # the pool ran every step (it did not give up and leave the comparison to _STEP)
     finally:
         step.pooled, step.pool_from_threads = True, decode_step.POOL_FROM_THREADS
 

@@ -31,12 +31,19 @@ class CpuEngine:
 
     def warm_up(self) -> None:
         """Every kernel in every shape a request uses, once: a two-token prefill (the batched path) with its last
-        logits, then a decode step; teacher-forced logits of two tokens. The cache is left empty."""
-        kernels.set_threads(self.threads)
+        logits, then a decode step (on the pool of threads and with one region per phase); teacher-forced logits of
+        two tokens. The cache is left empty."""
+        threads = kernels.set_threads(self.threads)
         if self.max_context >= 3:
             self.state.pos = 0
             forward(self.config, self.weights, self.state, np.zeros(2, np.int64), all_logits=False)
             forward(self.config, self.weights, self.state, np.zeros(1, np.int64), all_logits=False)
+            fused = self.state.fused
+            if fused is not None and fused.pooled and threads >= fused.pool_from_threads and self.max_context >= 4:
+                # the step with one region per phase too: a pool that cannot start falls back to it mid-generation
+                fused.pooled = False
+                forward(self.config, self.weights, self.state, np.zeros(1, np.int64), all_logits=False)
+                fused.pooled = True
         if self.max_context >= 2:
             self.logits([0, 0])
         self.state.pos = 0

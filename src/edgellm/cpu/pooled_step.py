@@ -23,9 +23,12 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import kernels, vnni
-from .decode_step import _DIGEST, _DOT
+from .decode_step import _DIGEST
 from .int8_matmul import ACT_BLOCK, SUM_BLOCK, _quantize_block
 
+# The dot product this CPU runs, chosen here (not imported) so that what this module compiles in depends only on its
+# own source and on the modules of the digest.
+_DOT = vnni.panel_dot if vnni.AVAILABLE else vnni.panel_dot_portable
 RENDEZVOUS_SPINS = 20_000_000  # about a second of pause instructions: far beyond any thread's start
 
 
@@ -151,7 +154,8 @@ def _product_share(U, D, M, meta, first, count, x_cols, xq, xd, xs, out, n, tid)
         if p0 < p1:
             u, d, m, layout, half = U[i], D[i], M[i], meta[i, 0], meta[i, 1] != 0
             for p in range(p0, p1):
-                _DOT(u[p], d[p], m[p], q, qd, qs, layout, half, out[0, col + p * vnni.LANES:col + (p + 1) * vnni.LANES])
+                _DOT(u[p], d[p], m[p], q, qd, qs, layout, half,
+                     out[0, col + p * vnni.LANES:col + (p + 1) * vnni.LANES])
         base += panels
         col += panels * vnni.LANES
 
@@ -170,7 +174,7 @@ def _add_bias(x, bias, n):
         x[0, i] += bias[i]
 
 
-@njit(cache=True)
+@njit
 def _close_gaps(meta, first, count, out):
     """model.linear's closing of the gap a part's last panel leaves (tiny shapes only); returns the filled columns."""
     col = real = 0
