@@ -1,8 +1,7 @@
 """The CPU engine's decode step over every layer in one compiled call.
 
-A decode step of a small model is mostly fixed costs: through edgellm.cpu.model's Python layer loop a token makes
-about 16 kernel calls and 20 array operations per layer, each with its dispatch, while its matrix products take a
-few microseconds each on many cores. Here the same kernels, called in the same order on the same buffers, run from
+Through edgellm.cpu.model's Python layer loop a decode step makes about 16 kernel calls and 20 array operations a
+layer, each with its dispatch, which on many cores are a large part of a small model's step (docs/performance.md). Here the same kernels, called in the same order on the same buffers, run from
 one compiled loop over the layers, so a step costs one dispatch: its logits are bit for bit those of the Python loop
 (tests/edgellm/test_cpu_decode_step.py). Only the quantized weights (every matrix a PanelMatrix, the engine's
 default) take this path; the float32 reference and the prompt's tiles stay on the Python loop.

