@@ -24,8 +24,9 @@ Scales are float16 (HALF_SCALES, when that holds them exactly) or float32, 16 pe
 only.
 `panel_tile` (and `panel_tile_portable`) is the prompt's form: one panel against a tile of tokens, each block of
 weights and its float32 scales unpacked once, TILE_UNITS 32-column units at a time, into a stack scratch in the BYTES
-(or BYTES16) form, and every token of the tile run over that; each token's blocks are scaled and summed in
-panel_dot's order, so its products are panel_dot's bit for bit.
+(or BYTES16) form, and every token of the tile run over that, TILE_TOKENS tokens at a time per load of a unit from
+the scratch; each token's blocks are scaled and summed in panel_dot's order, so its products are panel_dot's bit for
+bit.
 """
 
 from __future__ import annotations
@@ -346,6 +347,10 @@ def _panel_dot(generic, u, d, m, x, xd, xs, layout, half_scales, out):
 # weights and up to 4 KB of float32 scales, which stay in L1 beside the tokens' activations while the tile passes over
 # them (fewer units store and reload each token's sums more often; more leave L1).
 TILE_UNITS = 16
+# Tokens that share one load of a unit's unpacked weights from the scratch, their sums in as many registers
+# (docs/performance.md: 4 took a 32-token tile of a Q4_K matrix in 0.75x the time of 1 on 2 cores, 8 no less than 4,
+# 6 twice as long; Llama 3.2 1B's TTFT on 16 cores 0.90x llama.cpp's against 0.97x with 1).
+TILE_TOKENS = 4
 
 
 def _panel_tile(generic, u, d, m, x, xd, xs, layout, half_scales, out):
@@ -386,20 +391,25 @@ def _panel_tile(generic, u, d, m, x, xd, xs, layout, half_scales, out):
                         at = builder.add(builder.mul(local, e.const(per_unit)), e.const(h))
                         builder.store(wd, builder.gep(wd_ram, [at]))
                         builder.store(wm, builder.gep(wm_ram, [at]))
-                with cgutils.for_range(builder, n_tokens) as token_loop:
-                    t = token_loop.index
-                    x_quads = builder.inttoptr(builder.add(row_address(x_arr, t), builder.mul(first, e.const(64))),
-                                               _I32.as_pointer())
-                    xd_ptr = builder.inttoptr(builder.add(row_address(xd_arr, t), builder.mul(first, e.const(4))),
-                                              ir.FloatType().as_pointer())
-                    xs_ptr = builder.inttoptr(builder.add(row_address(xs_arr, t), builder.mul(first, e.const(8))),
-                                              ir.FloatType().as_pointer())
-                    out_ptr = builder.inttoptr(row_address(out_arr, t), _F32X16.as_pointer())
-                    # the first chunk starts from 0 as panel_dot does; the others go on from the sums stored
-                    acc = cgutils.alloca_once(builder, _F32X16)
-                    builder.store(ir.Constant(_F32X16, None), acc)
-                    with builder.if_then(builder.icmp_unsigned("!=", chunk_loop.index, e.const(0))):
-                        builder.store(builder.load(out_ptr, align=4), acc)
+                def token_pass(tokens):
+                    """The chunk's units against the given tokens: each unit's weights and scales are loaded from the
+                    scratch once for all of them (one accumulator a token)."""
+                    ptrs, accs = [], []
+                    for t in tokens:
+                        ptrs.append((
+                            builder.inttoptr(builder.add(row_address(x_arr, t), builder.mul(first, e.const(64))),
+                                             _I32.as_pointer()),
+                            builder.inttoptr(builder.add(row_address(xd_arr, t), builder.mul(first, e.const(4))),
+                                             ir.FloatType().as_pointer()),
+                            builder.inttoptr(builder.add(row_address(xs_arr, t), builder.mul(first, e.const(8))),
+                                             ir.FloatType().as_pointer()),
+                            builder.inttoptr(row_address(out_arr, t), _F32X16.as_pointer())))
+                        # the first chunk starts from 0 as panel_dot does; the others go on from the sums stored
+                        acc = cgutils.alloca_once(builder, _F32X16)
+                        builder.store(ir.Constant(_F32X16, None), acc)
+                        with builder.if_then(builder.icmp_unsigned("!=", chunk_loop.index, e.const(0))):
+                            builder.store(builder.load(ptrs[-1][3], align=4), acc)
+                        accs.append(acc)
                     with cgutils.for_range(builder, count) as unit_loop:
                         local = unit_loop.index
                         blocks = []
@@ -410,8 +420,20 @@ def _panel_tile(generic, u, d, m, x, xd, xs, layout, half_scales, out):
                             at = builder.add(builder.mul(local, e.const(per_unit)), e.const(h))
                             blocks.append((quads, builder.load(builder.gep(wd_ram, [at])),
                                            builder.load(builder.gep(wm_ram, [at]))))
-                        builder.store(_scale_unit(e, builder.load(acc), blocks, local, x_quads, xd_ptr, xs_ptr), acc)
-                    builder.store(builder.load(acc), out_ptr, align=4)
+                        for acc, (x_quads, xd_ptr, xs_ptr, _) in zip(accs, ptrs):
+                            builder.store(_scale_unit(e, builder.load(acc), blocks, local, x_quads, xd_ptr, xs_ptr),
+                                          acc)
+                    for acc, (_, _, _, out_ptr) in zip(accs, ptrs):
+                        builder.store(builder.load(acc), out_ptr, align=4)
+
+                # TILE_TOKENS tokens a pass, then the rest one at a time
+                passes = builder.udiv(n_tokens, e.const(TILE_TOKENS))
+                with cgutils.for_range(builder, passes) as pass_loop:
+                    t0 = builder.mul(pass_loop.index, e.const(TILE_TOKENS))
+                    token_pass([builder.add(t0, e.const(k)) for k in range(TILE_TOKENS)])
+                rest = builder.mul(passes, e.const(TILE_TOKENS))
+                with cgutils.for_range(builder, builder.sub(n_tokens, rest)) as token_loop:
+                    token_pass([builder.add(rest, token_loop.index)])
 
         e.dispatch(args[6], run)
         return context.get_dummy_value()
