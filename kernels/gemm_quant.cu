@@ -45,12 +45,16 @@ struct Params {
     const float *bias[kMaxMats];
 };
 
-// The raw bytes of one unit (32 weights of one row and slab) and its scales, loaded one slab ahead.
+// The raw bytes of one unit (32 weights of one row and slab) and its scales, loaded one slab ahead.  Everything is
+// kept as loaded (fp16 scales as their bits, Q4_K's packed 6-bit scales as their bytes) and decoded at the store:
+// an instruction that used a loaded value at the load would wait there for memory, before the slab's products that
+// the load is meant to overlap.
 struct Raw {
     uint4 q[4];
-    uint32_t e;
-    float d, m;
-    int qd;  // Q6_K: the quarter of its half the unit's chunk is
+    uint32_t e;      // Q5_0: the fifth bits; Q6_K: the unit's two int8 scales
+    uint32_t dm;     // the block's fp16 d (low half) and, for Q4_1 and Q4_K, its fp16 m or dmin (high half)
+    uint32_t sc[3];  // Q4_K: the super-block's 12 scale bytes
+    int qd;          // Q6_K: the quarter of its half the unit's chunk is; Q4_K: the slab's quarter of the super-block
     bool ok;
 };
 
@@ -67,6 +71,16 @@ template <typename T> GEMM_HD T ldg(const T *p) {
 }
 GEMM_HD uint4 ldg16(const uint8_t *p) { return ldg(reinterpret_cast<const uint4 *>(p)); }
 GEMM_HD float half_at(const void *d, int64_t i) { return __half2float(reinterpret_cast<const __half *>(d)[i]); }
+// The fp16 in the low or high 16 bits of `bits`, as float.
+GEMM_HD float half_lo(uint32_t bits) {
+    const uint16_t h = (uint16_t)(bits & 0xFFFF);
+    __half v;
+    memcpy(&v, &h, 2);
+    return __half2float(v);
+}
+GEMM_HD float half_hi(uint32_t bits) { return half_lo(bits >> 16); }
+GEMM_HD uint32_t ldg_half_bits(const void *d, int64_t i) { return ldg(reinterpret_cast<const uint16_t *>(d) + i); }
+GEMM_HD uint32_t ldg_half2_bits(const void *d, int64_t i) { return ldg(reinterpret_cast<const uint32_t *>(d) + i); }
 GEMM_HD uint32_t word(const uint4 &v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 GEMM_HD int byte_of(const uint4 &v, int b) { return (word(v, b >> 2) >> (8 * (b & 3))) & 0xFF; }
 GEMM_HD uint32_t pack_half2(float lo, float hi) {
@@ -89,17 +103,6 @@ GEMM_HD void store_zero(__half *tile, int row, int chunk) {
     *reinterpret_cast<uint4 *>(tile + tile_offset(row, chunk)) = make_uint4(0, 0, 0, 0);
 }
 
-// ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j (0..7) from a Q4_K super-block's 12 scale bytes.
-GEMM_HD void scale_min_k4(const uint8_t *s, int j, int &sc, int &mn) {
-    if (j < 4) {
-        sc = s[j] & 63;
-        mn = s[j + 4] & 63;
-    } else {
-        sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-        mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
-
 // load<QT>: the unit's raw bytes (row r of w, slab s, unit u of 2).  store<QT>: its 32 weights into the tile.
 // Units of the 32-weight types are blocks 2s and 2s + 1 of the row (offsets 32u..32u+31 of the slab); a slab of a
 // 256-weight super-block is a quarter of it.
@@ -112,7 +115,7 @@ template <> GEMM_HD void load<EDGELLM_Q8_0>(const QW &w, int cols, int r, int s,
     if (!raw.ok) return;
     const int64_t blk = (int64_t)r * nb + b;
     raw.q[0] = ldg16(w.qs + blk * 32), raw.q[1] = ldg16(w.qs + blk * 32 + 16);
-    raw.d = half_at(w.d, blk);
+    raw.dm = ldg_half_bits(w.d, blk);
 }
 template <> GEMM_HD void store<EDGELLM_Q8_0>(const Raw &raw, __half *tile, int row, int u) {
 #pragma unroll
@@ -121,9 +124,10 @@ template <> GEMM_HD void store<EDGELLM_Q8_0>(const Raw &raw, __half *tile, int r
             store_zero(tile, row, 4 * u + c);
             continue;
         }
+        const float d = half_lo(raw.dm);
         float v[8];
 #pragma unroll
-        for (int i = 0; i < 8; ++i) v[i] = raw.d * (float)(int8_t)byte_of(raw.q[c >> 1], (c & 1) * 8 + i);
+        for (int i = 0; i < 8; ++i) v[i] = d * (float)(int8_t)byte_of(raw.q[c >> 1], (c & 1) * 8 + i);
         store8(tile, row, 4 * u + c, v);
     }
 }
@@ -136,12 +140,7 @@ template <int QT> GEMM_HD void load_nibbles(const QW &w, int cols, int r, int s,
     if (!raw.ok) return;
     const int64_t blk = (int64_t)r * nb + b;
     raw.q[0] = ldg16(w.qs + blk * 16);
-    if (QT == EDGELLM_Q4_1) {
-        const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[blk];
-        raw.d = __low2float(dm), raw.m = __high2float(dm);
-    } else {
-        raw.d = half_at(w.d, blk);
-    }
+    raw.dm = QT == EDGELLM_Q4_1 ? ldg_half2_bits(w.d, blk) : ldg_half_bits(w.d, blk);
     if (QT == EDGELLM_Q5_0) raw.e = ldg(reinterpret_cast<const uint32_t *>(w.qh) + blk);
 }
 template <> GEMM_HD void load<EDGELLM_Q4_0>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
@@ -161,14 +160,15 @@ template <int QT> GEMM_HD void store_nibbles(const Raw &raw, __half *tile, int r
             store_zero(tile, row, 4 * u + c);
             continue;
         }
+        const float d = half_lo(raw.dm), m = half_hi(raw.dm);
         float v[8];
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
             const int e = 8 * c + i;
             const int n = (byte_of(raw.q[0], e & 15) >> (e < 16 ? 0 : 4)) & 0x0F;
-            if (QT == EDGELLM_Q4_0) v[i] = raw.d * (float)(n - 8);
-            else if (QT == EDGELLM_Q4_1) v[i] = raw.d * (float)n + raw.m;
-            else v[i] = raw.d * (float)((n | (int)(((raw.e >> e) & 1) << 4)) - 16);  // int: n - 16 < 0
+            if (QT == EDGELLM_Q4_0) v[i] = d * (float)(n - 8);
+            else if (QT == EDGELLM_Q4_1) v[i] = d * (float)n + m;
+            else v[i] = d * (float)((n | (int)(((raw.e >> e) & 1) << 4)) - 16);  // int: n - 16 < 0
         }
         store8(tile, row, 4 * u + c, v);
     }
@@ -184,26 +184,40 @@ template <> GEMM_HD void store<EDGELLM_Q5_0>(const Raw &raw, __half *tile, int r
 }
 
 // Q4_K: slab g (0..3) of a super-block is sub-blocks 2g (low nibbles of the group's 32 bytes) and 2g + 1 (high
-// nibbles); unit u takes bytes 16u..16u+15 of the group, i.e. offsets 16u.. and 32 + 16u.. of the slab.  Its scale
-// bytes are re-read from L1 at the store (12 bytes per super-block, shared by the row's units).
+// nibbles); unit u takes bytes 16u..16u+15 of the group, i.e. offsets 16u.. and 32 + 16u.. of the slab.  The
+// super-block's 12 scale bytes travel as three words, their 6-bit fields picked at the store.
+GEMM_HD int k4_byte(const uint32_t (&sc)[3], int k) {
+    const uint32_t w = k < 4 ? sc[0] : k < 8 ? sc[1] : sc[2];  // selects, not an indexed (local-memory) array
+    return (int)((w >> (8 * (k & 3))) & 0xFF);
+}
+// ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j (0..7) from a Q4_K super-block's 12 scale bytes
+// (here its three words).
+GEMM_HD void scale_min_k4_words(const uint32_t (&sc)[3], int j, int &s, int &m) {
+    if (j < 4) {
+        s = k4_byte(sc, j) & 63;
+        m = k4_byte(sc, j + 4) & 63;
+    } else {
+        s = (k4_byte(sc, j + 4) & 0x0F) | ((k4_byte(sc, j - 4) >> 6) << 4);
+        m = (k4_byte(sc, j + 4) >> 4) | ((k4_byte(sc, j) >> 6) << 4);
+    }
+}
 template <> GEMM_HD void load<EDGELLM_Q4_K>(const QW &w, int cols, int r, int s, int u, Raw &raw) {
     if (!raw.ok) return;
     const int64_t sb = (int64_t)r * (cols / 256) + s / 4;
     const int g = s % 4;
     raw.q[0] = ldg16(w.qs + sb * 128 + g * 32 + 16 * u);
-    const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[sb];
-    raw.d = __low2float(dm), raw.m = __high2float(dm);
-    const uint8_t *sc = w.scales + sb * 12;
-    int sc0, mn0, sc1, mn1;
-    scale_min_k4(sc, 2 * g, sc0, mn0);
-    scale_min_k4(sc, 2 * g + 1, sc1, mn1);
-    raw.e = (uint32_t)sc0 | ((uint32_t)mn0 << 8) | ((uint32_t)sc1 << 16) | ((uint32_t)mn1 << 24);
+    raw.dm = ldg_half2_bits(w.d, sb);
+    const uint32_t *sc = reinterpret_cast<const uint32_t *>(w.scales + sb * 12);
+    raw.sc[0] = ldg(sc), raw.sc[1] = ldg(sc + 1), raw.sc[2] = ldg(sc + 2);
+    raw.qd = g;
 }
 template <> GEMM_HD void store<EDGELLM_Q4_K>(const Raw &raw, __half *tile, int row, int u) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {  // half 0: sub-block 2g (low nibbles), 1: sub-block 2g + 1 (high)
-        const float ds = raw.d * (float)((raw.e >> (16 * half)) & 0xFF);
-        const float dm = raw.m * (float)((raw.e >> (16 * half + 8)) & 0xFF);
+        int sc, mn;
+        scale_min_k4_words(raw.sc, 2 * raw.qd + half, sc, mn);
+        const float ds = half_lo(raw.dm) * (float)sc;
+        const float dm = half_hi(raw.dm) * (float)mn;
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
             const int chunk = 4 * half + 2 * u + c;
@@ -233,7 +247,7 @@ template <> GEMM_HD void load<EDGELLM_Q6_K>(const QW &w, int cols, int r, int s,
     const uint8_t *qh = w.qh + sb * 64 + h * 32;
     raw.q[0] = ldg16(ql), raw.q[1] = ldg16(ql + 16), raw.q[2] = ldg16(qh), raw.q[3] = ldg16(qh + 16);
     raw.e = ldg(reinterpret_cast<const uint16_t *>(w.scales + sb * 16 + 2 * j));
-    raw.d = half_at(w.d, sb);
+    raw.dm = ldg_half_bits(w.d, sb);
     raw.qd = qd;
 }
 template <> GEMM_HD void store<EDGELLM_Q6_K>(const Raw &raw, __half *tile, int row, int u) {
@@ -245,7 +259,7 @@ template <> GEMM_HD void store<EDGELLM_Q6_K>(const Raw &raw, __half *tile, int r
             store_zero(tile, row, 4 * u + c);
             continue;
         }
-        const float ds = raw.d * (float)(int8_t)((raw.e >> (8 * (c >> 1))) & 0xFF);
+        const float ds = half_lo(raw.dm) * (float)(int8_t)((raw.e >> (8 * (c >> 1))) & 0xFF);
         float v[8];
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
