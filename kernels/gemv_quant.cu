@@ -160,6 +160,36 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_K>(const QMatr
     return __low2float(dm) * sc * x.ds.x * dot.value() - __high2float(dm) * mn * x.ds.y;
 }
 
+// Chunks 2p and 2p + 1 of a Q4_K row (pair p: sub-blocks 2g and 2g + 1 of super-block p / 4, g = p % 4), each
+// scaled as chunk_dot<EDGELLM_Q4_K> scales it, summed.
+__device__ __forceinline__ float q4k_pair_dot(const QMatrix &w, int row, int pair, const XChunk &xl, const XChunk &xh) {
+    const int64_t sb = (int64_t)row * (w.cols / 256) + pair / 4;
+    const int g = pair % 4;
+    const uint8_t *qs = w.qs + sb * 128 + g * 32;
+    const uint4 a = load_weights16(qs);
+    const uint4 b = load_weights16(qs + 16);
+    const int qv[8] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w, (int)b.x, (int)b.y, (int)b.z, (int)b.w};
+    IDot lo, hi;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        lo.add(qv[i] & 0x0F0F0F0F, xl, i);
+        hi.add((qv[i] >> 4) & 0x0F0F0F0F, xh, i);
+    }
+    const uint8_t *s = w.scales + sb * 12;
+    int sc0, mn0, sc1, mn1;
+    if (g < 2) {  // sub-blocks 2g, 2g + 1 < 4
+        sc0 = s[2 * g] & 63, mn0 = s[2 * g + 4] & 63;
+        sc1 = s[2 * g + 1] & 63, mn1 = s[2 * g + 5] & 63;
+    } else {
+        const int j = 2 * g;
+        sc0 = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4), mn0 = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        sc1 = (s[j + 5] & 0x0F) | ((s[j - 3] >> 6) << 4), mn1 = (s[j + 5] >> 4) | ((s[j + 1] >> 6) << 4);
+    }
+    const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[sb];
+    const float d = __low2float(dm), dmin = __high2float(dm);
+    return (d * sc0 * xl.ds.x * lo.value() - dmin * mn0 * xl.ds.y) + (d * sc1 * xh.ds.x * hi.value() - dmin * mn1 * xh.ds.y);
+}
+
 template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q6_K>(const QMatrix &w, int row, int chunk, const XChunk &x) {
     // Super-block of 256 in two halves of 128; in half h, chunk quarter qd (0..3) takes the low (qd < 2) or high
     // nibbles of ql bytes h*64 + (qd & 1)*32 + l and bits 2*qd.. of qh bytes h*32 + l (l = 0..31): q = that 6-bit
@@ -221,9 +251,45 @@ constexpr int kRowsPerBlock = kGemvWarps * kRowsPerWarp;
 // unroll of them at a time so that their loads are all in flight before the first is used (a decode GEMV is a few
 // such rounds per warp; one load at a time leaves the memory system idle).  Chunks past the row add an exact 0, so
 // every sum is that of one chunk at a time, whatever N and the unroll.
+// Q4_K's chunks 2p and 2p + 1 (pair p) are the low and high nibbles of the same 32 bytes: with
+// EDGELLM_GEMV_Q4K_PAIRS=1 one lane takes both, so that each weight byte is loaded by one lane once (a lane per chunk
+// loads every byte twice, in two lanes), summed as (chunk 2p + chunk 2p + 1) into the lane's sum.  It holds two
+// chunks' activations at once (96 registers against 72 for the gate/up kernel).  A build setting until timed.
+#ifndef EDGELLM_GEMV_Q4K_PAIRS
+#define EDGELLM_GEMV_Q4K_PAIRS 0
+#endif
+template <int N>
+__device__ __forceinline__ void lane_dots_q4k_pairs(const QMatrix *const (&w)[N], const int (&row)[N],
+                                                    const int8_t *xq, const float2 *xds, int lane, float (&acc)[N]) {
+    constexpr int kUnroll = N <= 2 ? 2 : 1;  // pairs in flight: as many chunks as lane_dots keeps
+    const int n = w[0]->cols / 64;
+    for (int p0 = lane; p0 < n; p0 += 32 * kUnroll) {
+        float part[kUnroll][N];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+            const int pair = min(p0 + 32 * u, n - 1);  // past the row: read again, dropped (as in lane_dots)
+            const bool inside = p0 + 32 * u < n;
+            const XChunk lo = load_x(xq, xds, 2 * pair), hi = load_x(xq, xds, 2 * pair + 1);
+#pragma unroll
+            for (int m = 0; m < N; ++m) {
+                const float d = q4k_pair_dot(*w[m], row[m], pair, lo, hi);
+                part[u][m] = inside ? d : 0.f;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+            for (int m = 0; m < N; ++m) acc[m] += part[u][m];
+    }
+}
+
 template <int QT, int N>
 __device__ __forceinline__ void lane_dots(const QMatrix *const (&w)[N], const int (&row)[N], const int8_t *xq,
                                           const float2 *xds, int lane, float (&acc)[N]) {
+    if constexpr (EDGELLM_GEMV_Q4K_PAIRS && QT == EDGELLM_Q4_K) {
+        lane_dots_q4k_pairs(w, row, xq, xds, lane, acc);
+        return;
+    }
     // Four chunks in flight for one or two rows; fewer for more rows, whose weight loads fill the registers.
     constexpr int kUnroll = N <= 2 ? 4 : N <= 4 ? 2 : 1;
     const int n = w[0]->cols / 32;
