@@ -11,8 +11,11 @@ tokens and --new-tokens greedy tokens: TTFT (prefill and the first token, as the
 N / TTFT, median of --runs; the decode rate of the tokens that follow each prompt (decode at that depth); the
 1024-token prompt's whole request (TTFT + decode) is the end-to-end row. The achieved
 matrix TFLOP/s is the prompt's matrix-product work (2 x N x the weights the prompt multiplies, attention left out)
-over TTFT: a lower bound on the prefill GEMMs' rate. Lengths that with --new-tokens exceed a model's context are
-skipped with a note.
+over TTFT: a lower bound on the prefill GEMMs' rate, printed also as a share of the card's dense fp16 tensor-core
+peak (with fp32 accumulation, as the GEMMs sum) from its datasheet, for the cards named in DENSE_FP16_PEAK_TFLOPS;
+another card's share is reported as missing. Lengths that with --new-tokens exceed a model's context are skipped
+with a note. With a CUDA build of llama.cpp, preload its library as the README says (LD_PRELOAD): this script
+imports numpy before llama.cpp loads a model, the case in which such a build can crash.
 """
 
 from __future__ import annotations
@@ -44,6 +47,22 @@ WORDS = ("the history of computing is a story of machines that grew smaller fast
          "then integrated circuits put millions and later billions of switches on one chip software followed the "
          "same path from machine code to compilers operating systems and networks").split()
 FILLERS = (",", ".", ";", " is", " a", " of", " and", " on", " the", " one")
+
+
+# Dense fp16 tensor-core TFLOP/s with fp32 accumulation, from each card's datasheet, by a part of the name NVML gives
+# it; the first match wins (so "H100 PCIe" and "H100 NVL" before the SXM part's plain "H100").
+DENSE_FP16_PEAK_TFLOPS = (
+    ("H200", 989.4), ("H100 PCIe", 756.5), ("H100 NVL", 835.5), ("H100", 989.4), ("A100", 312.0),
+    ("L4", 121.0), ("RTX 4090", 165.2), ("T4", 65.0),
+)
+
+
+def dense_fp16_peak(gpu_name: str) -> float | None:
+    """The card's datasheet dense fp16 tensor-core peak in TFLOP/s, or None for a card not in the table."""
+    for part, tflops in DENSE_FP16_PEAK_TFLOPS:
+        if part in gpu_name:
+            return tflops
+    return None
 
 
 def token_count(tokenizer: Tokenizer, text: str, base: int) -> int:
@@ -149,16 +168,22 @@ def report(df: pd.DataFrame, backends: list[str]) -> None:
     med["pp_tok_s"] = med.index.get_level_values("n_prompt") / (med.ttft_ms * 1e-3)
     wide = med.unstack("backend")
     table = pd.DataFrame(index=wide.index)
+    gpu = str(df["gpu_name"].iloc[0])
+    peak = dense_fp16_peak(gpu)
     for b in backends:
         table[f"{b} pp tok/s"] = wide["pp_tok_s"][b]
         table[f"{b} TTFT ms"] = wide["ttft_ms"][b]
         table[f"{b} matrix TFLOP/s"] = wide["tflop_s"][b]
+        if peak:
+            table[f"{b} % of peak"] = 100 * wide["tflop_s"][b] / peak
     if set(ENGINES) <= set(backends):
         table["EdgeLLM speed-up"] = wide["ttft_ms"]["llamacpp"] / wide["ttft_ms"]["edgellm"]
     table.index = [f"{p} {q} pp{n}" for p, q, n in table.index]
     runs = int(med.runs.min())
-    print(f"\ngpu: {df['gpu_name'].iloc[0]}   prompt processing through the harness, median of {runs} runs "
+    print(f"\ngpu: {gpu}   prompt processing through the harness, median of {runs} runs "
           f"(speed-up: llama.cpp TTFT / EdgeLLM TTFT)")
+    print(f"dense fp16 tensor-core peak (datasheet, fp32 accumulation): {peak:.1f} TFLOP/s" if peak else
+          "dense fp16 tensor-core peak: missing (this card is not in DENSE_FP16_PEAK_TFLOPS)")
     print(table.to_string(float_format=lambda v: f"{v:.2f}"))
     decode = sweep.groupby(["preset", "quant", "n_prompt", "backend"], sort=False).agg(
         decode_tok_s=("decode_tok_s", "median"), itl_p50_ms=("itl_p50_ms", "median"),
