@@ -21,6 +21,7 @@ imports numpy before llama.cpp loads a model, the case in which such a build can
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -49,18 +50,19 @@ WORDS = ("the history of computing is a story of machines that grew smaller fast
 FILLERS = (",", ".", ";", " is", " a", " of", " and", " on", " the", " one")
 
 
-# Dense fp16 tensor-core TFLOP/s with fp32 accumulation, from each card's datasheet, by a part of the name NVML gives
-# it; the first match wins (so "H100 PCIe" and "H100 NVL" before the SXM part's plain "H100").
+# Dense fp16 tensor-core TFLOP/s with fp32 accumulation, from each card's datasheet, by whole words of the name NVML
+# gives it; the first match wins (so the PCIe and NVL parts before the SXM parts' plain "H100" and "H200").
 DENSE_FP16_PEAK_TFLOPS = (
-    ("H200", 989.4), ("H100 PCIe", 756.5), ("H100 NVL", 835.5), ("H100", 989.4), ("A100", 312.0),
-    ("L4", 121.0), ("RTX 4090", 165.2), ("T4", 65.0),
+    ("H200 NVL", 835.5), ("H200", 989.4), ("H100 PCIe", 756.5), ("H100 NVL", 835.5), ("H100", 989.4),
+    ("A100", 312.0), ("L4", 121.0), ("RTX 4090", 165.2), ("T4", 65.0),
 )
 
 
 def dense_fp16_peak(gpu_name: str) -> float | None:
-    """The card's datasheet dense fp16 tensor-core peak in TFLOP/s, or None for a card not in the table."""
+    """The card's datasheet dense fp16 tensor-core peak in TFLOP/s, or None for a card not in the table (whole words:
+    an L40S is not an L4, an RTX A1000 not an A100)."""
     for part, tflops in DENSE_FP16_PEAK_TFLOPS:
-        if part in gpu_name:
+        if re.search(rf"\b{re.escape(part)}\b", gpu_name):
             return tflops
     return None
 

@@ -15,5 +15,7 @@ def test_each_card_gets_its_own_datasheet_peak():
     assert gpu_prefill.dense_fp16_peak("Tesla T4") == 65.0
 
 
-def test_a_card_not_in_the_table_has_no_peak():
-    assert gpu_prefill.dense_fp16_peak("NVIDIA GeForce GTX 1080") is None
+def test_names_match_as_whole_words():
+    assert gpu_prefill.dense_fp16_peak("NVIDIA H200 NVL") == 835.5  # not the SXM part's
+    for other in ("NVIDIA L40S", "NVIDIA RTX A1000", "NVIDIA T400", "NVIDIA GeForce GTX 1080"):
+        assert gpu_prefill.dense_fp16_peak(other) is None, other
