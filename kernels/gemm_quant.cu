@@ -70,7 +70,6 @@ template <typename T> GEMM_HD T ldg(const T *p) {
 #endif
 }
 GEMM_HD uint4 ldg16(const uint8_t *p) { return ldg(reinterpret_cast<const uint4 *>(p)); }
-GEMM_HD float half_at(const void *d, int64_t i) { return __half2float(reinterpret_cast<const __half *>(d)[i]); }
 // The fp16 in the low or high 16 bits of `bits`, as float.
 GEMM_HD float half_lo(uint32_t bits) {
     const uint16_t h = (uint16_t)(bits & 0xFFFF);

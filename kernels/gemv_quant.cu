@@ -134,6 +134,17 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q8_0>(const QMatr
     return half_at(w.d, blk) * x.ds.x * dot.value();
 }
 
+// ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j (0..7) from a Q4_K super-block's 12 scale bytes.
+__device__ __forceinline__ void q4k_scale_min(const uint8_t *s, int j, int &sc, int &mn) {
+    if (j < 4) {
+        sc = s[j] & 63;
+        mn = s[j + 4] & 63;
+    } else {
+        sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
 template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_K>(const QMatrix &w, int row, int chunk, const XChunk &x) {
     // Super-block of 256 = 8 sub-blocks of 32; sub-block j uses the low (j even) or high (j odd) nibbles of the 32
     // bytes of group j/2, with a 6-bit scale and min (ggml's get_scale_min_k4): w = d * sc * n - dmin * m.
@@ -147,15 +158,8 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_K>(const QMatr
     IDot dot;
 #pragma unroll
     for (int i = 0; i < 8; ++i) dot.add((qv[i] >> shift) & 0x0F0F0F0F, x, i);
-    const uint8_t *s = w.scales + sb * 12;
     int sc, mn;
-    if (j < 4) {
-        sc = s[j] & 63;
-        mn = s[j + 4] & 63;
-    } else {
-        sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-        mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
+    q4k_scale_min(w.scales + sb * 12, j, sc, mn);
     const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[sb];
     return __low2float(dm) * sc * x.ds.x * dot.value() - __high2float(dm) * mn * x.ds.y;
 }
@@ -175,16 +179,9 @@ __device__ __forceinline__ float q4k_pair_dot(const QMatrix &w, int row, int pai
         lo.add(qv[i] & 0x0F0F0F0F, xl, i);
         hi.add((qv[i] >> 4) & 0x0F0F0F0F, xh, i);
     }
-    const uint8_t *s = w.scales + sb * 12;
     int sc0, mn0, sc1, mn1;
-    if (g < 2) {  // sub-blocks 2g, 2g + 1 < 4
-        sc0 = s[2 * g] & 63, mn0 = s[2 * g + 4] & 63;
-        sc1 = s[2 * g + 1] & 63, mn1 = s[2 * g + 5] & 63;
-    } else {
-        const int j = 2 * g;
-        sc0 = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4), mn0 = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-        sc1 = (s[j + 5] & 0x0F) | ((s[j - 3] >> 6) << 4), mn1 = (s[j + 5] >> 4) | ((s[j + 1] >> 6) << 4);
-    }
+    q4k_scale_min(w.scales + sb * 12, 2 * g, sc0, mn0);
+    q4k_scale_min(w.scales + sb * 12, 2 * g + 1, sc1, mn1);
     const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[sb];
     const float d = __low2float(dm), dmin = __high2float(dm);
     return (d * sc0 * xl.ds.x * lo.value() - dmin * mn0 * xl.ds.y) + (d * sc1 * xh.ds.x * hi.value() - dmin * mn1 * xh.ds.y);
@@ -254,7 +251,8 @@ constexpr int kRowsPerBlock = kGemvWarps * kRowsPerWarp;
 // Q4_K's chunks 2p and 2p + 1 (pair p) are the low and high nibbles of the same 32 bytes: with
 // EDGELLM_GEMV_Q4K_PAIRS=1 one lane takes both, so that each weight byte is loaded by one lane once (a lane per chunk
 // loads every byte twice, in two lanes), summed as (chunk 2p + chunk 2p + 1) into the lane's sum.  It holds two
-// chunks' activations at once (96 registers against 72 for the gate/up kernel).  A build setting until timed.
+// chunks' activations at once (96 registers against 72 for the gate/up kernel); off by default: on an H200 it
+// made the 3B step 3% faster and the 8B step 3% slower (docs/performance.md).
 #ifndef EDGELLM_GEMV_Q4K_PAIRS
 #define EDGELLM_GEMV_Q4K_PAIRS 0
 #endif
