@@ -317,6 +317,23 @@ __device__ __forceinline__ void quantize_chunk(float v, int chunk, int lane, int
     if (lane == 0) xds[chunk] = make_float2(s, s * sum);
 }
 
+// RoPE of pair i of a head at `position`: the angle in double (positions up to 128k keep their precision), cos and
+// sin scaled by attn_factor (phi3's rope.scaling.attn_factor; 1 leaves them as they are) in double and rounded to
+// float once; factors (llama3's frequency divisors) optional.  Every rotation of the decoder takes its (cos, sin)
+// from here and applies it with rope_apply, so that the separate kernel, the GEMV epilogue and a table made once a
+// step (edgellm_rope_table) agree bit for bit.
+__device__ __forceinline__ float2 rope_cos_sin(int i, int D, int position, float base, const float *factors,
+                                               float attn_factor) {
+    double inv_freq = pow((double)base, -2.0 * i / D);
+    if (factors) inv_freq /= (double)factors[i];
+    double s, c;
+    sincos((double)position * inv_freq, &s, &c);
+    return make_float2((float)(attn_factor * c), (float)(attn_factor * s));
+}
+__device__ __forceinline__ float2 rope_apply(float xa, float xb, float2 cs) {
+    return make_float2(xa * cs.x - xb * cs.y, xa * cs.y + xb * cs.x);
+}
+
 // Programmatic dependent launch (Hopper and newer): a kernel launched with launch_chained() may be scheduled while
 // the kernel before it in the stream still runs, and waits on the device, before its first memory access, for that
 // kernel to finish and its writes to be visible (chained_start(), the first statement of every such kernel).  A

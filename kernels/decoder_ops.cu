@@ -14,23 +14,17 @@ __global__ void rmsnorm_kernel(const float *x, const float *w, float *out, int n
     for (int i = threadIdx.x; i < n; i += blockDim.x) orow[i] = xr[i] * scale * w[i];
 }
 
-// The rotation of pair i of a head at position `position` (theta in double: positions up to 128k keep their
-// precision); returns the pair's two indices in the head and the rotated values.
+// The rotation of pair i of a head at position `position` (rope_cos_sin, rope_apply); returns the pair's two indices
+// in the head and the rotated values.
 struct Rotated {
     int a, b;
     float xa, xb;
 };
-// attn_factor scales cos and sin (phi3's rope.scaling.attn_factor; 1 leaves them as they are), in double as the CPU
-// engine's tables.
 __device__ __forceinline__ Rotated rotate(const float *xh, int i, int D, int position, float base,
                                           const float *factors, int neox, float attn_factor) {
-    double inv_freq = pow((double)base, -2.0 * i / D);
-    if (factors) inv_freq /= (double)factors[i];
-    double s, c;
-    sincos((double)position * inv_freq, &s, &c);
     const int a = neox ? i : 2 * i, b = neox ? i + D / 2 : 2 * i + 1;
-    const float xa = xh[a], xb = xh[b], cf = (float)(attn_factor * c), sf = (float)(attn_factor * s);
-    return Rotated{a, b, xa * cf - xb * sf, xa * sf + xb * cf};
+    const float2 r = rope_apply(xh[a], xh[b], rope_cos_sin(i, D, position, base, factors, attn_factor));
+    return Rotated{a, b, r.x, r.y};
 }
 
 __global__ void rope_kernel(float *x, int rows, int heads, int D, int64_t row_stride, const int *pos, float base,
@@ -69,6 +63,13 @@ __global__ void rope_append_kernel(float *q, const float *k, const float *v, __h
         vc[row + j] = __float2half_rn(v[j]);
         vc[row + j + 1] = __float2half_rn(v[j + 1]);
     }
+}
+
+__global__ void rope_table_kernel(const int *pos, int D, float base, const float *factors, float attn_factor,
+                                  float2 *table) {
+    chained_start();
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < D / 2) table[i] = rope_cos_sin(i, D, *pos, base, factors, attn_factor);
 }
 
 __global__ void swiglu_kernel(const float *gate_up, float *out, int rows, int hidden) {
@@ -292,6 +293,15 @@ extern "C" int edgellm_rope_append(float *q, const float *k, const float *v, voi
     launch_chained(rope_append_kernel, blocks_for(threads, 256), 256, 0, static_cast<cudaStream_t>(stream), q, k, v,
                    static_cast<__half *>(k_cache), static_cast<__half *>(v_cache), n_heads, n_kv_heads, head_dim, pos,
                    base, freq_factors, neox, attn_factor);
+    return check_launch();
+}
+
+extern "C" int edgellm_rope_table(const int *pos, int head_dim, float base, const float *freq_factors,
+                                  float attn_factor, void *table, void *stream) {
+    if (!pos || !table || head_dim <= 0 || head_dim % 2 || reinterpret_cast<uintptr_t>(table) % 8)
+        return EDGELLM_ERR_ARGUMENT;
+    launch_chained(rope_table_kernel, blocks_for(head_dim / 2, 128), 128, 0, static_cast<cudaStream_t>(stream), pos,
+                   head_dim, base, freq_factors, attn_factor, static_cast<float2 *>(table));
     return check_launch();
 }
 

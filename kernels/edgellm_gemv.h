@@ -69,6 +69,11 @@ int edgellm_gemv_many(const edgellm_qmatrix *const *w, float *const *y, const fl
 int edgellm_gemv_qkv_rope(const edgellm_qmatrix *const *w, const float *const *bias, float *q, void *k_cache,
                           void *v_cache, int head_dim, const int *pos, float base, const float *freq_factors,
                           float attn_factor, const void *xq, const void *xds, void *stream);
+/* edgellm_gemv_qkv_rope with the rotation's (cos, sin) read from rope_table (edgellm_rope_table at the same *pos,
+ * base, factors and attn_factor) instead of computed per pair: the same values. */
+int edgellm_gemv_qkv_rope_table(const edgellm_qmatrix *const *w, const float *const *bias, float *q, void *k_cache,
+                                void *v_cache, int head_dim, const int *pos, const void *rope_table, const void *xq,
+                                const void *xds, void *stream);
 int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qmatrix *up, const void *xq, const void *xds,
                         float *y, void *stream);
 /* edgellm_gemv_swiglu followed by edgellm_quantize_activations(y) into next_xq / next_xds, in one launch (rows a

@@ -59,6 +59,11 @@ int edgellm_rope_append(float *q, const float *k, const float *v, void *k_cache,
                         int n_kv_heads, int head_dim, const int *pos, float base, const float *freq_factors, int neox,
                         float attn_factor, void *stream);
 
+/* table[i] = (cos, sin) of pair i (0 .. head_dim / 2 - 1) at position *pos, as edgellm_rope rotates with them
+ * (float2 values, 8-byte aligned): made once a decode step for every layer's edgellm_gemv_qkv_rope_table. */
+int edgellm_rope_table(const int *pos, int head_dim, float base, const float *freq_factors, float attn_factor,
+                       void *table, void *stream);
+
 /* edgellm_argmax, then *pos += 1 (the end of a decode step, one launch). */
 int edgellm_argmax_advance(const float *logits, int n, int *out, int *pos, void *stream);
 

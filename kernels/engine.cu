@@ -12,10 +12,10 @@
 //
 // Fused (the default), a llama layer is 9 launches: RMSNorm+quantize, Q/K/V (+ biases) in one GEMV (one per quant type
 // where they differ), RoPE+append, attention writing quantized activations, output projection with the residual added
-// in its epilogue, RMSNorm+quantize, gate/up with SwiGLU in the epilogue, quantize, down projection + residual.  With
-// EDGELLM_EPILOGUE_FUSION=1, 7: RoPE and the append in the Q/K/V launch, the quantize in the gate/up launch.  Each
-// fused kernel computes exactly what the separate ones do, in the same order (the GPU tests compare the two steps bit
-// for bit).
+// in its epilogue, RMSNorm+quantize, gate/up with SwiGLU in the epilogue, quantize, down projection + residual.  By
+// default RoPE and the append go into the Q/K/V launch (8; EDGELLM_EPILOGUE_FUSION=none keeps them apart, =all also
+// moves the quantize into the gate/up launch: 7).  Each fused kernel computes exactly what the separate ones do, in
+// the same order (the GPU tests compare the two steps bit for bit).
 //
 // Prefill (edgellm_engine_prefill) runs a prompt through the same weights chunk by chunk on tensor cores
 // (edgellm_prefill.h): per layer, RMSNorm to fp16, Q/K/V in one GEMM with biases, the decode path's own RoPE and cache
@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "attention_common.cuh"
@@ -48,6 +49,7 @@ struct edgellm_engine {
     int8_t *xq = nullptr, *ffn_xq = nullptr;  // ffn_xq: the SwiGLU output quantized in its own launch's epilogue
     float2 *xds = nullptr, *ffn_xds = nullptr;
     int *swiglu_counters = nullptr;
+    float2 *rope_table = nullptr;  // (cos, sin) of the step's position, made once a step (edgellm_rope_table)
     std::vector<__half *> kcache, vcache;
     void *workspace = nullptr;
     size_t workspace_bytes = 0;
@@ -174,17 +176,33 @@ int attention(edgellm_engine *e, int i, bool quantized) {
                                        quantized ? e->xq : nullptr, quantized ? e->xds : nullptr, e->stream);
 }
 
-// The GEMV epilogues that take the next small operation's work (RoPE + cache append, the SwiGLU output's
-// quantization), two launches a layer fewer: off unless EDGELLM_EPILOGUE_FUSION=1 (read once; results are the same
-// bit for bit either way).  Off because it did not pay on an H200: the epilogue's RoPE runs on one lane per row pair,
-// each computing its angle in double precision, where the separate kernel spreads them over a thread each (see
-// docs/performance.md).
-bool epilogue_fusion() {
-    static const bool on = [] {
+// The GEMV epilogues that take the next small operation's work, a launch a layer fewer each: RoPE and the cache
+// append in the Q/K/V launch (with the rotation's cos and sin made once a step, edgellm_rope_table, for every layer
+// on the model's RoPE base), and the SwiGLU output's quantization in the gate/up launch.  EDGELLM_EPILOGUE_FUSION
+// (read once) names them: "rope" (the default: it measured faster at every size), "quantize", "1" or "all" both,
+// "0" or "none" neither.  Results are the same bit for bit either way (tests/edgellm/test_gemv_epilogues.py).
+struct EpilogueFusion {
+    bool rope = false, quantize = false;
+};
+EpilogueFusion epilogue_fusion() {
+    static const EpilogueFusion f = [] {
+        EpilogueFusion r;
         const char *v = std::getenv("EDGELLM_EPILOGUE_FUSION");
-        return v && v[0] == '1';
+        const std::string s = v ? v : "rope";
+        r.rope = s == "1" || s == "all" || s == "rope";
+        r.quantize = s == "1" || s == "all" || s == "quantize";
+        return r;
     }();
-    return on;
+    return f;
+}
+
+// Whether layer L's Q/K/V launch does RoPE and the append (adjacent pairs; NeoX pairs (i, i + head_dim/2) and per-head
+// Q/K norms, which need a whole head first, take launches of their own), and whether it reads the step's table.
+bool rope_in_epilogue(const edgellm_model_config &c, const edgellm_layer &L) {
+    return epilogue_fusion().rope && !c.rope_neox && !L.q_norm;
+}
+bool rope_from_table(const edgellm_model_config &c, const edgellm_layer &L) {
+    return rope_in_epilogue(c, L) && rope_base(c, L) == c.rope_base;
 }
 
 int fused_layer(edgellm_engine *e, int i) {
@@ -194,10 +212,11 @@ int fused_layer(edgellm_engine *e, int i) {
     const edgellm_qmatrix *w[3] = {&L.wq, &L.wk, &L.wv};
     float *y[3] = {e->q, e->k, e->v};
     const float *b[3] = {L.bq, L.bk, L.bv};
-    // Q, K and V in one launch per run of one quant type (Q4_K_M's V is often Q6_K); adjacent-pair RoPE and the
-    // cache append in the same launch's epilogue. NeoX pairs (i, i + head_dim/2) and per-head Q/K norms (gemma3),
-    // which need a whole head first, take launches of their own.
-    if (!c.rope_neox && !L.q_norm && epilogue_fusion()) {
+    // Q, K and V in one launch per run of one quant type (Q4_K_M's V is often Q6_K).
+    if (rope_from_table(c, L)) {
+        TRY(edgellm_gemv_qkv_rope_table(w, b, e->q, e->kcache[i], e->vcache[i], c.head_dim, e->pos, e->rope_table,
+                                        e->xq, e->xds, e->stream));
+    } else if (rope_in_epilogue(c, L)) {
         TRY(edgellm_gemv_qkv_rope(w, b, e->q, e->kcache[i], e->vcache[i], c.head_dim, e->pos, rope_base(c, L),
                                   e->rope_factors, rope_attn_factor(c), e->xq, e->xds, e->stream));
     } else {
@@ -210,7 +229,7 @@ int fused_layer(edgellm_engine *e, int i) {
     TRY(attention(e, i, true));
     TRY(project_residual(e, L.wo, L.post_attn_norm, e->xq, e->xds));
     TRY(edgellm_rmsnorm_quantize(e->x, L.ffn_norm, c.dim, c.norm_eps, e->xq, e->xds, e->stream));
-    if (!geglu(c) && same_kind(L.w_gate, L.w_up) && epilogue_fusion()) {
+    if (!geglu(c) && same_kind(L.w_gate, L.w_up) && epilogue_fusion().quantize) {
         // SwiGLU and the down projection's activations in the gate/up launch (into their own buffers).
         TRY(edgellm_gemv_swiglu_quantize(&L.w_gate, &L.w_up, e->xq, e->xds, e->ffn, e->ffn_xq, e->ffn_xds,
                                          e->swiglu_counters, e->stream));
@@ -279,6 +298,13 @@ int cap_logits(edgellm_engine *e, float *logits, int rows) {
 
 // Everything one step enqueues; the same sequence is captured into the graph.
 int enqueue_step(edgellm_engine *e) {
+    if (!e->cfg.unfused) {
+        bool table = false;
+        for (const edgellm_layer &L : e->layers) table |= rope_from_table(e->cfg, L);
+        if (table)
+            TRY(edgellm_rope_table(e->pos, e->cfg.head_dim, e->cfg.rope_base, e->rope_factors,
+                                   rope_attn_factor(e->cfg), e->rope_table, e->stream));
+    }
     TRY(embed_token(e));
     for (int i = 0; i < e->cfg.n_layers; ++i) TRY(layer(e, i));
     if (!e->cfg.unfused) {
@@ -519,6 +545,7 @@ extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgell
     if (rc == EDGELLM_OK) rc = alloc(e, &e->ffn_xq, EDGELLM_ACT_BYTES(c->hidden));
     if (rc == EDGELLM_OK) rc = alloc(e, &e->ffn_xds, c->hidden / 32);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->swiglu_counters, edgellm_gemv_swiglu_counters_bytes(c->hidden) / 4);
+    if (rc == EDGELLM_OK) rc = alloc(e, &e->rope_table, c->head_dim / 2);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->pos, 1);
     if (rc == EDGELLM_OK) rc = alloc(e, &e->token, 1);
     for (int i = 0; rc == EDGELLM_OK && i < c->n_layers; ++i) {

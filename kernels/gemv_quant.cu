@@ -78,13 +78,19 @@ __device__ __forceinline__ int fifth_bits(uint32_t b) {
     return (int)(((b & 1) << 4) | ((b & 2) << 11) | ((b & 4) << 18) | ((b & 8) << 25));
 }
 
-// Contribution of weight chunk `chunk` (32 weights) of row `row`, for each quant type.
-template <int QT> __device__ float chunk_dot(const QMatrix &w, int row, int chunk, const XChunk &x);
+// Contribution of weight chunk `chunk` (32 weights) of row `row`, for each quant type, in two halves: load_chunk
+// reads the chunk's weight bytes (and its block's scales), dot_chunk multiplies them with the activations.  Apart,
+// the weights of a warp's first round can be loaded before the kernel waits on the one before it (lane_dots).
+template <int QT> struct ChunkBytes;
+template <int QT> __device__ ChunkBytes<QT> load_chunk(const QMatrix &w, int row, int chunk);
+template <int QT> __device__ float dot_chunk(const ChunkBytes<QT> &b, int chunk, const XChunk &x);
+template <int QT> __device__ __forceinline__ float chunk_dot(const QMatrix &w, int row, int chunk, const XChunk &x) {
+    return dot_chunk<QT>(load_chunk<QT>(w, row, chunk), chunk, x);
+}
 
 // dp4a of a block's 32 nibbles (16 bytes: the low nibbles are weights 0..15, the high ones 16..31) with the chunk's
 // activations.
-__device__ __forceinline__ int nibble_dot(const uint8_t *qs, const XChunk &x) {
-    const uint4 q = load_weights16(qs);
+__device__ __forceinline__ int nibble_dot(const uint4 q, const XChunk &x) {
     const int qv[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
     IDot dot;
 #pragma unroll
@@ -95,43 +101,81 @@ __device__ __forceinline__ int nibble_dot(const uint8_t *qs, const XChunk &x) {
     return dot.value();
 }
 
-template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
+__device__ __forceinline__ int64_t block_of(const QMatrix &w, int row, int chunk) {
+    return (int64_t)row * (w.cols / 32) + chunk;
+}
+__device__ __forceinline__ __half half_bits(const void *d, int64_t i) { return reinterpret_cast<const __half *>(d)[i]; }
+
+template <> struct ChunkBytes<EDGELLM_Q4_0> {
+    uint4 q;
+    __half d;
+};
+template <> __device__ __forceinline__ ChunkBytes<EDGELLM_Q4_0> load_chunk<EDGELLM_Q4_0>(const QMatrix &w, int row,
+                                                                                     int chunk) {
+    const int64_t blk = block_of(w, row, chunk);
+    return {load_weights16(w.qs + blk * 16), half_bits(w.d, blk)};
+}
+template <> __device__ __forceinline__ float dot_chunk<EDGELLM_Q4_0>(const ChunkBytes<EDGELLM_Q4_0> &b, int,
+                                                                    const XChunk &x) {
     // w = d * (n - 8), n the nibble.
-    const int64_t blk = (int64_t)row * (w.cols / 32) + chunk;
-    return half_at(w.d, blk) * (x.ds.x * nibble_dot(w.qs + blk * 16, x) - 8.f * x.ds.y);
+    return __half2float(b.d) * (x.ds.x * nibble_dot(b.q, x) - 8.f * x.ds.y);
 }
 
-template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_1>(const QMatrix &w, int row, int chunk, const XChunk &x) {
+template <> struct ChunkBytes<EDGELLM_Q4_1> {
+    uint4 q;
+    __half2 dm;
+};
+template <> __device__ __forceinline__ ChunkBytes<EDGELLM_Q4_1> load_chunk<EDGELLM_Q4_1>(const QMatrix &w, int row,
+                                                                                     int chunk) {
+    const int64_t blk = block_of(w, row, chunk);
+    return {load_weights16(w.qs + blk * 16), reinterpret_cast<const __half2 *>(w.d)[blk]};
+}
+template <> __device__ __forceinline__ float dot_chunk<EDGELLM_Q4_1>(const ChunkBytes<EDGELLM_Q4_1> &b, int,
+                                                                    const XChunk &x) {
     // w = d * n + m.
-    const int64_t blk = (int64_t)row * (w.cols / 32) + chunk;
-    const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[blk];
-    return __low2float(dm) * x.ds.x * nibble_dot(w.qs + blk * 16, x) + __high2float(dm) * x.ds.y;
+    return __low2float(b.dm) * x.ds.x * nibble_dot(b.q, x) + __high2float(b.dm) * x.ds.y;
 }
 
-template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q5_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
+template <> struct ChunkBytes<EDGELLM_Q5_0> {
+    uint4 q;
+    uint32_t qh;
+    __half d;
+};
+template <> __device__ __forceinline__ ChunkBytes<EDGELLM_Q5_0> load_chunk<EDGELLM_Q5_0>(const QMatrix &w, int row,
+                                                                                     int chunk) {
+    const int64_t blk = block_of(w, row, chunk);
+    return {load_weights16(w.qs + blk * 16), __ldg(reinterpret_cast<const uint32_t *>(w.qh) + blk),
+            half_bits(w.d, blk)};
+}
+template <> __device__ __forceinline__ float dot_chunk<EDGELLM_Q5_0>(const ChunkBytes<EDGELLM_Q5_0> &b, int,
+                                                                    const XChunk &x) {
     // w = d * (n - 16), n = nibble | fifth bit << 4; bit j of qh belongs to weight j.
-    const int64_t blk = (int64_t)row * (w.cols / 32) + chunk;
-    const uint4 q = load_weights16(w.qs + blk * 16);
-    const uint32_t qh = __ldg(reinterpret_cast<const uint32_t *>(w.qh) + blk);
-    const int qv[4] = {(int)q.x, (int)q.y, (int)q.z, (int)q.w};
+    const int qv[4] = {(int)b.q.x, (int)b.q.y, (int)b.q.z, (int)b.q.w};
     IDot dot;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        dot.add((qv[i] & 0x0F0F0F0F) | fifth_bits(qh >> (4 * i)), x, i);
-        dot.add(((qv[i] >> 4) & 0x0F0F0F0F) | fifth_bits(qh >> (16 + 4 * i)), x, 4 + i);
+        dot.add((qv[i] & 0x0F0F0F0F) | fifth_bits(b.qh >> (4 * i)), x, i);
+        dot.add(((qv[i] >> 4) & 0x0F0F0F0F) | fifth_bits(b.qh >> (16 + 4 * i)), x, 4 + i);
     }
-    return half_at(w.d, blk) * (x.ds.x * dot.value() - 16.f * x.ds.y);
+    return __half2float(b.d) * (x.ds.x * dot.value() - 16.f * x.ds.y);
 }
 
-template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q8_0>(const QMatrix &w, int row, int chunk, const XChunk &x) {
-    const int64_t blk = (int64_t)row * (w.cols / 32) + chunk;
-    const uint4 a = load_weights16(w.qs + blk * 32);
-    const uint4 b = load_weights16(w.qs + blk * 32 + 16);
-    const int qv[8] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w, (int)b.x, (int)b.y, (int)b.z, (int)b.w};
+template <> struct ChunkBytes<EDGELLM_Q8_0> {
+    uint4 a, b;
+    __half d;
+};
+template <> __device__ __forceinline__ ChunkBytes<EDGELLM_Q8_0> load_chunk<EDGELLM_Q8_0>(const QMatrix &w, int row,
+                                                                                     int chunk) {
+    const int64_t blk = block_of(w, row, chunk);
+    return {load_weights16(w.qs + blk * 32), load_weights16(w.qs + blk * 32 + 16), half_bits(w.d, blk)};
+}
+template <> __device__ __forceinline__ float dot_chunk<EDGELLM_Q8_0>(const ChunkBytes<EDGELLM_Q8_0> &b, int,
+                                                                    const XChunk &x) {
+    const int qv[8] = {(int)b.a.x, (int)b.a.y, (int)b.a.z, (int)b.a.w, (int)b.b.x, (int)b.b.y, (int)b.b.z, (int)b.b.w};
     IDot dot;
 #pragma unroll
     for (int i = 0; i < 8; ++i) dot.add(qv[i], x, i);
-    return half_at(w.d, blk) * x.ds.x * dot.value();
+    return __half2float(b.d) * x.ds.x * dot.value();
 }
 
 // ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j (0..7) from a Q4_K super-block's 12 scale bytes.
@@ -145,24 +189,40 @@ __device__ __forceinline__ void q4k_scale_min(const uint8_t *s, int j, int &sc, 
     }
 }
 
-template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q4_K>(const QMatrix &w, int row, int chunk, const XChunk &x) {
-    // Super-block of 256 = 8 sub-blocks of 32; sub-block j uses the low (j even) or high (j odd) nibbles of the 32
-    // bytes of group j/2, with a 6-bit scale and min (ggml's get_scale_min_k4): w = d * sc * n - dmin * m.
+// A Q4_K chunk: the 32 bytes of its sub-block pair and the three scale bytes that q4k_scale_min reads for
+// sub-block j (for j < 4 only the first two count).
+template <> struct ChunkBytes<EDGELLM_Q4_K> {
+    uint4 a, b;
+    uint8_t s0, s1, s2;
+    __half2 dm;
+};
+template <> __device__ __forceinline__ ChunkBytes<EDGELLM_Q4_K> load_chunk<EDGELLM_Q4_K>(const QMatrix &w, int row,
+                                                                                     int chunk) {
     const int64_t sb = (int64_t)row * (w.cols / 256) + chunk / 8;
     const int j = chunk % 8;
-    const uint8_t *qs = w.qs + sb * 128 + (j / 2) * 32;
-    const uint4 a = load_weights16(qs);
-    const uint4 b = load_weights16(qs + 16);
-    const int qv[8] = {(int)a.x, (int)a.y, (int)a.z, (int)a.w, (int)b.x, (int)b.y, (int)b.z, (int)b.w};
+    const uint8_t *qs = w.qs + sb * 128 + (j / 2) * 32, *s = w.scales + sb * 12;
+    ChunkBytes<EDGELLM_Q4_K> b;
+    b.a = load_weights16(qs), b.b = load_weights16(qs + 16);
+    b.s0 = s[j < 4 ? j : j + 4], b.s1 = s[j < 4 ? j + 4 : j - 4], b.s2 = s[j];
+    b.dm = reinterpret_cast<const __half2 *>(w.d)[sb];
+    return b;
+}
+template <> __device__ __forceinline__ float dot_chunk<EDGELLM_Q4_K>(const ChunkBytes<EDGELLM_Q4_K> &b, int chunk,
+                                                                    const XChunk &x) {
+    // Super-block of 256 = 8 sub-blocks of 32; sub-block j uses the low (j even) or high (j odd) nibbles of the 32
+    // bytes of group j/2, with a 6-bit scale and min (ggml's get_scale_min_k4): w = d * sc * n - dmin * m.
+    const int j = chunk % 8;
+    const int qv[8] = {(int)b.a.x, (int)b.a.y, (int)b.a.z, (int)b.a.w, (int)b.b.x, (int)b.b.y, (int)b.b.z, (int)b.b.w};
     const int shift = (j & 1) * 4;
     IDot dot;
 #pragma unroll
     for (int i = 0; i < 8; ++i) dot.add((qv[i] >> shift) & 0x0F0F0F0F, x, i);
-    int sc, mn;
-    q4k_scale_min(w.scales + sb * 12, j, sc, mn);
-    const __half2 dm = reinterpret_cast<const __half2 *>(w.d)[sb];
-    return __low2float(dm) * sc * x.ds.x * dot.value() - __high2float(dm) * mn * x.ds.y;
+    // q4k_scale_min's values from the bytes it reads.
+    const int sc = j < 4 ? b.s0 & 63 : (b.s0 & 0x0F) | ((b.s1 >> 6) << 4);
+    const int mn = j < 4 ? b.s1 & 63 : (b.s0 >> 4) | ((b.s2 >> 6) << 4);
+    return __low2float(b.dm) * sc * x.ds.x * dot.value() - __high2float(b.dm) * mn * x.ds.y;
 }
+
 
 // Chunks 2p and 2p + 1 of a Q4_K row (pair p: sub-blocks 2g and 2g + 1 of super-block p / 4, g = p % 4), each
 // scaled as chunk_dot<EDGELLM_Q4_K> scales it, summed.
@@ -187,18 +247,34 @@ __device__ __forceinline__ float q4k_pair_dot(const QMatrix &w, int row, int pai
     return (d * sc0 * xl.ds.x * lo.value() - dmin * mn0 * xl.ds.y) + (d * sc1 * xh.ds.x * hi.value() - dmin * mn1 * xh.ds.y);
 }
 
-template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q6_K>(const QMatrix &w, int row, int chunk, const XChunk &x) {
-    // Super-block of 256 in two halves of 128; in half h, chunk quarter qd (0..3) takes the low (qd < 2) or high
-    // nibbles of ql bytes h*64 + (qd & 1)*32 + l and bits 2*qd.. of qh bytes h*32 + l (l = 0..31): q = that 6-bit
-    // value - 32, scaled by the int8 scale of its 16 (two per chunk) and by d.
+// A Q6_K chunk: its 32 low-bit bytes (a nibble each), the 32 bytes of high bits its quarter shares, its two int8
+// scales and the super-block's d.
+template <> struct ChunkBytes<EDGELLM_Q6_K> {
+    uint4 la, lb, ha, hb;
+    char2 sc;
+    __half d;
+};
+template <> __device__ __forceinline__ ChunkBytes<EDGELLM_Q6_K> load_chunk<EDGELLM_Q6_K>(const QMatrix &w, int row,
+                                                                                     int chunk) {
     const int64_t sb = (int64_t)row * (w.cols / 256) + chunk / 8;
     const int j = chunk % 8, h = j / 4, qd = j % 4;
     const uint8_t *ql = w.qs + sb * 128 + h * 64 + (qd & 1) * 32;
     const uint8_t *qh = w.qh + sb * 64 + h * 32;
-    const uint4 la = load_weights16(ql), lb = load_weights16(ql + 16);
-    const uint4 ha = load_weights16(qh), hb = load_weights16(qh + 16);
-    const int lv[8] = {(int)la.x, (int)la.y, (int)la.z, (int)la.w, (int)lb.x, (int)lb.y, (int)lb.z, (int)lb.w};
-    const int hv[8] = {(int)ha.x, (int)ha.y, (int)ha.z, (int)ha.w, (int)hb.x, (int)hb.y, (int)hb.z, (int)hb.w};
+    ChunkBytes<EDGELLM_Q6_K> b;
+    b.la = load_weights16(ql), b.lb = load_weights16(ql + 16);
+    b.ha = load_weights16(qh), b.hb = load_weights16(qh + 16);
+    b.sc = *reinterpret_cast<const char2 *>(w.scales + sb * 16 + 2 * j);
+    b.d = half_bits(w.d, sb);
+    return b;
+}
+template <> __device__ __forceinline__ float dot_chunk<EDGELLM_Q6_K>(const ChunkBytes<EDGELLM_Q6_K> &b, int chunk,
+                                                                    const XChunk &x) {
+    // Super-block of 256 in two halves of 128; in half h, chunk quarter qd (0..3) takes the low (qd < 2) or high
+    // nibbles of ql bytes h*64 + (qd & 1)*32 + l and bits 2*qd.. of qh bytes h*32 + l (l = 0..31): q = that 6-bit
+    // value - 32, scaled by the int8 scale of its 16 (two per chunk) and by d.
+    const int qd = chunk % 4;
+    const int lv[8] = {(int)b.la.x, (int)b.la.y, (int)b.la.z, (int)b.la.w, (int)b.lb.x, (int)b.lb.y, (int)b.lb.z, (int)b.lb.w};
+    const int hv[8] = {(int)b.ha.x, (int)b.ha.y, (int)b.ha.z, (int)b.ha.w, (int)b.hb.x, (int)b.hb.y, (int)b.hb.z, (int)b.hb.w};
     const int lshift = (qd >> 1) * 4, hshift = 2 * qd;
     IDot dot[2], sum[2];
 #pragma unroll
@@ -207,13 +283,12 @@ template <> __device__ __forceinline__ float chunk_dot<EDGELLM_Q6_K>(const QMatr
         dot[i / 4].add(q, x, i);
         sum[i / 4].add(0x01010101, x, i);  // for the -32 offset of each half
     }
-    const int8_t *sc = reinterpret_cast<const int8_t *>(w.scales + sb * 16) + 2 * j;
-    const float d = half_at(w.d, sb);
+    const float d = __half2float(b.d);
     // Each half's integer sum fits int32 (16 * 63 * 32384 plus the offset's 32 * 16 * 32384); times its int8 scale it
     // may not, so the scales multiply in float.
     const float first = (float)(dot[0].value() - 32 * sum[0].value());
     const float second = (float)(dot[1].value() - 32 * sum[1].value());
-    return d * x.ds.x * (sc[0] * first + sc[1] * second);
+    return d * x.ds.x * (b.sc.x * first + b.sc.y * second);
 }
 
 // Warps per block (a build setting: make EXTRA=-DEDGELLM_GEMV_WARPS=8).
@@ -281,36 +356,69 @@ __device__ __forceinline__ void lane_dots_q4k_pairs(const QMatrix *const (&w)[N]
     }
 }
 
+// How many of a lane's first chunks (per row) a GEMV loads before it waits on the kernel before it (chained_start):
+// the weights are written by host copies only, never by a kernel, so they may be read while that kernel still runs,
+// and a decode step's short products (Q/K/V, the output projection: one round a warp) then wait on memory beside it
+// instead of after it.  0 waits first.  Each chunk loaded early holds its bytes in registers across the wait, so the
+// later rounds keep the loop of chunk_dot (loads beside their products), whose registers the compiler fits.  A build
+// setting (make EXTRA=-DEDGELLM_GEMV_EARLY_CHUNKS=0); the values are the same whatever it is.  2 measured fastest on
+// an H200 (docs/performance.md): 1 left Llama 3.1 8B Q4_K_M slower than 0, 4 gained nothing over 2.
+#ifndef EDGELLM_GEMV_EARLY_CHUNKS
+#define EDGELLM_GEMV_EARLY_CHUNKS 2
+#endif
+
+// A lane's round of kUnroll chunks c0, c0 + 32, ... of N rows, its sums added to acc.  Past the row, chunk n - 1 is
+// read again and its product dropped: unconditional loads can all be issued before the first product (loads behind a
+// branch would wait for it).  The first kEarly chunks' bytes come from `early` (loaded by the caller).
+template <int QT, int N, int kUnroll, int kEarly, int kSlots>
+__device__ __forceinline__ void lane_round(const QMatrix *const (&w)[N], const int (&row)[N], const int8_t *xq,
+                                           const float2 *xds, int n, int c0, const ChunkBytes<QT> (&early)[kSlots][N],
+                                           float (&acc)[N]) {
+    float part[kUnroll][N];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+        const int chunk = min(c0 + 32 * u, n - 1);
+        const bool inside = c0 + 32 * u < n;
+        const XChunk x = load_x(xq, xds, chunk);
+#pragma unroll
+        for (int m = 0; m < N; ++m) {
+            const float d = u < kEarly ? dot_chunk<QT>(early[u < kEarly ? u : 0][m], chunk, x)
+                                       : chunk_dot<QT>(*w[m], row[m], chunk, x);
+            part[u][m] = inside ? d : 0.f;
+        }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+        for (int m = 0; m < N; ++m) acc[m] += part[u][m];
+}
+
+// Waits on the previous kernel (chained_start) on the way: every caller's first memory access of that kernel's
+// output is in here.
 template <int QT, int N>
 __device__ __forceinline__ void lane_dots(const QMatrix *const (&w)[N], const int (&row)[N], const int8_t *xq,
                                           const float2 *xds, int lane, float (&acc)[N]) {
     if constexpr (EDGELLM_GEMV_Q4K_PAIRS && QT == EDGELLM_Q4_K) {
+        chained_start();
         lane_dots_q4k_pairs(w, row, xq, xds, lane, acc);
         return;
     }
     // Four chunks in flight for one or two rows; fewer for more rows, whose weight loads fill the registers.
     constexpr int kUnroll = N <= 2 ? 4 : N <= 4 ? 2 : 1;
+    constexpr int kEarly = EDGELLM_GEMV_EARLY_CHUNKS < kUnroll ? EDGELLM_GEMV_EARLY_CHUNKS : kUnroll;
     const int n = w[0]->cols / 32;
-    for (int c0 = lane; c0 < n; c0 += 32 * kUnroll) {
-        float part[kUnroll][N];
+    ChunkBytes<QT> early[kEarly + 1][N];  // one spare: no zero-length array
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-            // Past the row, chunk n - 1 is read again and its product dropped: unconditional loads can all be issued
-            // before the first product (loads behind a branch would wait for it).
-            const int chunk = min(c0 + 32 * u, n - 1);
-            const bool inside = c0 + 32 * u < n;
-            const XChunk x = load_x(xq, xds, chunk);
+    for (int u = 0; u < kEarly; ++u)
 #pragma unroll
-            for (int m = 0; m < N; ++m) {
-                const float d = chunk_dot<QT>(*w[m], row[m], chunk, x);
-                part[u][m] = inside ? d : 0.f;
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-            for (int m = 0; m < N; ++m) acc[m] += part[u][m];
+        for (int m = 0; m < N; ++m) early[u][m] = load_chunk<QT>(*w[m], row[m], min(lane + 32 * u, n - 1));
+    chained_start();
+    int c0 = lane;
+    if (kEarly > 0 && c0 < n) {
+        lane_round<QT, N, kUnroll, kEarly, kEarly + 1>(w, row, xq, xds, n, c0, early, acc);
+        c0 += 32 * kUnroll;
     }
+    for (; c0 < n; c0 += 32 * kUnroll) lane_round<QT, N, kUnroll, 0, kEarly + 1>(w, row, xq, xds, n, c0, early, acc);
 }
 
 template <int N> __device__ __forceinline__ void warp_sums(float (&a)[N]) {
@@ -337,8 +445,7 @@ __global__ void GEMV_BOUNDS gemv_kernel(QMatrix w, const int8_t *xq, const float
     float a[kRowsPerWarp];
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) m[r] = &w, rows[r] = last_row_within(first, r, w.rows), a[r] = 0.f;
-    chained_start();  // after the row arithmetic, which needs nothing of the previous kernel
-    lane_dots<QT>(m, rows, xq, xds, lane, a);
+    lane_dots<QT>(m, rows, xq, xds, lane, a);  // waits on the previous kernel
     warp_sums(a);
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r)
@@ -360,14 +467,19 @@ __global__ void quantize_kernel(const float *x, int chunks, int8_t *xq, float2 *
 constexpr int kNormValues = 8;  // rows of up to kNormThreads * kNormValues = 8192 values
 __global__ void __launch_bounds__(kNormThreads) rmsnorm_quantize_kernel(const float *x, const float *w, int n,
                                                                         float eps, int8_t *xq, float2 *xds) {
-    chained_start();
     __shared__ float scratch[32];
     float v[kNormValues], wv[kNormValues];
+    // The norm's weights are the model's (written by host copies only): loaded before the wait on the previous kernel.
+#pragma unroll
+    for (int k = 0; k < kNormValues; ++k) {
+        const int i = threadIdx.x + k * kNormThreads;
+        wv[k] = i < n ? w[i] : 0.f;
+    }
+    chained_start();
 #pragma unroll
     for (int k = 0; k < kNormValues; ++k) {
         const int i = threadIdx.x + k * kNormThreads;
         v[k] = i < n ? x[i] : 0.f;
-        wv[k] = i < n ? w[i] : 0.f;
     }
     float ss = 0.f;
 #pragma unroll
@@ -395,6 +507,7 @@ struct QkvRope {
     __half *k_cache, *v_cache;
     const int *pos;
     const float *factors;
+    const float2 *table;  // (cos, sin) of the pairs at *pos (edgellm_rope_table), or null: computed per pair
     float base, attn_factor;
     int head_dim, kv_width;  // kv_width: a cache row's values (n_kv_heads * head_dim)
     int role[kMaxJobs];      // per job; all kRoleNone: the plain epilogue
@@ -409,15 +522,12 @@ struct GemvJobs {
     QkvRope rope;
 };
 
-// edgellm_rope_append's rotation of a pair (xa, xb) = rows (2i, 2i + 1) of a head, in double.
-__device__ __forceinline__ float2 rotate_pair(float xa, float xb, int i, int D, int position, float base,
-                                              const float *factors, float attn_factor) {
-    double inv_freq = pow((double)base, -2.0 * i / D);
-    if (factors) inv_freq /= (double)factors[i];
-    double s, c;
-    sincos((double)position * inv_freq, &s, &c);
-    const float cf = (float)(attn_factor * c), sf = (float)(attn_factor * s);
-    return make_float2(xa * cf - xb * sf, xa * sf + xb * cf);
+// edgellm_rope_append's rotation of a pair (xa, xb) = rows (2i, 2i + 1) of a head: its (cos, sin) from the step's
+// table where there is one (edgellm_rope_table: the same values, made once for every layer), else computed here.
+__device__ __forceinline__ float2 rotate_pair(float xa, float xb, int i, int position, const QkvRope &rp) {
+    const float2 cs = rp.table ? rp.table[i]
+                               : rope_cos_sin(i, rp.head_dim, position, rp.base, rp.factors, rp.attn_factor);
+    return rope_apply(xa, xb, cs);
 }
 
 template <int QT>
@@ -435,8 +545,7 @@ __global__ void GEMV_BOUNDS gemv_jobs_kernel(const __grid_constant__ GemvJobs jo
         const int j = row < jobs.row_end[0] ? 0 : row < jobs.row_end[1] ? 1 : 2;
         job[r] = j, m[r] = &jobs.w[j], rows[r] = j > 0 ? row - jobs.row_end[j - 1] : row, a[r] = 0.f;
     }
-    chained_start();  // after the row arithmetic, which needs nothing of the previous kernel
-    lane_dots<QT>(m, rows, xq, xds, lane, a);
+    lane_dots<QT>(m, rows, xq, xds, lane, a);  // waits on the previous kernel
     warp_sums(a);
     if (lane != 0) return;
     if (jobs.rope.role[job[0]] != kRoleNone) {
@@ -450,8 +559,7 @@ __global__ void GEMV_BOUNDS gemv_jobs_kernel(const __grid_constant__ GemvJobs jo
             float xa = a[r], xb = a[r + 1];
             if (jobs.bias[j]) xa += jobs.bias[j][row], xb += jobs.bias[j][row + 1];
             if (role != kRoleV) {
-                const float2 t = rotate_pair(xa, xb, (row % rp.head_dim) / 2, rp.head_dim, p, rp.base, rp.factors,
-                                             rp.attn_factor);
+                const float2 t = rotate_pair(xa, xb, (row % rp.head_dim) / 2, p, rp);
                 xa = t.x, xb = t.y;
             }
             if (role == kRoleQ) {
@@ -502,7 +610,7 @@ __global__ void GEMV_BOUNDS gemv_swiglu_kernel(QMatrix gate, QMatrix up, const i
         const int row = last_row_within(min(first, gate.rows - 1), r, gate.rows);
         m[2 * r] = &gate, m[2 * r + 1] = &up, rows[2 * r] = rows[2 * r + 1] = row, a[2 * r] = a[2 * r + 1] = 0.f;
     }
-    chained_start();  // after the row arithmetic, which needs nothing of the previous kernel
+    if (!active) chained_start();  // lane_dots waits for the others
     if (active) {
         lane_dots<QT>(m, rows, xq, xds, lane, a);
         warp_sums(a);
@@ -809,12 +917,13 @@ extern "C" int edgellm_gemv_many(const edgellm_qmatrix *const *m, float *const *
     return launch_job_runs(m, y, bias, count, accumulate, nullptr, nullptr, xq, xds, stream);
 }
 
-extern "C" int edgellm_gemv_qkv_rope(const edgellm_qmatrix *const *w, const float *const *bias, float *q,
-                                     void *k_cache, void *v_cache, int head_dim, const int *pos, float base,
-                                     const float *freq_factors, float attn_factor, const void *xq, const void *xds,
-                                     void *stream) {
+// edgellm_gemv_qkv_rope and its table form (table: the pairs' (cos, sin) at *pos, or null).
+static int qkv_rope(const edgellm_qmatrix *const *w, const float *const *bias, float *q, void *k_cache, void *v_cache,
+                    int head_dim, const int *pos, float base, const float *freq_factors, float attn_factor,
+                    const float2 *table, const void *xq, const void *xds, void *stream) {
     if (!w || !q || !k_cache || !v_cache || !pos || head_dim <= 0 || head_dim % 2 || !activations_ok(xq, xds))
         return EDGELLM_ERR_ARGUMENT;
+    if (table && reinterpret_cast<uintptr_t>(table) % 8) return EDGELLM_ERR_ARGUMENT;
     for (int j = 0; j < 3; ++j)
         if (!matrix_ok(w[j]) || w[j]->cols != w[0]->cols || w[j]->rows % head_dim) return EDGELLM_ERR_ARGUMENT;
     if (w[1]->rows != w[2]->rows) return EDGELLM_ERR_ARGUMENT;
@@ -823,11 +932,27 @@ extern "C" int edgellm_gemv_qkv_rope(const edgellm_qmatrix *const *w, const floa
     if (kRowsPerWarp % 2 && !tensor_core_gemv()) return EDGELLM_ERR_UNSUPPORTED;
     QkvRope rope{};
     rope.k_cache = static_cast<__half *>(k_cache), rope.v_cache = static_cast<__half *>(v_cache);
-    rope.pos = pos, rope.factors = freq_factors, rope.base = base, rope.attn_factor = attn_factor;
+    rope.pos = pos, rope.factors = freq_factors, rope.table = table, rope.base = base, rope.attn_factor = attn_factor;
     rope.head_dim = head_dim, rope.kv_width = w[1]->rows;
     const int roles[3] = {kRoleQ, kRoleK, kRoleV};
     float *y[3] = {q, nullptr, nullptr};
     return launch_job_runs(w, y, bias, 3, 0, &rope, roles, xq, xds, stream);
+}
+
+extern "C" int edgellm_gemv_qkv_rope(const edgellm_qmatrix *const *w, const float *const *bias, float *q,
+                                     void *k_cache, void *v_cache, int head_dim, const int *pos, float base,
+                                     const float *freq_factors, float attn_factor, const void *xq, const void *xds,
+                                     void *stream) {
+    return qkv_rope(w, bias, q, k_cache, v_cache, head_dim, pos, base, freq_factors, attn_factor, nullptr, xq, xds,
+                    stream);
+}
+
+extern "C" int edgellm_gemv_qkv_rope_table(const edgellm_qmatrix *const *w, const float *const *bias, float *q,
+                                           void *k_cache, void *v_cache, int head_dim, const int *pos,
+                                           const void *rope_table, const void *xq, const void *xds, void *stream) {
+    if (!rope_table) return EDGELLM_ERR_ARGUMENT;
+    return qkv_rope(w, bias, q, k_cache, v_cache, head_dim, pos, 0.f, nullptr, 1.f,
+                    static_cast<const float2 *>(rope_table), xq, xds, stream);
 }
 
 extern "C" int edgellm_gemv_swiglu(const edgellm_qmatrix *gate, const edgellm_qmatrix *up, const void *xq,

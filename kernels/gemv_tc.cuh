@@ -372,8 +372,7 @@ __global__ void __launch_bounds__(32 * kTcWarps) tc_jobs_kernel(const __grid_con
         const int role = rp.role[j], p = *rp.pos;
         float xa = v, xb = other;
         if (role != kRoleV) {
-            const float2 r2 = rotate_pair(xa, xb, (local % rp.head_dim) / 2, rp.head_dim, p, rp.base, rp.factors,
-                                          rp.attn_factor);
+            const float2 r2 = rotate_pair(xa, xb, (local % rp.head_dim) / 2, p, rp);
             xa = r2.x, xb = r2.y;
         }
         if (role == kRoleQ) {

@@ -3,7 +3,8 @@
 - edgellm_gemv_qkv_rope: Q/K/V products with RoPE and the KV-cache append. Its reference is the pair of launches it
   replaces, edgellm_gemv_many then edgellm_rope_append: the same values bit for bit (Q in fp32, K and V in the fp16
   caches), for Q, K and V of one quant type (one launch) and of several (Q4_K_M's V is often Q6_K), with biases and
-  llama3 frequency factors.
+  llama3 frequency factors; and so is its table form, edgellm_gemv_qkv_rope_table, with the rotation's cos and sin
+  made by edgellm_rope_table.
 - edgellm_gemv_swiglu_quantize: gate/up with SwiGLU, then the output quantized for the down projection by the last
   block of each chunk. Its reference is edgellm_gemv_swiglu then edgellm_quantize_activations, bit for bit, and its
   counters are zero again after every call.
@@ -29,6 +30,8 @@ SIGNATURES = {
     "edgellm_gemv_many": [P, P, P, I, I, P, P, P],
     "edgellm_rope_append": [P, P, P, P, P, I, I, I, P, F, P, I, F, P],
     "edgellm_gemv_qkv_rope": [P, P, P, P, P, I, P, F, P, F, P, P, P],
+    "edgellm_gemv_qkv_rope_table": [P, P, P, P, P, I, P, P, P, P, P],
+    "edgellm_rope_table": [P, I, F, P, F, P, P],
     "edgellm_gemv_swiglu": [P, P, P, P, P, P],
     "edgellm_gemv_swiglu_quantize": [P, P, P, P, P, P, P, P, P],
 }
@@ -62,13 +65,18 @@ def test_bad_arguments_are_refused_before_any_launch(lib):
         lib.check(lib.lib.edgellm_gemv_qkv_rope(*args, 48, ALIGNED, 10000.0, None, 1.0, ALIGNED, ALIGNED, None), "qkv")
     with pytest.raises(KernelError, match="invalid argument"):  # no position
         lib.check(lib.lib.edgellm_gemv_qkv_rope(*args, 64, None, 10000.0, None, 1.0, ALIGNED, ALIGNED, None), "qkv")
+    with pytest.raises(KernelError, match="invalid argument"):  # the table form without a table
+        lib.check(lib.lib.edgellm_gemv_qkv_rope_table(*args, 64, ALIGNED, None, ALIGNED, ALIGNED, None), "qkv")
+    with pytest.raises(KernelError, match="invalid argument"):  # a table of an odd head dimension
+        lib.check(lib.lib.edgellm_rope_table(ALIGNED, 63, 10000.0, None, 1.0, ALIGNED, None), "table")
 
 
 @pytest.mark.gpu
 # phi3's scaled RoPE (attention factor 1.19) with the last mix
 @pytest.mark.parametrize("types,attn_factor", [(("Q8_0", "Q8_0", "Q8_0"), 1.0), (("Q4_K", "Q4_K", "Q6_K"), 1.0),
                                                (("Q4_0", "Q5_0", "Q4_1"), 1.19)])
-def test_fused_epilogue_is_bit_for_bit_the_two_launches_it_replaces(lib, types, attn_factor):
+@pytest.mark.parametrize("table", [False, True], ids=["computed", "table"])
+def test_fused_epilogue_is_bit_for_bit_the_two_launches_it_replaces(lib, types, attn_factor, table):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
@@ -105,10 +113,19 @@ def test_fused_epilogue_is_bit_for_bit_the_two_launches_it_replaces(lib, types, 
     # Fused.
     q = torch.empty(rows[0], device="cuda")
     kf, vf = caches()
-    lib.check(lib.lib.edgellm_gemv_qkv_rope(matrix_pointers(ms), pointers([b.data_ptr() for b in bias]), q.data_ptr(),
-                                            kf.data_ptr(), vf.data_ptr(), head_dim, p.data_ptr(), 500000.0,
-                                            factors.data_ptr(), attn_factor, xq.data_ptr(), xds.data_ptr(), None),
-              "qkv_rope")
+    if table:
+        cos_sin = torch.full((head_dim // 2, 2), float("nan"), device="cuda")
+        lib.check(lib.lib.edgellm_rope_table(p.data_ptr(), head_dim, 500000.0, factors.data_ptr(), attn_factor,
+                                             cos_sin.data_ptr(), None), "rope_table")
+        lib.check(lib.lib.edgellm_gemv_qkv_rope_table(matrix_pointers(ms), pointers([b.data_ptr() for b in bias]),
+                                                      q.data_ptr(), kf.data_ptr(), vf.data_ptr(), head_dim,
+                                                      p.data_ptr(), cos_sin.data_ptr(), xq.data_ptr(), xds.data_ptr(),
+                                                      None), "qkv_rope_table")
+    else:
+        lib.check(lib.lib.edgellm_gemv_qkv_rope(matrix_pointers(ms), pointers([b.data_ptr() for b in bias]),
+                                                q.data_ptr(), kf.data_ptr(), vf.data_ptr(), head_dim, p.data_ptr(),
+                                                500000.0, factors.data_ptr(), attn_factor, xq.data_ptr(),
+                                                xds.data_ptr(), None), "qkv_rope")
     torch.cuda.synchronize()
     assert torch.equal(q, y[0])
     assert torch.equal(kf, kc) and torch.equal(vf, vc)  # row `pos` written, every other row untouched

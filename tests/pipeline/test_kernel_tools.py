@@ -24,6 +24,7 @@ from kernel_gate import headline, parse_checks, parse_sanitizer_summary, run_acc
 C_API = ["edgellm_attention_prefill", "edgellm_attention_decode", "edgellm_attention_decode_at",
          "edgellm_decode_splits", "edgellm_decode_workspace_bytes", "edgellm_error_string", "edgellm_last_cuda_error",
          "edgellm_quantize_activations", "edgellm_gemv", "edgellm_gemv_many", "edgellm_gemv_qkv_rope",
+         "edgellm_gemv_qkv_rope_table", "edgellm_rope_table",
          "edgellm_gemv_swiglu", "edgellm_gemv_swiglu_quantize", "edgellm_rmsnorm_quantize", "edgellm_rope_append",
          "edgellm_argmax_advance",
          "edgellm_engine_create", "edgellm_engine_step", "edgellm_engine_graph_nodes", "edgellm_engine_logits",
