@@ -57,6 +57,12 @@ int edgellm_engine_reset(edgellm_engine *engine);
 /* One token through the model.  token >= 0: that token (prompt); token < 0: the previous step's choice.
  * *next: the greedy choice after it.  Refused (EDGELLM_ERR_ARGUMENT) once max_context tokens are in the cache. */
 int edgellm_engine_step(edgellm_engine *engine, int token, int *next);
+/* edgellm_engine_step in two halves, so that the next step can be queued before this one's choice is read (the GPU
+ * then never waits on the host between tokens): launch queues a step (token as in edgellm_engine_step) and returns at
+ * once; collect waits for the oldest step queued and gives its choice.  At most 4 steps queued; step, prefill and
+ * prefill_logits are refused while any is, reset drops them (after they have run), logits gives the last one's. */
+int edgellm_engine_launch(edgellm_engine *engine, int token);
+int edgellm_engine_collect(edgellm_engine *engine, int *next);
 /* The n prompt tokens as a batch (edgellm_prefill.h), chunk tokens at a time (each chunk's queries attend to the
  * cached prefix and to themselves, its K and V written into the same fp16 cache the step reads), then the last
  * position's logits and greedy choice on the device: afterwards the engine is where n calls of edgellm_engine_step

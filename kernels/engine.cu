@@ -55,7 +55,12 @@ struct edgellm_engine {
     size_t workspace_bytes = 0;
     int splits = 1;
     int *pos = nullptr, *token = nullptr;  // device
-    int *host_token = nullptr;             // pinned
+    // Steps launched and not yet collected (edgellm_engine_launch / _collect), at most kQueuedSteps: slot i % kQueued
+    // of step i holds the token fed to it and the one it chose, and the event after that choice's copy.
+    static constexpr int kQueuedSteps = 4;
+    int *host_token = nullptr;  // pinned: [kQueuedSteps] chosen, [kQueuedSteps] fed, [1] the prefill's choice
+    cudaEvent_t chosen[kQueuedSteps] = {};
+    long long launched = 0, collected = 0;
     cudaStream_t stream = nullptr;
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;
@@ -459,7 +464,7 @@ int prefill_layer(edgellm_engine *e, int i, int c, int p0) {
 // chunk; with host_all, every position's logits from the LM head GEMM (its last row also the engine's logits), else
 // the last position's from the decode step's own norm and GEMV.  Then argmax and the last advance, as a step ends.
 int prefill(edgellm_engine *e, const int *tokens, int n, int chunk, float *host_all, int *next) {
-    if (!e || !tokens || n < 1 || chunk < 1) return EDGELLM_ERR_ARGUMENT;
+    if (!e || !tokens || n < 1 || chunk < 1 || e->launched != e->collected) return EDGELLM_ERR_ARGUMENT;
     const edgellm_model_config &cfg = e->cfg;
     if (n > cfg.max_context - e->position) return EDGELLM_ERR_ARGUMENT;
     for (int t = 0; t < n; ++t)
@@ -506,10 +511,45 @@ int prefill(edgellm_engine *e, const int *tokens, int n, int chunk, float *host_
     }
     TRY(edgellm_argmax_advance(e->logits, cfg.vocab, e->token, e->pos, e->stream));
     e->position += 1;
-    TRY(cuda_rc(cudaMemcpyAsync(e->host_token, e->token, sizeof(int), cudaMemcpyDeviceToHost, e->stream)));
+    int *host_next = e->host_token + 2 * edgellm_engine::kQueuedSteps;
+    TRY(cuda_rc(cudaMemcpyAsync(host_next, e->token, sizeof(int), cudaMemcpyDeviceToHost, e->stream)));
     TRY(cuda_rc(cudaStreamSynchronize(e->stream)));
-    if (next) *next = *e->host_token;
+    if (next) *next = *host_next;
     return EDGELLM_OK;
+}
+
+// One step queued on the stream: the fed token copied in (token >= 0), the step (run eagerly the first time,
+// captured the second, replayed after), its choice copied to the step's host slot and an event recorded after it.
+int launch_step(edgellm_engine *e, int token) {
+    constexpr int kQueued = edgellm_engine::kQueuedSteps;
+    if (token >= e->cfg.vocab || e->position >= e->cfg.max_context || e->launched - e->collected >= kQueued)
+        return EDGELLM_ERR_ARGUMENT;
+    const int slot = static_cast<int>(e->launched % kQueued);
+    int *fed = e->host_token + kQueued + slot, *chosen = e->host_token + slot;
+    if (token >= 0) {
+        // The slot's previous step has been collected, so its copy in has run: the slot may be written.
+        *fed = token;
+        TRY(cuda_rc(cudaMemcpyAsync(e->token, fed, sizeof(int), cudaMemcpyHostToDevice, e->stream)));
+    }
+    if (e->exec) {
+        TRY(cuda_rc(cudaGraphLaunch(e->exec, e->stream)));
+    } else if (e->steps == 0) {
+        TRY(enqueue_step(e));  // the first step runs eagerly: kernels configure themselves outside any capture
+    } else {
+        TRY(cuda_rc(cudaStreamSynchronize(e->stream)));  // the capture starts on an idle stream, once
+        TRY(cuda_rc(cudaStreamBeginCapture(e->stream, cudaStreamCaptureModeRelaxed)));
+        const int rc = enqueue_step(e);
+        cudaGraph_t graph = nullptr;
+        const int end_rc = cuda_rc(cudaStreamEndCapture(e->stream, &graph));
+        if (rc != EDGELLM_OK) return rc;
+        TRY(end_rc);
+        e->graph = graph;
+        TRY(cuda_rc(cudaGraphInstantiate(&e->exec, graph, 0)));
+        TRY(cuda_rc(cudaGraphLaunch(e->exec, e->stream)));
+    }
+    ++e->steps, ++e->position, ++e->launched;
+    TRY(cuda_rc(cudaMemcpyAsync(chosen, e->token, sizeof(int), cudaMemcpyDeviceToHost, e->stream)));
+    return cuda_rc(cudaEventRecord(e->chosen[slot], e->stream));
 }
 
 }  // namespace
@@ -564,7 +604,9 @@ extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgell
         e->workspace_bytes = edgellm_decode_workspace_bytes(1, c->n_heads, c->head_dim, e->splits);
         rc = alloc(e, reinterpret_cast<unsigned char **>(&e->workspace), e->workspace_bytes);
     }
-    if (rc == EDGELLM_OK) rc = cuda_rc(cudaMallocHost(&e->host_token, sizeof(int)));
+    if (rc == EDGELLM_OK) rc = cuda_rc(cudaMallocHost(&e->host_token, (2 * edgellm_engine::kQueuedSteps + 1) * sizeof(int)));
+    for (cudaEvent_t &ev : e->chosen)
+        if (rc == EDGELLM_OK) rc = cuda_rc(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
     if (rc == EDGELLM_OK) rc = cuda_rc(cudaStreamSynchronize(e->stream));
     if (rc != EDGELLM_OK) {
         edgellm_engine_destroy(e);
@@ -578,35 +620,28 @@ extern "C" int edgellm_engine_reset(edgellm_engine *e) {
     if (!e) return EDGELLM_ERR_ARGUMENT;
     TRY(cuda_rc(cudaMemsetAsync(e->pos, 0, sizeof(int), e->stream)));
     e->position = 0;
-    return cuda_rc(cudaStreamSynchronize(e->stream));
+    TRY(cuda_rc(cudaStreamSynchronize(e->stream)));
+    e->collected = e->launched;  // steps still queued have run; their choices are dropped
+    return EDGELLM_OK;
 }
 
 extern "C" int edgellm_engine_step(edgellm_engine *e, int token, int *next) {
-    if (!e || !next) return EDGELLM_ERR_ARGUMENT;
-    if (token >= e->cfg.vocab || e->position >= e->cfg.max_context) return EDGELLM_ERR_ARGUMENT;
-    if (token >= 0) {
-        *e->host_token = token;
-        TRY(cuda_rc(cudaMemcpyAsync(e->token, e->host_token, sizeof(int), cudaMemcpyHostToDevice, e->stream)));
-    }
-    if (e->exec) {
-        TRY(cuda_rc(cudaGraphLaunch(e->exec, e->stream)));
-    } else if (e->steps == 0) {
-        TRY(enqueue_step(e));  // the first step runs eagerly: kernels configure themselves outside any capture
-    } else {
-        TRY(cuda_rc(cudaStreamBeginCapture(e->stream, cudaStreamCaptureModeRelaxed)));
-        const int rc = enqueue_step(e);
-        cudaGraph_t graph = nullptr;
-        const int end_rc = cuda_rc(cudaStreamEndCapture(e->stream, &graph));
-        if (rc != EDGELLM_OK) return rc;
-        TRY(end_rc);
-        e->graph = graph;
-        TRY(cuda_rc(cudaGraphInstantiate(&e->exec, graph, 0)));
-        TRY(cuda_rc(cudaGraphLaunch(e->exec, e->stream)));
-    }
-    ++e->steps, ++e->position;
-    TRY(cuda_rc(cudaMemcpyAsync(e->host_token, e->token, sizeof(int), cudaMemcpyDeviceToHost, e->stream)));
-    TRY(cuda_rc(cudaStreamSynchronize(e->stream)));
-    *next = *e->host_token;
+    if (!e || !next || e->launched != e->collected) return EDGELLM_ERR_ARGUMENT;
+    TRY(launch_step(e, token));
+    return edgellm_engine_collect(e, next);
+}
+
+extern "C" int edgellm_engine_launch(edgellm_engine *e, int token) {
+    if (!e) return EDGELLM_ERR_ARGUMENT;
+    return launch_step(e, token);
+}
+
+extern "C" int edgellm_engine_collect(edgellm_engine *e, int *next) {
+    if (!e || !next || e->collected == e->launched) return EDGELLM_ERR_ARGUMENT;
+    const int slot = static_cast<int>(e->collected % edgellm_engine::kQueuedSteps);
+    TRY(cuda_rc(cudaEventSynchronize(e->chosen[slot])));
+    *next = e->host_token[slot];
+    ++e->collected;
     return EDGELLM_OK;
 }
 
@@ -641,6 +676,8 @@ extern "C" void edgellm_engine_destroy(edgellm_engine *e) {
     for (void *p : e->owned) cudaFree(p);
     for (void *p : e->prefill.owned) cudaFree(p);
     if (e->host_token) cudaFreeHost(e->host_token);
+    for (cudaEvent_t ev : e->chosen)
+        if (ev) cudaEventDestroy(ev);
     if (e->stream) cudaStreamDestroy(e->stream);
     delete e;
 }

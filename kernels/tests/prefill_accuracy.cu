@@ -287,7 +287,7 @@ static void run_model(Checks &ck, const char *name, int neox, bool biases, bool 
 
 // For compute-sanitizer: the prefill paths alone (no token-by-token reference, whose hundreds of steps the slow tools
 // cannot afford), on a prompt that crosses a chunk, the GEMM's and the attention's 64-row tiles, and a cached prefix;
-// then two steps from the prefilled cache.  Checks only that everything runs and stays finite.
+// then two steps from the prefilled cache and three queued ones.  Checks only that everything runs and stays finite.
 // arch as in run_model (the llama family with biases and factors, phi3-style, gemma-style).
 static void sanitize_model(Checks &ck, int arch) {
     const int n = 150, chunk = 100, max_context = 192;
@@ -312,6 +312,14 @@ static void sanitize_model(Checks &ck, int arch) {
     EDGELLM_CHECK(edgellm_engine_prefill(e, tokens.data(), n, chunk, &next));
     ck.expect(next >= 0 && next < V, "prefill: a token of the vocabulary");
     for (int s = 0; s < 2; ++s) EDGELLM_CHECK(edgellm_engine_step(e, -1, &next));
+    // Then three steps queued back to back (the replayed graph), collected after.
+    for (int s = 0; s < 3; ++s) EDGELLM_CHECK(edgellm_engine_launch(e, -1));
+    bool in_vocab = true;
+    for (int s = 0; s < 3; ++s) {
+        EDGELLM_CHECK(edgellm_engine_collect(e, &next));
+        in_vocab &= next >= 0 && next < V;
+    }
+    ck.expect(in_vocab, "queued steps: tokens of the vocabulary");
     std::vector<float> logits(V);
     EDGELLM_CHECK(edgellm_engine_logits(e, logits.data()));
     finite = true;

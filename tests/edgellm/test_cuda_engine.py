@@ -67,6 +67,40 @@ def test_gpu_generation_is_the_replayed_graph_of_its_first_steps(kernel_library,
 
 
 @pytest.mark.gpu
+def test_queued_steps_choose_what_one_step_at_a_time_chooses_and_misuse_is_refused(kernel_library, cuda_device,
+                                                                                   smollm2_gguf):
+    from edgellm.cuda.engine import CudaEngine
+    from edgellm.errors import EdgeLLMError
+
+    gpu = CudaEngine(smollm2_gguf, max_context=64, library=kernel_library)
+    prompt = [1, 3038, 2114, 314, 253]
+    gpu.reset()
+    stepped = [gpu.step(t) for t in prompt] + [gpu.step(None) for _ in range(12)]
+    gpu.reset()
+    for t in prompt[:4]:
+        gpu.launch(t)  # the queue full: four steps
+    with pytest.raises(EdgeLLMError):
+        gpu.launch(prompt[4])
+    with pytest.raises(EdgeLLMError):
+        gpu.step(prompt[4])  # a step while steps are queued
+    with pytest.raises(EdgeLLMError):
+        gpu.prefill(prompt)
+    queued = [gpu.collect() for _ in range(4)]
+    gpu.launch(prompt[4])
+    for _ in range(12):
+        gpu.launch(None)
+        queued.append(gpu.collect())
+    queued.append(gpu.collect())
+    assert queued == stepped
+    with pytest.raises(EdgeLLMError):
+        gpu.collect()  # nothing queued
+    gpu.launch(None)
+    gpu.reset()  # drops the queued step
+    assert gpu.step(prompt[0]) == stepped[0]
+    gpu.close()
+
+
+@pytest.mark.gpu
 def test_the_context_an_engine_is_made_for_changes_its_attention_grid_not_its_answers(kernel_library, cuda_device,
                                                                                     smollm2_gguf):
     from edgellm.cuda.engine import CudaEngine
@@ -178,8 +212,9 @@ def test_an_unbuilt_library_is_one_clear_error(tmp_path, tiny_synthetic):
 
 
 class CountingEngine:
-    """CudaEngine's greedy chain over a stand-in for the library's prefill and step: each returns the last fed
-    token + 1. prefill_chunk None: the prompt one step per token."""
+    """CudaEngine's greedy chain over a stand-in for the library's prefill, step, launch and collect: each step's
+    choice is the last fed token + 1; launched steps queue (at most 4, as the library) until collected.
+    prefill_chunk None: the prompt one step per token."""
 
     max_context = 64
 
@@ -187,6 +222,18 @@ class CountingEngine:
         self.prefill_chunk = prefill_chunk
         self.steps = 0
         self.prefills = []
+        self.queued = []
+        self.most_queued = 0
+
+    def launch(self, token=None):
+        assert len(self.queued) < 4
+        self.steps += 1
+        self.last = (self.last if token is None else token) + 1
+        self.queued.append(self.last)
+        self.most_queued = max(self.most_queued, len(self.queued))
+
+    def collect(self):
+        return self.queued.pop(0)
 
     def reset(self):
         self.last = None
@@ -197,6 +244,7 @@ class CountingEngine:
         return self.last
 
     def step(self, token=None):
+        assert not self.queued  # the library refuses a step while steps are queued
         self.steps += 1
         self.last = (self.last if token is None else token) + 1
         return self.last
@@ -208,11 +256,14 @@ def test_the_gpu_chain_prefills_the_prompt_in_one_call_then_takes_one_step_per_f
     engine = CountingEngine(prefill_chunk=512)
     assert list(CudaEngine.greedy(engine, [7, 8, 9], 4)) == [10, 11, 12, 13]
     assert engine.prefills == [[7, 8, 9]] and engine.steps == 3  # the first new token comes with the prefill
+    assert engine.queued == [] and engine.most_queued == 2  # the next step queued while a token is handed over
+    engine = CountingEngine(prefill_chunk=512)
+    assert list(CudaEngine.greedy(engine, [7, 8, 9], 1)) == [10] and engine.steps == 0
     engine = CountingEngine(prefill_chunk=512)
     chain = CudaEngine.greedy(engine, [7, 8, 9], 2)
     assert next(chain) == 10
     chain.close()
-    assert engine.steps == 0
+    assert engine.steps == 1  # queued before the first token was handed over; the next reset drops it
 
 
 def test_the_gpu_chain_refuses_a_prompt_past_the_context_before_any_device_work():
@@ -234,8 +285,8 @@ def test_without_a_prefill_chunk_the_gpu_chain_takes_one_step_per_prompt_token_t
     engine.steps = 0
     chain = CudaEngine.greedy(engine, [7, 8, 9], 4)
     assert next(chain) == 10 and next(chain) == 11
-    chain.close()  # the caller stopped (an end-of-generation token): no step beyond the ones asked for
-    assert engine.steps == 3 + 1
+    chain.close()  # the caller stopped (an end-of-generation token): at most one step beyond the ones asked for
+    assert engine.steps == 3 + 2
 
 
 class FakePrefillLibrary:

@@ -27,8 +27,8 @@ C_API = ["edgellm_attention_prefill", "edgellm_attention_decode", "edgellm_atten
          "edgellm_gemv_qkv_rope_table", "edgellm_rope_table",
          "edgellm_gemv_swiglu", "edgellm_gemv_swiglu_quantize", "edgellm_rmsnorm_quantize", "edgellm_rope_append",
          "edgellm_argmax_advance",
-         "edgellm_engine_create", "edgellm_engine_step", "edgellm_engine_graph_nodes", "edgellm_engine_logits",
-         "edgellm_engine_destroy"]
+         "edgellm_engine_create", "edgellm_engine_step", "edgellm_engine_launch", "edgellm_engine_collect",
+         "edgellm_engine_graph_nodes", "edgellm_engine_logits", "edgellm_engine_destroy"]
 
 
 def test_sanitizer_summaries_are_read_for_every_tool():

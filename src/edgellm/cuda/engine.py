@@ -54,6 +54,8 @@ SIGNATURES = {
     "edgellm_engine_create": [ctypes.POINTER(ModelConfig), ctypes.POINTER(Layer), ctypes.POINTER(QMatrix),
                               ctypes.POINTER(QMatrix), P, P, ctypes.POINTER(P)],
     "edgellm_engine_step": [P, ctypes.c_int, ctypes.POINTER(ctypes.c_int)],
+    "edgellm_engine_launch": [P, ctypes.c_int],
+    "edgellm_engine_collect": [P, ctypes.POINTER(ctypes.c_int)],
     "edgellm_engine_prefill": [P, ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int,
                                ctypes.POINTER(ctypes.c_int)],
     "edgellm_engine_prefill_logits": [P, ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int, P],
@@ -253,6 +255,18 @@ class CudaEngine:
                                                         ctypes.byref(nxt)), "decode step")
         return nxt.value
 
+    def launch(self, token: int | None = None) -> None:
+        """Queues a step (token as in step) and returns at once; collect() gives its choice. Up to 4 queued steps;
+        step and prefill are refused while any is, reset drops them."""
+        self.library.check(self.lib.edgellm_engine_launch(self.engine, -1 if token is None else int(token)),
+                           "decode step launch")
+
+    def collect(self) -> int:
+        """The choice of the oldest queued step, once it has run."""
+        nxt = ctypes.c_int()
+        self.library.check(self.lib.edgellm_engine_collect(self.engine, ctypes.byref(nxt)), "decode step")
+        return nxt.value
+
     def _prefill_call(self, tokens: list[int], chunk: int | None, host_all: np.ndarray | None) -> int:
         n = len(tokens)
         chunk = checked_prefill_chunk(chunk if chunk is not None else self.prefill_chunk or DEFAULT_PREFILL_CHUNK)
@@ -311,8 +325,9 @@ class CudaEngine:
     def greedy(self, prompt_ids: list[int], max_new_tokens: int):
         """Greedy tokens after the prompt, yielded as they come: the prompt through one batched prefill (with
         prefill_chunk None, one decode step per token), its choice the first token, then one captured decode step
-        per further token. Each step feeds the previous choice and returns the next, so a caller that stops early
-        leaves no step unused. The caller checks that the prompt is not empty and that prompt and tokens fit
+        per further token. Each step feeds the previous choice, which never leaves the GPU, so the next step is
+        queued before a token is yielded: the GPU runs its steps back to back while the caller handles the token
+        (a caller that stops early leaves at most one step unused, dropped at the next reset). The caller checks that the prompt is not empty and that prompt and tokens fit
         max_context (checked here again before any device work)."""
         if not prompt_ids or len(prompt_ids) + max_new_tokens > self.max_context:
             raise ContextLengthError(f"{len(prompt_ids)} prompt + {max_new_tokens} new tokens: the prompt must be "
@@ -325,9 +340,14 @@ class CudaEngine:
         else:
             for t in prompt_ids:
                 nxt = self.step(t)
+        further = max_new_tokens - 1
+        if further > 0:
+            self.launch()
         yield nxt
-        for _ in range(max_new_tokens - 1):
-            yield self.step(None)
+        for i in range(further):
+            if i + 1 < further:
+                self.launch()  # behind the one collected next
+            yield self.collect()
 
     def build_info(self) -> str:
         gpu = device_name() or "no CUDA device"
