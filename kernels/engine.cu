@@ -10,12 +10,13 @@
 // residual (one kernel each, the GEMV then writing to tmp), GeGLU after separate gate and up products, and soft-capped
 // logits before the argmax; phi3's fused matrices arrive as row views and take the llama path.
 //
-// Fused (the default), a llama layer is 9 launches: RMSNorm+quantize, Q/K/V (+ biases) in one GEMV (one per quant type
-// where they differ), RoPE+append, attention writing quantized activations, output projection with the residual added
-// in its epilogue, RMSNorm+quantize, gate/up with SwiGLU in the epilogue, quantize, down projection + residual.  By
-// default RoPE and the append go into the Q/K/V launch (8; EDGELLM_EPILOGUE_FUSION=none keeps them apart, =all also
-// moves the quantize into the gate/up launch: 7).  Each fused kernel computes exactly what the separate ones do, in
-// the same order (the GPU tests compare the two steps bit for bit).
+// Fused (the default), a llama layer is 8 launches: RMSNorm+quantize, Q/K/V (+ biases) in one GEMV (one per quant type
+// where they differ) with RoPE and the cache append in its epilogue (the step's cos and sin made once, before the
+// first layer), attention writing quantized activations, output projection with the residual added in its epilogue,
+// RMSNorm+quantize, gate/up with SwiGLU in the epilogue, quantize, down projection + residual.
+// EDGELLM_EPILOGUE_FUSION=none gives RoPE+append a launch of its own (9), =all also moves the quantize into the
+// gate/up launch (7).  Each fused kernel computes exactly what the separate ones do, in the same order (the GPU tests
+// compare the two steps bit for bit).
 //
 // Prefill (edgellm_engine_prefill) runs a prompt through the same weights chunk by chunk on tensor cores
 // (edgellm_prefill.h): per layer, RMSNorm to fp16, Q/K/V in one GEMM with biases, the decode path's own RoPE and cache

@@ -178,22 +178,27 @@ template <> __device__ __forceinline__ float dot_chunk<EDGELLM_Q8_0>(const Chunk
     return __half2float(b.d) * x.ds.x * dot.value();
 }
 
-// ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j (0..7) from a Q4_K super-block's 12 scale bytes.
+// ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j (0..7) from a Q4_K super-block's 12 scale bytes,
+// in two halves (so that a chunk's bytes can be loaded apart from their use): the three bytes that sub-block j reads
+// (for j < 4 only the first two count), then its scale and min from them.
+struct Q4kScaleBytes {
+    uint8_t s0, s1, s2;
+};
+__device__ __forceinline__ Q4kScaleBytes q4k_scale_bytes(const uint8_t *s, int j) {
+    return {s[j < 4 ? j : j + 4], s[j < 4 ? j + 4 : j - 4], s[j]};
+}
+__device__ __forceinline__ void q4k_scale_min(const Q4kScaleBytes &b, int j, int &sc, int &mn) {
+    sc = j < 4 ? b.s0 & 63 : (b.s0 & 0x0F) | ((b.s1 >> 6) << 4);
+    mn = j < 4 ? b.s1 & 63 : (b.s0 >> 4) | ((b.s2 >> 6) << 4);
+}
 __device__ __forceinline__ void q4k_scale_min(const uint8_t *s, int j, int &sc, int &mn) {
-    if (j < 4) {
-        sc = s[j] & 63;
-        mn = s[j + 4] & 63;
-    } else {
-        sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-        mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
+    q4k_scale_min(q4k_scale_bytes(s, j), j, sc, mn);
 }
 
-// A Q4_K chunk: the 32 bytes of its sub-block pair and the three scale bytes that q4k_scale_min reads for
-// sub-block j (for j < 4 only the first two count).
+// A Q4_K chunk: the 32 bytes of its sub-block pair, its scale bytes and the super-block's d and dmin.
 template <> struct ChunkBytes<EDGELLM_Q4_K> {
     uint4 a, b;
-    uint8_t s0, s1, s2;
+    Q4kScaleBytes s;
     __half2 dm;
 };
 template <> __device__ __forceinline__ ChunkBytes<EDGELLM_Q4_K> load_chunk<EDGELLM_Q4_K>(const QMatrix &w, int row,
@@ -203,7 +208,7 @@ template <> __device__ __forceinline__ ChunkBytes<EDGELLM_Q4_K> load_chunk<EDGEL
     const uint8_t *qs = w.qs + sb * 128 + (j / 2) * 32, *s = w.scales + sb * 12;
     ChunkBytes<EDGELLM_Q4_K> b;
     b.a = load_weights16(qs), b.b = load_weights16(qs + 16);
-    b.s0 = s[j < 4 ? j : j + 4], b.s1 = s[j < 4 ? j + 4 : j - 4], b.s2 = s[j];
+    b.s = q4k_scale_bytes(s, j);
     b.dm = reinterpret_cast<const __half2 *>(w.d)[sb];
     return b;
 }
@@ -217,12 +222,10 @@ template <> __device__ __forceinline__ float dot_chunk<EDGELLM_Q4_K>(const Chunk
     IDot dot;
 #pragma unroll
     for (int i = 0; i < 8; ++i) dot.add((qv[i] >> shift) & 0x0F0F0F0F, x, i);
-    // q4k_scale_min's values from the bytes it reads.
-    const int sc = j < 4 ? b.s0 & 63 : (b.s0 & 0x0F) | ((b.s1 >> 6) << 4);
-    const int mn = j < 4 ? b.s1 & 63 : (b.s0 >> 4) | ((b.s2 >> 6) << 4);
+    int sc, mn;
+    q4k_scale_min(b.s, j, sc, mn);
     return __low2float(b.dm) * sc * x.ds.x * dot.value() - __high2float(b.dm) * mn * x.ds.y;
 }
-
 
 // Chunks 2p and 2p + 1 of a Q4_K row (pair p: sub-blocks 2g and 2g + 1 of super-block p / 4, g = p % 4), each
 // scaled as chunk_dot<EDGELLM_Q4_K> scales it, summed.

@@ -327,8 +327,9 @@ class CudaEngine:
         prefill_chunk None, one decode step per token), its choice the first token, then one captured decode step
         per further token. Each step feeds the previous choice, which never leaves the GPU, so the next step is
         queued before a token is yielded: the GPU runs its steps back to back while the caller handles the token
-        (a caller that stops early leaves at most one step unused, dropped at the next reset). The caller checks that the prompt is not empty and that prompt and tokens fit
-        max_context (checked here again before any device work)."""
+        (a caller that stops early leaves at most one step unused, dropped at the next reset). The caller checks
+        that the prompt is not empty and that prompt and tokens fit max_context (checked here again before any
+        device work)."""
         if not prompt_ids or len(prompt_ids) + max_new_tokens > self.max_context:
             raise ContextLengthError(f"{len(prompt_ids)} prompt + {max_new_tokens} new tokens: the prompt must be "
                                      f"non-empty and all fit the context of {self.max_context}")
