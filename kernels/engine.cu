@@ -185,7 +185,7 @@ int attention(edgellm_engine *e, int i, bool quantized) {
 // The GEMV epilogues that take the next small operation's work, a launch a layer fewer each: RoPE and the cache
 // append in the Q/K/V launch (with the rotation's cos and sin made once a step, edgellm_rope_table, for every layer
 // on the model's RoPE base), and the SwiGLU output's quantization in the gate/up launch.  EDGELLM_EPILOGUE_FUSION
-// (read once) names them: "rope" (the default: it measured faster at every size), "quantize", "1" or "all" both,
+// (read once) names them: "rope" (the default: faster at each of the four sizes timed, docs/performance.md), "quantize", "1" or "all" both,
 // "0" or "none" neither.  Results are the same bit for bit either way (tests/edgellm/test_gemv_epilogues.py).
 struct EpilogueFusion {
     bool rope = false, quantize = false;
