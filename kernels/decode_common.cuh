@@ -160,7 +160,8 @@ __device__ void merge_if_last(const DecodeParams &p, int b, int h0, int n_rows, 
 // tile.  Returns EDGELLM_OK or an error code; launches one kernel.
 int launch_decode_tc(const DecodeParams &p, edgellm_dtype kv_dtype, int head_dim, int batch, int n_kv_heads,
                      int num_splits, float *part_o, float *part_lse, int *counters, int rows, cudaStream_t stream);
-int decode_tc_splits(edgellm_dtype kv_dtype, int head_dim, int batch, int n_kv_heads, int head_chunks, int seq_k);
+int decode_tc_splits(edgellm_dtype kv_dtype, int head_dim, int batch, int n_kv_heads, int head_chunks, int seq_k,
+                     bool cap);
 constexpr int kTcRows = 16;  // query heads per tensor-core block
 
 }  // namespace edgellm

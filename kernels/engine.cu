@@ -33,6 +33,12 @@
 #include "attention_common.cuh"
 #include "edgellm_engine.h"
 
+// Either decode attention kernel (flash_decode.cu; not in the public header): impl 0 CUDA cores, 1 tensor cores.
+extern "C" int edgellm_attention_decode_at_impl(const edgellm_decode_args *a, edgellm_dtype kv_dtype, const int *pos,
+                                                int num_splits, void *workspace, size_t workspace_bytes, void *xq,
+                                                void *xds, int impl, void *stream);
+extern "C" int edgellm_decode_splits_impl(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int impl);
+
 namespace {
 
 __global__ void advance_kernel(int *pos) { *pos += 1; }
@@ -55,6 +61,7 @@ struct edgellm_engine {
     void *workspace = nullptr;
     size_t workspace_bytes = 0;
     int splits = 1;
+    int decode_impl = 0;  // the decode attention's kernel (decode_attention_impl)
     int *pos = nullptr, *token = nullptr;  // device
     // Steps launched and not yet collected (edgellm_engine_launch / _collect), at most kQueuedSteps: slot i % kQueued
     // of step i holds the token fed to it and the one it chose, and the event after that choice's copy.
@@ -175,11 +182,22 @@ int gate_up_geglu(edgellm_engine *e, const edgellm_layer &L) {
     return edgellm_geglu(e->gate_up, e->ffn, 1, hidden, e->stream);
 }
 
+// The decode attention's kernel, EDGELLM_DECODE_ATTENTION (read once): "cuda" (0: CUDA cores, fp32 arithmetic) or
+// "tensor" (1: the query heads of a KV head as the rows of mma tiles, fp16 products).
+int decode_attention_impl() {
+    static const int impl = [] {
+        const char *v = std::getenv("EDGELLM_DECODE_ATTENTION");
+        return v && std::string(v) == "tensor" ? 1 : 0;
+    }();
+    return impl;
+}
+
 // Attention of layer i into e->att; with `quantized`, also into e->xq / e->xds for the output projection.
 int attention(edgellm_engine *e, int i, bool quantized) {
     const edgellm_decode_args a = attention_args(e, i);
-    return edgellm_attention_decode_at(&a, EDGELLM_F16, e->pos, e->splits, e->workspace, e->workspace_bytes,
-                                       quantized ? e->xq : nullptr, quantized ? e->xds : nullptr, e->stream);
+    return edgellm_attention_decode_at_impl(&a, EDGELLM_F16, e->pos, e->splits, e->workspace, e->workspace_bytes,
+                                            quantized ? e->xq : nullptr, quantized ? e->xds : nullptr, e->decode_impl,
+                                            e->stream);
 }
 
 // The GEMV epilogues that take the next small operation's work, a launch a layer fewer each: RoPE and the cache
@@ -601,7 +619,8 @@ extern "C" int edgellm_engine_create(const edgellm_model_config *c, const edgell
     if (rc == EDGELLM_OK) {
         edgellm_decode_args a = attention_args(e, 0);
         a.window = 0;  // sized for a global layer's whole cache; a window's rows fill fewer of the splits
-        e->splits = std::max(1, edgellm_decode_splits(&a, EDGELLM_F16));
+        e->decode_impl = decode_attention_impl();
+        e->splits = std::max(1, edgellm_decode_splits_impl(&a, EDGELLM_F16, e->decode_impl));
         e->workspace_bytes = edgellm_decode_workspace_bytes(1, c->n_heads, c->head_dim, e->splits);
         rc = alloc(e, reinterpret_cast<unsigned char **>(&e->workspace), e->workspace_bytes);
     }

@@ -395,8 +395,10 @@ static int cuda_core_splits(const edgellm_decode_args *a, edgellm_dtype kv_dtype
     return std::max(1, std::min(splits, EDGELLM_MAX_SPLITS));
 }
 
-// The default is the CUDA-core kernel for every KV dtype: on an H200 (kernels/bench) it read a 16k fp16 cache at
-// 1980 GB/s where the tensor-core kernel, as first measured, reached 804 GB/s.
+// The default is the CUDA-core kernel for every KV dtype (exact fp32 arithmetic).  The tensor-core kernel with
+// several warps a block reads a 32k fp16 cache about as fast in isolation (H100, kernels/bench: 2476 against
+// 2427 GB/s) and made the engine's 8B step at 32k keys 10% shorter (docs/performance.md); the engine takes it with
+// EDGELLM_DECODE_ATTENTION=tensor.
 static bool uses_tensor_cores(edgellm_dtype kv_dtype, int impl) {
     (void)kv_dtype;
     return impl == 1;
@@ -410,7 +412,8 @@ static int tc_head_chunks(const edgellm_decode_args *a) {
 static int splits_for(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int impl) {
     if (!decode_args_ok(a)) return 1;
     if (uses_tensor_cores(kv_dtype, impl))
-        return decode_tc_splits(kv_dtype, a->head_dim, a->batch, a->n_kv_heads, tc_head_chunks(a), attended_rows(a));
+        return decode_tc_splits(kv_dtype, a->head_dim, a->batch, a->n_kv_heads, tc_head_chunks(a), attended_rows(a),
+                                a->softcap > 0.f);
     return cuda_core_splits(a, kv_dtype);
 }
 
@@ -426,7 +429,7 @@ static int decode(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_
         return EDGELLM_ERR_UNSUPPORTED;
     if (kv_dtype != EDGELLM_F32 && kv_dtype != EDGELLM_F16 && kv_dtype != EDGELLM_BF16) return EDGELLM_ERR_UNSUPPORTED;
     const bool tc = uses_tensor_cores(kv_dtype, impl);
-    if (tc && (kv_dtype == EDGELLM_F32 || xq)) return EDGELLM_ERR_UNSUPPORTED;
+    if (tc && kv_dtype == EDGELLM_F32) return EDGELLM_ERR_UNSUPPORTED;
     if (a->softcap > 0.f && kv_dtype == EDGELLM_BF16) return EDGELLM_ERR_UNSUPPORTED;
     // The tensor-core kernel reads Q as float4.
     if (tc && (reinterpret_cast<uintptr_t>(a->q) % 16 || a->q_layout.batch_stride % 4 || a->q_layout.head_stride % 4))
@@ -512,11 +515,25 @@ extern "C" int edgellm_decode_splits_impl(const edgellm_decode_args *a, edgellm_
     return splits_for(a, kv_dtype, impl);
 }
 
-extern "C" int edgellm_attention_decode_at(const edgellm_decode_args *a, edgellm_dtype kv_dtype, const int *pos,
-                                           int num_splits, void *workspace, size_t workspace_bytes, void *xq,
-                                           void *xds, void *stream) {
+static int decode_at(const edgellm_decode_args *a, edgellm_dtype kv_dtype, const int *pos, int num_splits,
+                     void *workspace, size_t workspace_bytes, void *xq, void *xds, int impl, void *stream) {
     if (!pos || num_splits <= 0 || !xq != !xds) return EDGELLM_ERR_ARGUMENT;
     // The quantized output is [batch, n_heads * head_dim] like o's contiguous layout, 4 values per lane.
     if (xq && (reinterpret_cast<uintptr_t>(xq) % 16 || reinterpret_cast<uintptr_t>(xds) % 8)) return EDGELLM_ERR_ARGUMENT;
-    return decode(a, kv_dtype, num_splits, workspace, workspace_bytes, 0, stream, pos, xq, xds);
+    return decode(a, kv_dtype, num_splits, workspace, workspace_bytes, impl, stream, pos, xq, xds);
+}
+
+extern "C" int edgellm_attention_decode_at(const edgellm_decode_args *a, edgellm_dtype kv_dtype, const int *pos,
+                                           int num_splits, void *workspace, size_t workspace_bytes, void *xq,
+                                           void *xds, void *stream) {
+    return decode_at(a, kv_dtype, pos, num_splits, workspace, workspace_bytes, xq, xds, 0, stream);
+}
+
+// The device-position decode on either implementation (impl as for edgellm_attention_decode_impl), for the engine's
+// choice of kernel, the accuracy test and the benchmark.
+extern "C" int edgellm_attention_decode_at_impl(const edgellm_decode_args *a, edgellm_dtype kv_dtype, const int *pos,
+                                                int num_splits, void *workspace, size_t workspace_bytes, void *xq,
+                                                void *xds, int impl, void *stream) {
+    if (impl != 0 && impl != 1) return EDGELLM_ERR_ARGUMENT;
+    return decode_at(a, kv_dtype, pos, num_splits, workspace, workspace_bytes, xq, xds, impl, stream);
 }

@@ -103,7 +103,8 @@ static void prefill(Csv &csv, edgellm_dtype t, int D, int H, int KVH, int S, boo
     }
 }
 
-static void decode(Csv &csv, edgellm_dtype t, int D, int H, int KVH, int S, const std::vector<int> &splits) {
+static void decode(Csv &csv, edgellm_dtype t, int D, int H, int KVH, int S, const std::vector<int> &splits,
+                   const std::vector<int> &tc_splits = {0}) {
     const size_t nkv = (size_t)S * KVH * D, es = dtype_size(t), kv_bytes = 2 * nkv * es;
     // Enough copies of the cache that consecutive calls never find it in L2.
     const int copies = (int)std::min<size_t>(64, std::max<size_t>(2, ((size_t)512 << 20) / kv_bytes + 1));
@@ -122,7 +123,8 @@ static void decode(Csv &csv, edgellm_dtype t, int D, int H, int KVH, int S, cons
     struct Variant { const char *name; int impl; int splits; };
     std::vector<Variant> variants;
     for (int s : splits) variants.push_back({s > 0 ? "edgellm-fixed" : "edgellm", -1, s});
-    if (t != EDGELLM_F32) variants.push_back({"edgellm-tensorcores", 1, 0});
+    if (t != EDGELLM_F32)
+        for (int s : tc_splits) variants.push_back({s > 0 ? "edgellm-tensorcores-fixed" : "edgellm-tensorcores", 1, s});
     for (const Variant &var : variants) {
         auto run = [&](int i) {
             const size_t off = (size_t)(i % copies) * nkv * es;
@@ -158,7 +160,7 @@ int main(int argc, char **argv) {
     Csv csv(out);
     copy_bandwidth(csv);
     if (decode_only) {
-        decode(csv, EDGELLM_F16, 128, 32, 8, decode_only, {0, 16, 33, 48, 66, 99, 132});
+        decode(csv, EDGELLM_F16, 128, 32, 8, decode_only, {0, 16, 33, 48, 66, 99, 132}, {0, 16, 33, 66, 132, 256});
         if (path) std::fclose(out);
         return 0;
     }

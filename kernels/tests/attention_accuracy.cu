@@ -23,6 +23,9 @@
 
 extern "C" int edgellm_attention_decode_impl(const edgellm_decode_args *a, edgellm_dtype kv_dtype, int num_splits,
                                              void *workspace, size_t workspace_bytes, int impl, void *stream);
+extern "C" int edgellm_attention_decode_at_impl(const edgellm_decode_args *a, edgellm_dtype kv_dtype, const int *pos,
+                                                int num_splits, void *workspace, size_t workspace_bytes, void *xq,
+                                                void *xds, int impl, void *stream);
 
 struct Result {
     double max_abs_err = 0, max_abs_ref = 0;
@@ -221,15 +224,28 @@ static void decode_case(Writer &w, edgellm_dtype t, int D, int H, int KVH, int B
     CUDA_CHECK(cudaMemcpy(pos.ptr, &last, sizeof(int), cudaMemcpyHostToDevice));
     edgellm_decode_args cap = a;
     cap.seq_k = 4 * sk + 64;  // only split lengths depend on it: rows past *pos + 1 are never read
-    for (int s : {1, 2, 4, 8, 16, 64}) {
-        CUDA_CHECK(cudaMemset(o.ptr, 0xff, nq * 4));
-        EDGELLM_CHECK(edgellm_attention_decode_at(&cap, t, pos.as<int>(), s, ws.ptr, ws.bytes, xq.ptr, xds.ptr, nullptr));
-        EDGELLM_CHECK(edgellm_quantize_activations(o.as<float>(), (int)nq, xq_ref.ptr, xds_ref.ptr, nullptr));
-        CUDA_CHECK(cudaDeviceSynchronize());
-        w.row("decode-at", t, D, H, KVH, B, 1, sk, 0, s, compare(ref, fetch(o.ptr, EDGELLM_F32, nq)), false, 1e-5);
-        w.row("decode-at-quantized", t, D, H, KVH, B, 1, sk, 0, s, compare(dequantized(xq_ref, xds_ref, nq),
-                                                                    dequantized(xq, xds, nq)),
-              false, 1e-300);  // exact: the same bytes dequantize to the same values
+    // The engine's choice of kernel (EDGELLM_DECODE_ATTENTION): the CUDA-core one (the public entry point) within
+    // fp32 rounding, the tensor-core one within its fp16/bf16 tolerance; either's quantized output exact.
+    for (int impl : {0, 1}) {
+        if (impl == 1 && t == EDGELLM_F32) continue;
+        const char *name = impl == 0 ? "decode-at" : "decode-tc-at";
+        const char *qname = impl == 0 ? "decode-at-quantized" : "decode-tc-at-quantized";
+        const double tol = impl == 0 ? 1e-5 : t == EDGELLM_F16 ? 2e-3 : 1e-2;
+        for (int s : {1, 2, 4, 8, 16, 64}) {
+            CUDA_CHECK(cudaMemset(o.ptr, 0xff, nq * 4));
+            if (impl == 0)
+                EDGELLM_CHECK(edgellm_attention_decode_at(&cap, t, pos.as<int>(), s, ws.ptr, ws.bytes, xq.ptr, xds.ptr,
+                                                          nullptr));
+            else
+                EDGELLM_CHECK(edgellm_attention_decode_at_impl(&cap, t, pos.as<int>(), s, ws.ptr, ws.bytes, xq.ptr,
+                                                               xds.ptr, impl, nullptr));
+            EDGELLM_CHECK(edgellm_quantize_activations(o.as<float>(), (int)nq, xq_ref.ptr, xds_ref.ptr, nullptr));
+            CUDA_CHECK(cudaDeviceSynchronize());
+            w.row(name, t, D, H, KVH, B, 1, sk, 0, s, compare(ref, fetch(o.ptr, EDGELLM_F32, nq)), impl == 1, tol);
+            w.row(qname, t, D, H, KVH, B, 1, sk, 0, s, compare(dequantized(xq_ref, xds_ref, nq),
+                                                          dequantized(xq, xds, nq)),
+                  false, 1e-300);  // exact: the same bytes dequantize to the same values
+        }
     }
 }
 

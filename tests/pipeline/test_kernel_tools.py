@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "kernels" / "tools"))
 
 from kernel_gate import headline, parse_checks, parse_sanitizer_summary, run_accuracy, run_checks  # noqa: E402
 C_API = ["edgellm_attention_prefill", "edgellm_attention_decode", "edgellm_attention_decode_at",
+         "edgellm_attention_decode_at_impl",
          "edgellm_decode_splits", "edgellm_decode_workspace_bytes", "edgellm_error_string", "edgellm_last_cuda_error",
          "edgellm_quantize_activations", "edgellm_gemv", "edgellm_gemv_many", "edgellm_gemv_qkv_rope",
          "edgellm_gemv_qkv_rope_table", "edgellm_rope_table",
