@@ -267,9 +267,17 @@ static TcInstance tc_instance() {
     using Full = TcDecodeConfig<T, D, kTcWarps, kTcStages>;
     using Two = TcDecodeConfig<T, D, kTcWarps, 2>;
     using One = TcDecodeConfig<T, D, 1, 2>;
+    // The limit holds the kernel's static shared memory (merge_if_last's) as well as the dynamic part.
     const int limit = max_block_smem_bytes();
-    if (Full::kSmemBytes <= limit) return {decode_tc_kernel<T, D, kCap, kTcWarps, kTcStages>, kTcWarps, Full::kSmemBytes};
-    if (Two::kSmemBytes <= limit) return {decode_tc_kernel<T, D, kCap, kTcWarps, 2>, kTcWarps, Two::kSmemBytes};
+    auto fits = [limit](void (*kernel)(DecodeParams, int, int, float *, float *, int *), int dynamic_bytes) {
+        cudaFuncAttributes attr;
+        return cudaFuncGetAttributes(&attr, kernel) == cudaSuccess &&
+               dynamic_bytes + (long long)attr.sharedSizeBytes <= limit;
+    };
+    if (fits(decode_tc_kernel<T, D, kCap, kTcWarps, kTcStages>, Full::kSmemBytes))
+        return {decode_tc_kernel<T, D, kCap, kTcWarps, kTcStages>, kTcWarps, Full::kSmemBytes};
+    if (fits(decode_tc_kernel<T, D, kCap, kTcWarps, 2>, Two::kSmemBytes))
+        return {decode_tc_kernel<T, D, kCap, kTcWarps, 2>, kTcWarps, Two::kSmemBytes};
     return {decode_tc_kernel<T, D, kCap, 1, 2>, 1, One::kSmemBytes};
 }
 
