@@ -72,6 +72,19 @@ __device__ __forceinline__ SplitPlan split_plan(int rows, int num_splits, int st
     return SplitPlan{len, min(num_splits, (rows + len - 1) / len)};
 }
 
+// The device's SM count, asked once (a decode call is a few microseconds of GPU time; the query costs the host about
+// as much); 0 where it cannot be read.  Both decode kernels size their grids from it.
+inline int multiprocessor_count() {
+    static int sms = 0;
+    if (sms == 0) {
+        int dev = 0, count = 0;
+        if (cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess)
+            sms = count;
+    }
+    return sms;
+}
+
 // The weight of a split in the merge; an empty split (lse -inf) weighs nothing.
 __device__ __forceinline__ float split_weight(float lse, float mx) { return lse == -INFINITY ? 0.f : exp2f(lse - mx); }
 

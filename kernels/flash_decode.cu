@@ -362,16 +362,10 @@ static int attended_rows(const edgellm_decode_args *a) {
 static int cuda_core_splits(const edgellm_decode_args *a, edgellm_dtype kv_dtype) {
     const int G = group_width(a->n_heads / a->n_kv_heads, a->head_dim);
     const int chunks = (a->n_heads / a->n_kv_heads + G - 1) / G;
-    // The SM count and each instance's occupancy are asked once: a decode call is a few microseconds of GPU time,
-    // and the occupancy query alone costs the host about as much.
-    static int sms = 0;
-    if (sms == 0) {
-        int dev = 0, count = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            return 1;
-        sms = count;
-    }
+    // Each instance's occupancy is asked once, like the SM count: the occupancy query alone costs the host about
+    // as much as a decode call's GPU time.
+    const int sms = multiprocessor_count();
+    if (sms == 0) return 1;
     int per_sm = 0, step = 0;
     with_instance(kv_dtype, a->head_dim, G, a->softcap > 0.f, [&](auto tt, auto dd, auto gg, auto cc) {
         using T = typename decltype(tt)::type;
@@ -530,7 +524,7 @@ extern "C" int edgellm_attention_decode_at(const edgellm_decode_args *a, edgellm
 }
 
 // The device-position decode on either implementation (impl as for edgellm_attention_decode_impl), for the engine's
-// choice of kernel, the accuracy test and the benchmark.
+// choice of kernel (EDGELLM_DECODE_ATTENTION) and the accuracy test.
 extern "C" int edgellm_attention_decode_at_impl(const edgellm_decode_args *a, edgellm_dtype kv_dtype, const int *pos,
                                                 int num_splits, void *workspace, size_t workspace_bytes, void *xq,
                                                 void *xds, int impl, void *stream) {

@@ -356,14 +356,8 @@ int decode_tc_splits(edgellm_dtype kv_dtype, int head_dim, int batch, int n_kv_h
                      bool cap) {
     // One wave: as many blocks as are resident at once (the SM count times the instance's blocks per SM), each split
     // at least kMinSplitKeys keys (shorter ones cost more to merge than they gain) and a round of the block's tiles.
-    static int sms = 0;
-    if (sms == 0) {
-        int dev = 0, count = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            return 1;
-        sms = count;
-    }
+    const int sms = multiprocessor_count();
+    if (sms == 0) return 1;
     auto per_d = [&](auto tag) {
         using T = decltype(tag);
         switch (head_dim) {
